@@ -1,0 +1,126 @@
+"""The integer arithmetic of edgec, defined once.
+
+Every integer the simulator produces comes from these functions; ``hls/include/edgec_numerics.h``
+mirrors them line by line. All inputs and outputs are ``np.int64`` arrays (or Python ints).
+
+Rounding rule (everywhere): round half to even, the rule of ONNX QuantizeLinear and TensorRT.
+Saturation: explicit, to a signed width given in bits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = [
+    "EXP2_FRAC_BITS",
+    "EXP2_POLY_Q30",
+    "MULT_BITS",
+    "REQUANT_INPUT_BITS",
+    "exp2_fixed",
+    "float_to_fixed",
+    "isqrt",
+    "quantize_multiplier",
+    "requant",
+    "rshift_round",
+    "saturate",
+]
+
+#: Multipliers are normalised into [2^(MULT_BITS-1), 2^MULT_BITS): 15 bits, relative error <= 2^-15.
+MULT_BITS = 15
+#: requant() accepts |x| < 2^47 so that x * multiplier stays inside int64 (and an HLS ap_int<64>).
+REQUANT_INPUT_BITS = 47
+#: exp2_fixed() works in Q2.30: its polynomial and its result carry 30 fractional bits.
+EXP2_FRAC_BITS = 30
+#: 2^x on [-1, 0] as a degree-5 polynomial, highest power first, Q30 integers (max error 5.5e-8).
+#: Computed once by a Chebyshev-node least-squares fit; pasted as integers so that every machine
+#: and the HLS header use the same constants.
+EXP2_POLY_Q30 = (1017428, 9890102, 59377501, 257890763, 744256846, 1073741765)
+
+
+def rshift_round(x: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:
+    """x / 2^shift rounded half to even; ``shift`` >= 0 (scalar or broadcastable array)."""
+    x = np.asarray(x, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    if np.any(shift < 0):
+        raise ValueError("rshift_round: negative shift")
+    q = x >> shift
+    rem = x - (q << shift)
+    half = np.where(shift > 0, np.int64(1) << np.maximum(shift - 1, 0), np.int64(1) << 62)
+    round_up = (rem > half) | ((rem == half) & ((q & 1) == 1))
+    return q + round_up.astype(np.int64)
+
+
+def saturate(x: np.ndarray | int, bits: int) -> np.ndarray:
+    """Clamp to the signed range of ``bits`` bits: [-2^(bits-1), 2^(bits-1) - 1]."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return np.clip(np.asarray(x, dtype=np.int64), lo, hi)
+
+
+def quantize_multiplier(real: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """Split a positive real multiplier into (m, shift) with real ~= m * 2^-shift.
+
+    m lies in [2^(MULT_BITS-1), 2^MULT_BITS); shift is in [0, 62]. Computed in float64 with
+    frexp, exact and identical on every IEEE machine.
+    """
+    real = np.asarray(real, dtype=np.float64)
+    if np.any(~np.isfinite(real)) or np.any(real <= 0):
+        raise ValueError("quantize_multiplier: multiplier must be finite and > 0")
+    mant, exp = np.frexp(real)  # real = mant * 2^exp, mant in [0.5, 1)
+    m = np.rint(mant * (1 << MULT_BITS)).astype(np.int64)
+    shift = (MULT_BITS - exp).astype(np.int64)
+    carry = m == (1 << MULT_BITS)
+    m = np.where(carry, m >> 1, m)
+    shift = np.where(carry, shift - 1, shift)
+    if np.any(shift < 0) or np.any(shift > 62):
+        raise ValueError(f"quantize_multiplier: multiplier {real.max():g} out of the representable range")
+    return m, shift
+
+
+def requant(x: np.ndarray, m: np.ndarray | int, shift: np.ndarray | int, bits: int = 8) -> np.ndarray:
+    """The one requantization step: saturate(round_half_even(x * m / 2^shift), bits)."""
+    x = np.asarray(x, dtype=np.int64)
+    if x.size and int(np.abs(x).max()) >= (1 << REQUANT_INPUT_BITS):
+        raise OverflowError(f"requant: input exceeds 2^{REQUANT_INPUT_BITS}")
+    return saturate(rshift_round(x * np.asarray(m, dtype=np.int64), shift), bits)
+
+
+def isqrt(x: np.ndarray) -> np.ndarray:
+    """Exact floor(sqrt(x)) of non-negative int64 values below 2^62."""
+    x = np.asarray(x, dtype=np.int64)
+    r = np.floor(np.sqrt(x.astype(np.float64))).astype(np.int64)
+    # float64 sqrt is within one unit of the true root here; two fixed corrections make it exact.
+    for _ in range(2):
+        r = np.where(r * r > x, r - 1, r)
+        r = np.where((r + 1) * (r + 1) <= x, r + 1, r)
+    return r
+
+
+def exp2_fixed(t: np.ndarray, frac_bits: int) -> np.ndarray:
+    """2^(t / 2^frac_bits) for t <= 0, as a Q30 integer in [0, 2^30].
+
+    t = -(z + f) with integer z >= 0 and f in [0, 1): 2^t = 2^(-f) >> z, where 2^(-f) comes from
+    EXP2_POLY_Q30 evaluated by Horner with rshift_round after each product (fixed iteration count).
+    """
+    t = np.asarray(t, dtype=np.int64)
+    if np.any(t > 0):
+        raise ValueError("exp2_fixed: argument must be <= 0")
+    one = np.int64(1) << frac_bits
+    z = (-t) >> frac_bits  # integer part of -t
+    frac = t + (z << frac_bits)  # in (-1, 0] * 2^frac_bits
+    if frac_bits <= EXP2_FRAC_BITS:
+        f30 = frac << (EXP2_FRAC_BITS - frac_bits)
+    else:
+        f30 = rshift_round(frac, frac_bits - EXP2_FRAC_BITS)
+    acc = np.full_like(t, EXP2_POLY_Q30[0])
+    for c in EXP2_POLY_Q30[1:]:
+        acc = rshift_round(acc * f30, EXP2_FRAC_BITS) + c
+    acc = np.minimum(acc, np.int64(1) << EXP2_FRAC_BITS)
+    del one
+    return rshift_round(acc, np.minimum(z, 62))
+
+
+def float_to_fixed(x: float, frac_bits: int) -> int:
+    """Round a real constant to the nearest fixed-point integer with ``frac_bits`` fraction bits."""
+    return int(round(math.ldexp(x, frac_bits)))

@@ -1,0 +1,103 @@
+"""The float reference interpreter: the model's own math in float32 (or float64) NumPy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgec.frontends.weights import WeightStore
+from edgec.ir import Node
+from edgec.runtime.base import Interpreter
+
+__all__ = ["FloatInterpreter", "softplus"]
+
+
+def softplus(x: np.ndarray) -> np.ndarray:
+    """log(1 + e^x), computed without overflow; torch's threshold (x > 20 -> x) is matched."""
+    return np.where(x > 20, x, np.logaddexp(0, np.minimum(x, 20))).astype(x.dtype)
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    return x / (1 + np.exp(-x))
+
+
+class FloatInterpreter(Interpreter):
+    """Float semantics of every op. ``dtype`` float32 matches torch fp32; float64 is a tighter reference."""
+
+    def __init__(self, weights: WeightStore, dtype: type = np.float32) -> None:
+        self.weights = weights
+        self.dtype = dtype
+
+    def w(self, node: Node, role: str) -> np.ndarray | None:
+        name = node.weights.get(role)
+        return None if name is None else self.weights[name].astype(self.dtype, copy=False)
+
+    def op_embed(self, node: Node, tokens: np.ndarray) -> np.ndarray:
+        return self.w(node, "weight")[tokens]
+
+    def op_rmsnorm(self, node: Node, x: np.ndarray) -> np.ndarray:
+        var = np.mean(np.square(x), axis=-1, keepdims=True)
+        y = x / np.sqrt(var + self.dtype(node.attrs["eps"]))
+        gamma = self.w(node, "weight")
+        return y if gamma is None else y * gamma
+
+    def op_linear(self, node: Node, x: np.ndarray) -> np.ndarray:
+        y = x @ self.w(node, "weight").T
+        bias = self.w(node, "bias")
+        return y if bias is None else y + bias
+
+    def op_split(self, node: Node, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        cuts = np.cumsum(node.attrs["sizes"])[:-1]
+        return tuple(np.split(x, cuts, axis=-1))
+
+    def _conv_weight(self, node: Node) -> tuple[np.ndarray, np.ndarray]:
+        w = self.w(node, "weight")[:, 0, :]  # [E, K]
+        bias = self.w(node, "bias")
+        return w, np.zeros(w.shape[0], self.dtype) if bias is None else bias
+
+    def op_conv1d_causal(self, node: Node, x: np.ndarray) -> np.ndarray:
+        w, bias = self._conv_weight(node)
+        k = w.shape[1]
+        length = x.shape[-2]
+        padded = np.concatenate([np.zeros((*x.shape[:-2], k - 1, x.shape[-1]), x.dtype), x], axis=-2)
+        y = sum(padded[..., j:j + length, :] * w[:, j] for j in range(k))
+        return y + bias
+
+    def op_conv1d_step(self, node: Node, x: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        w, bias = self._conv_weight(node)
+        window = np.concatenate([state, x[..., None]], axis=-1)  # [B, E, K], oldest first
+        return np.einsum("bek,ek->be", window, w) + bias, window[..., 1:]
+
+    def op_silu(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return silu(x)
+
+    def op_softplus(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return softplus(x)
+
+    def op_mul(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a * b
+
+    def op_add(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a + b
+
+    def op_hadamard(self, node: Node, x: np.ndarray) -> np.ndarray:
+        from edgec.numerics.hadamard import hadamard_transform_float
+
+        return hadamard_transform_float(x, node.attrs["plan"])
+
+    def _scan_params(self, node: Node) -> tuple[np.ndarray, np.ndarray]:
+        return -np.exp(self.w(node, "A_log")), self.w(node, "D")
+
+    def op_scan_step(self, node, u, dt, b, c, h) -> tuple[np.ndarray, np.ndarray]:
+        a, d = self._scan_params(node)
+        h = np.exp(dt[..., None] * a) * h + (dt * u)[..., None] * b[..., None, :]
+        y = np.einsum("ben,bn->be", h, c) + d * u
+        return y, h
+
+    def op_selective_scan(self, node, u, dt, b, c) -> np.ndarray:
+        a, d = self._scan_params(node)
+        h = np.zeros((*u.shape[:-2], u.shape[-1], a.shape[-1]), self.dtype)
+        ys = np.empty_like(u)
+        for t in range(u.shape[-2]):
+            h = np.exp(dt[..., t, :, None] * a) * h + (dt[..., t, :] * u[..., t, :])[..., None] * b[..., t, None, :]
+            ys[..., t, :] = np.einsum("ben,bn->be", h, c[..., t, :])
+        return ys + d * u
