@@ -1,0 +1,1 @@
+"""IR -> IR passes: fold norms, rotate, calibrate, quantize. Pipelines are explicit lists."""

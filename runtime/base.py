@@ -28,6 +28,10 @@ class Interpreter:
                                      f"(node {node.name})")
         return fn
 
+    def emit(self, node: Node, name: str, value: Any) -> Any:
+        """Post-process a produced value before it is stored (fake quantization); default: as is."""
+        return value
+
     def observe(self, node: Node, name: str, value: Any) -> None:
         """Called for each produced value; the default does nothing."""
 
@@ -48,7 +52,7 @@ class Interpreter:
                 raise type(err)(f"{err}\n  while executing {node.format(graph.values)}") from err
             results = result if isinstance(result, tuple) else (result,)
             for name, value in zip(node.outputs, results, strict=True):
-                env[name] = value
+                env[name] = value = self.emit(node, name, value)
                 self.observe(node, name, value)
             for name in last_use.get(index, ()):
                 if name not in graph.outputs:

@@ -84,12 +84,16 @@ class FloatInterpreter(Interpreter):
 
         return hadamard_transform_float(x, node.attrs["plan"])
 
+    def observe_state(self, node: Node, h: np.ndarray) -> None:
+        """Called with the SSM state after every update; calibration records its range."""
+
     def _scan_params(self, node: Node) -> tuple[np.ndarray, np.ndarray]:
         return -np.exp(self.w(node, "A_log")), self.w(node, "D")
 
     def op_scan_step(self, node, u, dt, b, c, h) -> tuple[np.ndarray, np.ndarray]:
         a, d = self._scan_params(node)
         h = np.exp(dt[..., None] * a) * h + (dt * u)[..., None] * b[..., None, :]
+        self.observe_state(node, h)
         y = np.einsum("ben,bn->be", h, c) + d * u
         return y, h
 
@@ -99,5 +103,6 @@ class FloatInterpreter(Interpreter):
         ys = np.empty_like(u)
         for t in range(u.shape[-2]):
             h = np.exp(dt[..., t, :, None] * a) * h + (dt[..., t, :] * u[..., t, :])[..., None] * b[..., t, None, :]
+            self.observe_state(node, h)
             ys[..., t, :] = np.einsum("ben,bn->be", h, c[..., t, :])
         return ys + d * u

@@ -1,0 +1,45 @@
+"""The pass contract: a pass maps a model to a model and says whether it changed anything."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from edgec.errors import EdgecError, PassError
+from edgec.frontends.model import Model
+
+__all__ = ["Pass", "PassResult", "run_passes"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """The rewritten model, whether it changed, and notes for the report (e.g. Hadamard padding)."""
+
+    model: Model
+    modified: bool
+    notes: tuple[str, ...] = ()
+
+
+Pass = Callable[[Model], PassResult]
+
+
+def run_passes(model: Model, passes: Sequence[tuple[str, Pass]]) -> tuple[Model, list[str]]:
+    """Run named passes in order; a failure names the pass and those that ran before it."""
+    notes: list[str] = []
+    done: list[str] = []
+    for name, fn in passes:
+        try:
+            result = fn(model)
+        except EdgecError:
+            raise
+        except Exception as err:
+            ran = ", ".join(done) or "none"
+            raise PassError(f"pass {name} failed: {err} (passes run before it: {ran})") from err
+        model = result.model
+        notes += [f"{name}: {n}" for n in result.notes]
+        logger.debug("pass %s modified=%s", name, result.modified)
+        done.append(name)
+    return model, notes

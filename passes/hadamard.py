@@ -1,0 +1,51 @@
+"""Online Hadamard rotation of the gated SSM output, with out_proj rotated offline (Quamba).
+
+y' = H_n y / sqrt(n) spreads outliers of y over all channels before int8 quantization;
+out_proj absorbs the inverse rotation exactly: W' = [W, 0] H_n^T / sqrt(n). A dimension that is
+not K * 2^m for a known K is zero-padded to the next one that is, and the padding is reported.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgec.frontends.model import Model
+from edgec.ir import Node, Op, Value
+from edgec.numerics.hadamard import hadamard_matrix, plan_hadamard
+from edgec.passes.base import PassResult
+
+__all__ = ["rotate_ssm_output"]
+
+
+def rotate_ssm_output(model: Model) -> PassResult:
+    weights = model.weights.copy()
+    graphs = {}
+    notes: list[str] = []
+    for key, graph in model.graphs.items():
+        graph = graph.copy()
+        for out_proj in [n for n in graph.nodes if n.op is Op.LINEAR and n.name.endswith(".out_proj")]:
+            src = out_proj.inputs[0]
+            dim = graph.values[src].shape[-1]
+            plan = plan_hadamard(int(dim))
+            rotated_name = out_proj.weights["weight"] + "@hadamard"
+            if rotated_name not in weights:
+                w = model.weights[out_proj.weights["weight"]].astype(np.float64)
+                w = np.pad(w, ((0, 0), (0, plan.pad)))
+                h = hadamard_matrix(plan.padded_dim).astype(np.float64) / np.sqrt(plan.padded_dim)
+                weights[rotated_name] = (w @ h.T).astype(np.float32)
+                if plan.pad and key == "prefill":
+                    notes.append(f"{out_proj.name}: dim {dim} padded to {plan.padded_dim} "
+                                 f"= {plan.k} x 2^{plan.m} (+{plan.pad} zero channels)")
+            rotated = src.rsplit(".", 1)[0] + ".yh"
+            value = graph.values[src]
+            had = Node(Op.HADAMARD, (src,), (rotated,), {}, {"plan": plan},
+                       out_proj.name.replace("out_proj", "hadamard"))
+            graph.insert_after(graph.producer(src), had,
+                               [Value(rotated, (*value.shape[:-1], plan.padded_dim), value.dtype)])
+            graph.replace_all_uses(src, rotated, skip=had)
+            new_out = graph.users(rotated)[0]
+            graph.replace_node(new_out, Node(new_out.op, new_out.inputs, new_out.outputs,
+                                             {**new_out.weights, "weight": rotated_name}, new_out.attrs,
+                                             new_out.name))
+        graphs[key] = graph
+    return PassResult(model.with_graphs(graphs, weights), True, tuple(notes))

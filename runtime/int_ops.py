@@ -1,0 +1,40 @@
+"""Composite integer kernels built only from edgec.numerics primitives (mirrored by the HLS)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgec.numerics.fixed import isqrt, quantize_multiplier, requant
+
+__all__ = ["int_matmul", "rmsnorm_int", "signed_multiplier"]
+
+INV_BITS = 16  # 1/rms is held normalised in (2^15, 2^16]
+
+
+def int_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """x[..., K] @ w[N, K].T of integer codes, exact: float64 BLAS is exact while |sum| < 2^53."""
+    acc = np.asarray(x, dtype=np.float64) @ np.asarray(w, dtype=np.float64).T
+    return acc.astype(np.int64)
+
+
+def rmsnorm_int(x: np.ndarray, eps_q: int, m: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:
+    """int8 codes of x / sqrt(mean(x^2) + eps) / s_out, for integer x (24-bit residual codes).
+
+    rms = isqrt(sum(x^2) // d + eps_q); inv = 2^(b+16) // rms with b = bit_length(rms), so inv has
+    16 significant bits whatever the magnitude; then one requant with shift + b + 16.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    d = x.shape[-1]
+    ms = np.sum(x * x, axis=-1, keepdims=True) // d + eps_q
+    rms = np.maximum(isqrt(ms), 1)
+    b = np.floor(np.log2(rms.astype(np.float64))).astype(np.int64) + 1  # exact bit length below 2^52
+    inv = (np.int64(1) << (b + INV_BITS)) // rms
+    return requant(x * inv, m, shift + b + INV_BITS, 8)
+
+
+def signed_multiplier(real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """quantize_multiplier for reals of any sign: m carries the sign; a zero gives m = 0."""
+    real = np.asarray(real, dtype=np.float64)
+    mag = np.where(real == 0, 1.0, np.abs(real))
+    m, shift = quantize_multiplier(mag)
+    return np.where(real == 0, 0, np.sign(real).astype(np.int64) * m), np.where(real == 0, 0, shift)

@@ -1,0 +1,186 @@
+"""The bit-accurate simulator of the ``int`` profile: integers only, from input token to logits.
+
+Every value is an int64 NumPy array of codes; its real value is code * scale, with the scale fixed
+at compile time (QuantizedModel.scales). All arithmetic goes through edgec.numerics, which the HLS
+kernels mirror. The only float in this module builds compile-time constants (multipliers, LUTs).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+
+import numpy as np
+
+from edgec.ir import Node, Op
+from edgec.numerics.fixed import exp2_fixed, quantize_multiplier, requant, rshift_round, saturate
+from edgec.numerics.hadamard import hadamard_transform_int
+from edgec.numerics.lut import build_lut, lookup
+from edgec.passes.quantize import QuantizedModel
+from edgec.runtime.base import Interpreter
+from edgec.runtime.float_ref import silu, softplus
+from edgec.runtime.int_ops import int_matmul, rmsnorm_int, signed_multiplier
+
+__all__ = ["IntSimulator", "ScanConstants"]
+
+LOG2E = 1.0 / math.log(2.0)
+DECAY_BITS = 30  # exp(dt * A) in Q30
+A_BITS = 20  # |A * log2(e) * s_dt| is held as an integer of at most 20 bits
+
+
+class ScanConstants:
+    """Integer constants of one selective-scan node (derived from scales and float A, D)."""
+
+    def __init__(self, qm: QuantizedModel, node: Node) -> None:
+        u, dt, b, c = node.inputs[:4]
+        s = qm.scales
+        s_h = qm.state_scales[node.name]
+        s_y = s[node.outputs[0]]
+        a = -np.exp(qm.fparams[node.weights["A_log"]].astype(np.float64)) * LOG2E * s[dt]  # per dt code
+        amax = float(np.abs(a).max())
+        # t = dt_q * a_q / 2^a_frac is dt * A * log2(e) in fixed point; a_q fits in A_BITS bits.
+        self.a_frac = int(A_BITS - 1 - math.floor(math.log2(amax))) if amax > 0 else 0
+        self.a_q = np.rint(np.ldexp(a, self.a_frac)).astype(np.int64)
+        self.bu_m, self.bu_shift = quantize_multiplier(s[dt] * s[u] * s[b] / s_h)
+        self.y_m, self.y_shift = quantize_multiplier(s[c] * s_h / s_y)
+        self.d_m, self.d_shift = signed_multiplier(qm.fparams[node.weights["D"]].astype(np.float64) * s[u] / s_y)
+        self.y_bits = qm.bits[node.outputs[0]]
+
+
+class IntSimulator(Interpreter):
+    """Executes a QuantizedModel's graphs with the integer semantics of the FPGA target."""
+
+    def __init__(self, qm: QuantizedModel) -> None:
+        self.qm = qm
+        self._const: dict[tuple[str, str], object] = {}
+
+    # ---- compile-time constants -------------------------------------------------------------
+    def const(self, node: Node, key: str, make):
+        k = (node.name, key)
+        if k not in self._const:
+            self._const[k] = make()
+        return self._const[k]
+
+    @cached_property
+    def _channel_scales(self) -> dict[str, np.ndarray]:
+        """Per-channel output scale of each LINEAR output, built from its split segments."""
+        out: dict[str, np.ndarray] = {}
+        for node in self.qm.graphs["prefill"].nodes:
+            if node.op is Op.SPLIT:
+                parts = [np.full(n, self.qm.scales[o]) for o, n in zip(node.outputs, node.attrs["sizes"],
+                                                                     strict=True)]
+                out[node.inputs[0]] = np.concatenate(parts)
+        return out
+
+    def out_scale(self, value: str) -> np.ndarray | float:
+        return self._channel_scales.get(value, self.qm.scales.get(value, 1.0))
+
+    def _acc_scale(self, node: Node) -> np.ndarray:
+        return self.qm.scales[node.inputs[0]] * self.qm.wscales[node.weights["weight"]].astype(np.float64)
+
+    def _bias_q(self, node: Node) -> np.ndarray | int:
+        name = node.weights.get("bias")
+        if name is None:
+            return 0
+        return np.rint(self.qm.fparams[name].astype(np.float64) / self._acc_scale(node)).astype(np.int64)
+
+    def _requant_to_output(self, node: Node, acc: np.ndarray) -> np.ndarray:
+        out = node.outputs[0]
+        bits = self.qm.bits.get(out, 0)
+        if not bits:  # natural accumulator (logits): no requantization
+            return acc
+        m, shift = self.const(node, "out", lambda: quantize_multiplier(self._acc_scale(node) / self.out_scale(out)))
+        return requant(acc, m, shift, bits)
+
+    # ---- handlers ---------------------------------------------------------------------------
+    def op_embed(self, node: Node, tokens: np.ndarray) -> np.ndarray:
+        name = node.weights["weight"]
+        m, shift = self.const(node, "rows", lambda: quantize_multiplier(
+            self.qm.wscales[name].astype(np.float64) / self.qm.scales[node.outputs[0]]))
+        rows = self.qm.qweights[name][tokens].astype(np.int64)
+        return requant(rows, m[tokens][..., None], shift[tokens][..., None], self.qm.bits[node.outputs[0]])
+
+    def op_rmsnorm(self, node: Node, x: np.ndarray) -> np.ndarray:
+        s_in, s_out = self.qm.scales[node.inputs[0]], self.qm.scales[node.outputs[0]]
+        m, shift = self.const(node, "inv", lambda: quantize_multiplier(1.0 / s_out))
+        eps_q = self.const(node, "eps", lambda: min(round(node.attrs["eps"] / s_in**2), 1 << 40))
+        return rmsnorm_int(x, eps_q, m, shift)
+
+    def op_linear(self, node: Node, x: np.ndarray) -> np.ndarray:
+        acc = int_matmul(x, self.qm.qweights[node.weights["weight"]]) + self.const(node, "bias",
+                                                                                   lambda: self._bias_q(node))
+        return self._requant_to_output(node, acc)
+
+    def op_split(self, node: Node, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(np.split(x, np.cumsum(node.attrs["sizes"])[:-1], axis=-1))
+
+    def _conv_taps(self, node: Node) -> np.ndarray:
+        return self.qm.qweights[node.weights["weight"]][:, 0, :].astype(np.int64)  # [E, K]
+
+    def op_conv1d_causal(self, node: Node, x: np.ndarray) -> np.ndarray:
+        w = self._conv_taps(node)
+        k, length = w.shape[1], x.shape[-2]
+        padded = np.concatenate([np.zeros((*x.shape[:-2], k - 1, x.shape[-1]), np.int64), x], axis=-2)
+        acc = sum(padded[..., j:j + length, :] * w[:, j] for j in range(k))
+        return self._requant_to_output(node, acc + self.const(node, "bias", lambda: self._bias_q(node)))
+
+    def op_conv1d_step(self, node: Node, x: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        window = np.concatenate([state, x[..., None]], axis=-1)
+        acc = np.einsum("bek,ek->be", window, self._conv_taps(node))
+        return self._requant_to_output(node, acc + self.const(node, "bias", lambda: self._bias_q(node))), window[..., 1:]
+
+    def _lut(self, node: Node, fn) -> np.ndarray:
+        out = node.outputs[0]
+        return self.const(node, "lut", lambda: build_lut(fn, self.qm.scales[node.inputs[0]], self.qm.scales[out],
+                                                         self.qm.bits[out]))
+
+    def op_silu(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return lookup(self._lut(node, silu), x)
+
+    def op_softplus(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return lookup(self._lut(node, softplus), x)
+
+    def op_mul(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        prod = a * b
+        out = node.outputs[0]
+        if out not in self.qm.scales:  # wide product, consumed by the Hadamard rotation
+            return prod
+        m, shift = self.const(node, "out", lambda: quantize_multiplier(
+            self.qm.scales[node.inputs[0]] * self.qm.scales[node.inputs[1]] / self.qm.scales[out]))
+        return requant(prod, m, shift, self.qm.bits[out])
+
+    def op_hadamard(self, node: Node, x: np.ndarray) -> np.ndarray:
+        plan = node.attrs["plan"]
+        mul = self.qm.graphs["prefill"].producer(node.inputs[0])
+        s_in = self.qm.scales[mul.inputs[0]] * self.qm.scales[mul.inputs[1]]
+        m, shift = self.const(node, "out", lambda: quantize_multiplier(
+            s_in / math.sqrt(plan.padded_dim) / self.qm.scales[node.outputs[0]]))
+        return requant(hadamard_transform_int(x, plan), m, shift, 8)
+
+    def op_add(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return saturate(a + b, self.qm.bits[node.outputs[0]])
+
+    def _scan_update(self, k: ScanConstants, u, dt, b, c, h) -> tuple[np.ndarray, np.ndarray]:
+        """One time step for all channels: returns (y codes, new state codes)."""
+        decay = exp2_fixed(dt[..., None] * k.a_q, k.a_frac)  # Q30, [B, E, N]
+        bu = requant((dt * u)[..., None] * b[..., None, :], k.bu_m, k.bu_shift, 32)
+        h = saturate(rshift_round(decay * h, DECAY_BITS) + bu, 32)
+        y = requant(np.einsum("ben,bn->be", h, c), k.y_m, k.y_shift, 32) + requant(u, k.d_m, k.d_shift, 32)
+        return saturate(y, k.y_bits), h
+
+    def op_scan_step(self, node, u, dt, b, c, h) -> tuple[np.ndarray, np.ndarray]:
+        return self._scan_update(self.const(node, "scan", lambda: ScanConstants(self.qm, node)), u, dt, b, c, h)
+
+    def op_selective_scan(self, node, u, dt, b, c) -> np.ndarray:
+        k = self.const(node, "scan", lambda: ScanConstants(self.qm, node))
+        h = np.zeros((*u.shape[:-2], u.shape[-1], k.a_q.shape[-1]), np.int64)
+        ys = np.empty_like(u)
+        for t in range(u.shape[-2]):
+            ys[..., t, :], h = self._scan_update(k, u[..., t, :], dt[..., t, :], b[..., t, :], c[..., t, :], h)
+        return ys
+
+    # ---- outputs ----------------------------------------------------------------------------
+    def logits_scale(self) -> np.ndarray:
+        """Real value of one logit code, per vocabulary entry."""
+        head = self.qm.graphs["prefill"].find("lm_head")
+        return self._acc_scale(head)
