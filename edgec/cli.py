@@ -1,0 +1,130 @@
+"""The edgec command line: models, quantize, eval."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgec.errors import DataError, EdgecError
+from edgec.zoo import BUNDLED, DEFAULT_MODEL
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="edgec: compile state-space models to int8 edge artifacts, checked by a bit-accurate simulator.")
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _load_float(arg: str | None):
+    from edgec.frontends.hf_mamba import load_checkpoint
+
+    name = arg or DEFAULT_MODEL
+    if name in BUNDLED:
+        return load_checkpoint(BUNDLED[name].folder), BUNDLED[name]
+    return load_checkpoint(Path(name)), None
+
+
+@app.command()
+def models() -> None:
+    """List the bundled models."""
+    for entry in BUNDLED.values():
+        print(f"{entry.name:12s} {entry.description}  ({entry.folder})")
+
+
+@app.command()
+def quantize(
+    model: Annotated[str | None, typer.Argument(help="HF Mamba checkpoint folder or bundled name")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="QDIR to write")] = Path("out/qdir"),
+    calib: Annotated[Path | None, typer.Option(help="calibration text or .npy token ids")] = None,
+    calib_tokens: Annotated[int, typer.Option(help="tokens of calibration data to use")] = 8192,
+    seq_len: Annotated[int, typer.Option(help="calibration window length")] = 256,
+    hadamard: Annotated[bool, typer.Option(help="online Hadamard before out_proj")] = True,
+    percentile: Annotated[bool, typer.Option(help="percentile clipping of the SSM input")] = True,
+    per_channel: Annotated[bool, typer.Option(help="per-output-channel weight scales")] = True,
+    alpha: Annotated[float, typer.Option(help="percentile of |u| kept by clipping")] = 0.99999,
+) -> None:
+    """Calibrate and quantize a model; write a QDIR that later builds reuse."""
+    from edgec.data import model_tokens, windows
+    from edgec.passes.pipeline import quantize as run_pipeline
+    from edgec.passes.quantize import QuantOptions
+    from edgec.qdir import save_qdir
+
+    if not 0.5 < alpha <= 1.0:
+        raise DataError(f"--alpha {alpha} is outside (0.5, 1]; use e.g. 0.99999")
+    fm, entry = _load_float(model)
+    calib_path = calib or (entry.calib if entry else None)
+    if calib_path is None:
+        raise DataError("no calibration data: pass --calib FILE (text or .npy token ids)")
+    batches = windows(model_tokens(fm, calib_path), seq_len, batch=8, max_tokens=calib_tokens)
+    qm = run_pipeline(fm, batches, QuantOptions(hadamard=hadamard, percentile=percentile,
+                                                per_channel=per_channel, alpha=alpha))
+    qm.source = model or DEFAULT_MODEL
+    save_qdir(qm, output)
+    for note in qm.notes:
+        print(f"note: {note}")
+    print(f"wrote {output} ({len(qm.qweights)} int8 weights, calibrated on {qm.calibration['tokens']} tokens)")
+
+
+@app.command("eval")
+def evaluate(
+    model: Annotated[str | None, typer.Argument(help="QDIR, HF checkpoint folder or bundled name")] = None,
+    data: Annotated[Path | None, typer.Option(help="text or .npy token ids (default: the bundled eval text)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    seq_len: Annotated[int, typer.Option(help="evaluation window length")] = 512,
+    max_tokens: Annotated[int | None, typer.Option(help="use at most this many tokens")] = None,
+) -> None:
+    """Perplexity of the float model and of the int and qdq simulators on the same tokens."""
+    from edgec.data import model_tokens, windows
+    from edgec.evaluate import perplexities
+    from edgec.passes.pipeline import quantize as run_pipeline
+    from edgec.qdir import is_qdir, load_qdir
+
+    if model is not None and is_qdir(model):
+        qm = load_qdir(model)
+        fm, entry = _load_float(qm.source)
+    else:
+        fm, entry = _load_float(model)
+        qm = None
+    data_path = data or (entry.eval if entry else None)
+    if data_path is None:
+        raise DataError("no evaluation data: pass --data FILE (text or .npy token ids)")
+    ids = model_tokens(fm, data_path)
+    if qm is None:
+        qm = run_pipeline(fm, windows(model_tokens(fm, entry.calib), 256, 8, 8192) if entry
+                          else windows(ids, 256, 8, 8192))
+    batches = windows(ids, seq_len, batch=8, max_tokens=max_tokens)
+    ppl = perplexities(fm, qm, batches)
+    tokens = sum(b.shape[0] * (b.shape[1] - 1) for b in batches)
+    if as_json:
+        print(json.dumps({"metric": "perplexity", "tokens": tokens, **ppl}))
+    else:
+        print(f"perplexity on {tokens} tokens of {data_path}:")
+        for k, v in ppl.items():
+            rel = "" if k == "float" else f"  ({v / ppl['float']:.4f} x float)"
+            print(f"  {k:5s} {v:10.4f}{rel}")
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except EdgecError as err:
+        _stderr(f"edgec: error: {err}")
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        _stderr("edgec: aborted")
+        sys.exit(130)
+    except Exception as err:
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise
