@@ -66,7 +66,8 @@ def calibrate(model: Model, batches: list[np.ndarray], alpha: float = 0.99999) -
     stats = CalibrationStats(alpha=alpha)
     observer = _Observer(model, stats, clip_values)
     for tokens in batches:
-        observer.run(graph, {"tokens": tokens})
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are reported by name
+            observer.run(graph, {"tokens": tokens})
         stats.batches += 1
         stats.tokens += int(tokens.size)
     observer.finish()

@@ -1,0 +1,5 @@
+"""``python -m edgec`` is the ``edgec`` command."""
+
+from edgec.cli import main
+
+main()

@@ -1,0 +1,49 @@
+"""Shared fixtures: random-init Hugging Face Mamba models and their checkpoint folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+
+def make_hf_mamba(seed: int = 0, **sizes):
+    """A random-init MambaForCausalLM with realistic dt/A initialisation (transformers' own init)."""
+    torch.manual_seed(seed)
+    cfg = transformers.MambaConfig(**({"vocab_size": 256, "hidden_size": 64, "state_size": 16,
+                                       "num_hidden_layers": 2, "intermediate_size": 128, "conv_kernel": 4,
+                                       "time_step_rank": 8} | sizes))
+    return transformers.MambaForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_hf():
+    return make_hf_mamba(0)
+
+
+@pytest.fixture(scope="session")
+def hf_130m_dims():
+    """mamba-130m's dimensions (hidden 768, d_inner 1536, state 16, conv 4), 2 layers."""
+    return make_hf_mamba(1, vocab_size=1024, hidden_size=768, intermediate_size=1536, time_step_rank=48)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tiny_hf) -> Path:
+    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
+    tiny_hf.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def byte_text(tmp_path_factory) -> Path:
+    """Deterministic English-like text for calibration in tests."""
+    rng = np.random.default_rng(0)
+    words = "the state space model maps a sequence of tokens through a selective scan with gated output".split()
+    text = " ".join(rng.choice(words, 3000)) + "\n"
+    path = tmp_path_factory.mktemp("data") / "text.txt"
+    path.write_text(text)
+    return path

@@ -1,0 +1,103 @@
+"""The int and qdq simulators: prefill == step, integer-only datapath, QDIR round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgec.frontends.hf_mamba import from_torch
+from edgec.passes.pipeline import quantize
+from edgec.passes.quantize import QuantOptions
+from edgec.qdir import load_qdir, save_qdir
+from edgec.runtime.float_ref import FloatInterpreter
+from edgec.runtime.sim_int import IntSimulator
+from edgec.runtime.sim_qdq import QdqSimulator, quantize_linear
+from conftest import make_hf_mamba
+from helpers import decode, rel_err
+
+RNG = np.random.default_rng(7)
+CALIB = [RNG.integers(0, 256, (4, 64))]
+TOKENS = RNG.integers(0, 256, (2, 40))
+
+
+@pytest.fixture(scope="module", params=[128, 192], ids=["d128", "d192"])
+def quantized(request):
+    model = from_torch(make_hf_mamba(4, intermediate_size=request.param))
+    return model, quantize(model, CALIB)
+
+
+def test_int_prefill_equals_step_by_step_bit_exactly(quantized):
+    _, qm = quantized
+    sim = IntSimulator(qm)
+    prefill = sim.run(qm.graphs["prefill"], {"tokens": TOKENS})["logits"]
+    step = decode(sim, qm.graphs["step"], qm.spec, TOKENS, np.int64)
+    assert prefill.dtype == np.int64 and np.array_equal(prefill, step)
+
+
+def test_int_datapath_holds_only_integers(quantized):
+    _, qm = quantized
+    env = IntSimulator(qm).run(qm.graphs["prefill"], {"tokens": TOKENS}, keep_all=True)
+    assert all(np.issubdtype(v.dtype, np.integer) for v in env.values())
+    for name, bits in {"l0.u": 8, "l0.yh": 8, "l0.dt": 16, "l0.y": 16, "h2": 24}.items():
+        assert -(1 << (bits - 1)) <= env[name].min() and env[name].max() < 1 << (bits - 1), name
+
+
+def test_qdq_prefill_equals_step_and_inputs_are_on_the_int8_grid(quantized):
+    _, qm = quantized
+    sim = QdqSimulator(qm)
+    prefill = sim.run(qm.graphs["prefill"], {"tokens": TOKENS})["logits"]
+    step = decode(sim, qm.graphs["step"], qm.spec, TOKENS)
+    assert rel_err(step, prefill) < 1e-5
+    env = sim.run(qm.graphs["prefill"], {"tokens": TOKENS}, keep_all=True)
+    for name in sim.q_points:
+        codes = env[name] / np.float32(qm.scales[name])
+        assert np.abs(codes - np.rint(codes)).max() < 1e-3 and np.abs(codes).max() <= 128, name
+
+
+def test_both_profiles_track_the_float_model(quantized):
+    model, qm = quantized
+    ref = FloatInterpreter(model.weights).run(model.graphs["prefill"], {"tokens": TOKENS})["logits"]
+    isim = IntSimulator(qm)
+    got_int = isim.run(qm.graphs["prefill"], {"tokens": TOKENS})["logits"] * isim.logits_scale()
+    got_qdq = QdqSimulator(qm).run(qm.graphs["prefill"], {"tokens": TOKENS})["logits"]
+    assert rel_err(got_int, ref) < 0.05 and rel_err(got_qdq, ref) < 0.05
+
+
+def test_qdir_round_trip_is_bit_exact_and_deterministic(quantized, tmp_path):
+    model, qm = quantized
+    save_qdir(qm, tmp_path / "a")
+    save_qdir(quantize(model, CALIB), tmp_path / "b")
+    for name in ("weights.safetensors", "graphs.json", "scales.json", "manifest.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    loaded = load_qdir(tmp_path / "a")
+    a = IntSimulator(qm).run(qm.graphs["step"], {"tokens": TOKENS[:, 0], **_zeros(qm)})["logits"]
+    b = IntSimulator(loaded).run(loaded.graphs["step"], {"tokens": TOKENS[:, 0], **_zeros(loaded)})["logits"]
+    assert np.array_equal(a, b)
+
+
+def test_qdir_tampering_is_detected(quantized, tmp_path):
+    from edgec.errors import CheckpointError
+
+    save_qdir(quantized[1], tmp_path / "q")
+    (tmp_path / "q" / "scales.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="does not match the manifest hash"):
+        load_qdir(tmp_path / "q")
+
+
+def test_quantize_linear_is_onnx_semantics():
+    x = np.array([0.5, 1.5, 2.5, -0.5, -1.5, 200.0, -200.0], np.float32)
+    assert quantize_linear(x, 1.0).tolist() == [0, 2, 2, 0, -2, 127, -128]
+
+
+def test_passes_can_be_switched_off(quantized):
+    model, _ = quantized
+    qm = quantize(model, CALIB, QuantOptions(hadamard=False, percentile=False, per_channel=False))
+    sim = IntSimulator(qm)
+    prefill = sim.run(qm.graphs["prefill"], {"tokens": TOKENS})["logits"]
+    assert np.array_equal(prefill, decode(sim, qm.graphs["step"], qm.spec, TOKENS, np.int64))
+
+
+def _zeros(qm):
+    from helpers import zero_state
+
+    return zero_state(qm.spec, TOKENS.shape[0], np.int64)
