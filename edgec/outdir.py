@@ -28,7 +28,8 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     except OSError as err:
-        raise OutputError(f"{target}: cannot write the output folder ({err.strerror}); choose a writable path") from None
+        raise OutputError(
+            f"{target}: cannot write the output folder ({err.strerror}); choose a writable path") from None
     try:
         yield tmp
         if target.exists():

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from edgec.errors import EdgecError, PassError
 from edgec.frontends.model import Model
+from edgec.ir.verify import verify_graph
 
 __all__ = ["Pass", "PassResult", "run_passes"]
 
@@ -27,7 +28,10 @@ Pass = Callable[[Model], PassResult]
 
 
 def run_passes(model: Model, passes: Sequence[tuple[str, Pass]]) -> tuple[Model, list[str]]:
-    """Run named passes in order; a failure names the pass and those that ran before it."""
+    """Run named passes in order, verifying every graph after each one.
+
+    A failure names the pass and those that ran before it.
+    """
     notes: list[str] = []
     done: list[str] = []
     for name, fn in passes:
@@ -39,6 +43,11 @@ def run_passes(model: Model, passes: Sequence[tuple[str, Pass]]) -> tuple[Model,
             ran = ", ".join(done) or "none"
             raise PassError(f"pass {name} failed: {err} (passes run before it: {ran})") from err
         model = result.model
+        for graph in model.graphs.values():
+            try:
+                verify_graph(graph, model.weights)
+            except PassError as err:
+                raise PassError(f"after pass {name}: {err}") from None
         notes += [f"{name}: {n}" for n in result.notes]
         logger.debug("pass %s modified=%s", name, result.modified)
         done.append(name)

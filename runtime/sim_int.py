@@ -127,7 +127,8 @@ class IntSimulator(Interpreter):
     def op_conv1d_step(self, node: Node, x: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         window = np.concatenate([state, x[..., None]], axis=-1)
         acc = np.einsum("bek,ek->be", window, self._conv_taps(node))
-        return self._requant_to_output(node, acc + self.const(node, "bias", lambda: self._bias_q(node))), window[..., 1:]
+        acc = acc + self.const(node, "bias", lambda: self._bias_q(node))
+        return self._requant_to_output(node, acc), window[..., 1:]
 
     def _lut(self, node: Node, fn) -> np.ndarray:
         out = node.outputs[0]

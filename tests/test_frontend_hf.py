@@ -9,6 +9,7 @@ import torch
 from edgec.frontends.hf_mamba import from_torch, load_checkpoint
 from edgec.runtime.float_ref import FloatInterpreter
 from edgec.zoo import BUNDLED
+
 from helpers import decode, rel_err
 
 

@@ -14,6 +14,7 @@ from edgec.passes.hadamard import rotate_ssm_output
 from edgec.passes.pipeline import quantize
 from edgec.passes.quantize import QuantOptions
 from edgec.runtime.float_ref import FloatInterpreter
+
 from conftest import make_hf_mamba
 from helpers import decode, rel_err
 
@@ -87,3 +88,21 @@ def test_quantize_segments_per_channel_and_clipping(tiny_hf):
     assert flat.scales["l0.u"] > s["l0.u"]  # without percentile clipping the range is the full max
     assert not any(n.op is Op.HADAMARD for n in flat.graphs["prefill"])
     assert "l0.yg" in flat.scales and "l0.yh" in s
+
+
+def test_verifier_names_the_broken_node(tiny_hf):
+    from dataclasses import replace
+
+    from edgec.errors import PassError
+    from edgec.ir.verify import verify_graph
+
+    model = from_torch(tiny_hf)
+    graph = model.graphs["prefill"].copy()
+    verify_graph(graph, model.weights)
+    node = graph.find("layers.1.in_proj")
+    graph.replace_node(node, replace(node, inputs=("l1.nowhere",)))
+    with pytest.raises(PassError, match=r"node layers.1.in_proj .*%l1.nowhere is used before it is defined"):
+        verify_graph(graph)
+    graph.replace_node(graph.find("layers.1.in_proj"), replace(node, weights={"weight": "missing"}))
+    with pytest.raises(PassError, match="weight @missing is not in the weight store"):
+        verify_graph(graph, model.weights)

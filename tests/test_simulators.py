@@ -12,6 +12,7 @@ from edgec.qdir import load_qdir, save_qdir
 from edgec.runtime.float_ref import FloatInterpreter
 from edgec.runtime.sim_int import IntSimulator
 from edgec.runtime.sim_qdq import QdqSimulator, quantize_linear
+
 from conftest import make_hf_mamba
 from helpers import decode, rel_err
 

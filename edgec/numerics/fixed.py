@@ -106,7 +106,6 @@ def exp2_fixed(t: np.ndarray, frac_bits: int) -> np.ndarray:
     t = np.asarray(t, dtype=np.int64)
     if np.any(t > 0):
         raise ValueError("exp2_fixed: argument must be <= 0")
-    one = np.int64(1) << frac_bits
     z = (-t) >> frac_bits  # integer part of -t
     frac = t + (z << frac_bits)  # in (-1, 0] * 2^frac_bits
     if frac_bits <= EXP2_FRAC_BITS:
@@ -117,10 +116,9 @@ def exp2_fixed(t: np.ndarray, frac_bits: int) -> np.ndarray:
     for c in EXP2_POLY_Q30[1:]:
         acc = rshift_round(acc * f30, EXP2_FRAC_BITS) + c
     acc = np.minimum(acc, np.int64(1) << EXP2_FRAC_BITS)
-    del one
     return rshift_round(acc, np.minimum(z, 62))
 
 
 def float_to_fixed(x: float, frac_bits: int) -> int:
     """Round a real constant to the nearest fixed-point integer with ``frac_bits`` fraction bits."""
-    return int(round(math.ldexp(x, frac_bits)))
+    return round(math.ldexp(x, frac_bits))
