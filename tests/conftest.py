@@ -42,7 +42,8 @@ def tiny_checkpoint(tmp_path_factory, tiny_hf) -> Path:
 def byte_text(tmp_path_factory) -> Path:
     """Deterministic English-like text for calibration in tests."""
     rng = np.random.default_rng(0)
-    words = ["the", "state", "space", "model", "maps", "a", "sequence", "of", "tokens", "through", "a", "selective", "scan", "with", "gated", "output"]
+    words = ["the", "state", "space", "model", "maps", "a", "sequence", "of", "tokens",
+             "through", "selective", "scan", "with", "gates"]
     text = " ".join(rng.choice(words, 3000)) + "\n"
     path = tmp_path_factory.mktemp("data") / "text.txt"
     path.write_text(text)
