@@ -6,6 +6,7 @@ import numpy as np
 
 from edgec.frontends.model import Model
 from edgec.passes.quantize import QuantizedModel
+from edgec.progress import track
 from edgec.runtime.float_ref import FloatInterpreter
 from edgec.runtime.sim_int import IntSimulator
 from edgec.runtime.sim_qdq import QdqSimulator
@@ -21,9 +22,9 @@ def nll_sum(logits: np.ndarray, tokens: np.ndarray) -> float:
     return float(-np.take_along_axis(logp, tokens[:, 1:, None], axis=-1).sum())
 
 
-def _perplexity(run, batches: list[np.ndarray]) -> float:
+def _perplexity(run, batches: list[np.ndarray], label: str) -> float:
     total, count = 0.0, 0
-    for tokens in batches:
+    for tokens in track(batches, f"perplexity ({label})"):
         total += nll_sum(run(tokens), tokens)
         count += tokens.shape[0] * (tokens.shape[1] - 1)
     return float(np.exp(total / count))
@@ -35,12 +36,12 @@ def perplexities(model: Model | None, qm: QuantizedModel | None, batches: list[n
     out: dict[str, float] = {}
     if "float" in profiles and model is not None:
         fi = FloatInterpreter(model.weights)
-        out["float"] = _perplexity(lambda t: fi.run(model.graphs["prefill"], {"tokens": t})["logits"], batches)
+        out["float"] = _perplexity(lambda t: fi.run(model.graphs["prefill"], {"tokens": t})["logits"], batches, "float")
     if qm is not None and "int" in profiles:
         si = IntSimulator(qm)
         scale = si.logits_scale()
-        out["int"] = _perplexity(lambda t: si.run(qm.graphs["prefill"], {"tokens": t})["logits"] * scale, batches)
+        out["int"] = _perplexity(lambda t: si.run(qm.graphs["prefill"], {"tokens": t})["logits"] * scale, batches, "int")
     if qm is not None and "qdq" in profiles:
         qs = QdqSimulator(qm)
-        out["qdq"] = _perplexity(lambda t: qs.run(qm.graphs["prefill"], {"tokens": t})["logits"], batches)
+        out["qdq"] = _perplexity(lambda t: qs.run(qm.graphs["prefill"], {"tokens": t})["logits"], batches, "qdq")
     return out

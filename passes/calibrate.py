@@ -14,6 +14,7 @@ import numpy as np
 from edgec.errors import DataError
 from edgec.frontends.model import Model
 from edgec.ir import Node, Op
+from edgec.progress import track
 from edgec.runtime.float_ref import FloatInterpreter
 
 __all__ = ["CalibrationStats", "calibrate"]
@@ -65,7 +66,7 @@ def calibrate(model: Model, batches: list[np.ndarray], alpha: float = 0.99999) -
     clip_values = {n.inputs[0] for n in graph.nodes if n.op is Op.SELECTIVE_SCAN}
     stats = CalibrationStats(alpha=alpha)
     observer = _Observer(model, stats, clip_values)
-    for tokens in batches:
+    for tokens in track(batches, "calibrating"):
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are reported by name
             observer.run(graph, {"tokens": tokens})
         stats.batches += 1

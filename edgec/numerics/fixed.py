@@ -40,16 +40,19 @@ EXP2_POLY_Q30 = (1017428, 9890102, 59377501, 257890763, 744256846, 1073741765)
 
 
 def rshift_round(x: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:
-    """x / 2^shift rounded half to even; ``shift`` >= 0 (scalar or broadcastable array)."""
+    """x / 2^shift rounded half to even; ``shift`` in [0, 62] (scalar or broadcastable array).
+
+    With q0 = x >> shift (floor) and half = 2^(shift-1): floor((x + half - 1 + (q0 & 1)) / 2^shift)
+    rounds below-half down, above-half up, and an exact half up only when q0 is odd.
+    For shift = 0 both corrections vanish and x is returned unchanged.
+    """
     x = np.asarray(x, dtype=np.int64)
     shift = np.asarray(shift, dtype=np.int64)
     if np.any(shift < 0):
         raise ValueError("rshift_round: negative shift")
-    q = x >> shift
-    rem = x - (q << shift)
-    half = np.where(shift > 0, np.int64(1) << np.maximum(shift - 1, 0), np.int64(1) << 62)
-    round_up = (rem > half) | ((rem == half) & ((q & 1) == 1))
-    return q + round_up.astype(np.int64)
+    nonzero = (shift > 0).astype(np.int64)
+    half = (np.int64(1) << shift) >> 1
+    return (x + half - nonzero + ((x >> shift) & nonzero)) >> shift
 
 
 def saturate(x: np.ndarray | int, bits: int) -> np.ndarray:
