@@ -77,6 +77,7 @@ def evaluate(
     model: Annotated[str | None, typer.Argument(help="QDIR, HF checkpoint folder or bundled name")] = None,
     data: Annotated[Path | None, typer.Option(help="text or .npy token ids (default: the bundled eval text)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    layers: Annotated[bool, typer.Option("--layers", help="also print per-layer SQNR of both simulators")] = False,
     seq_len: Annotated[int, typer.Option(help="evaluation window length")] = 512,
     max_tokens: Annotated[int | None, typer.Option(help="use at most this many tokens")] = None,
 ) -> None:
@@ -109,6 +110,12 @@ def evaluate(
         for k, v in ppl.items():
             rel = "" if k == "float" else f"  ({v / ppl['float']:.4f} x float)"
             print(f"  {k:5s} {v:10.4f}{rel}")
+        if layers:
+            from edgec.runtime.compare import residual_sqnr
+
+            print("SQNR (dB) against the float model, first window:")
+            for name, row in residual_sqnr(fm, qm, batches[0][:1]).items():
+                print(f"  {name:8s} int {row['int']:6.1f}   qdq {row['qdq']:6.1f}")
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from functools import cached_property
 import numpy as np
 
 from edgec.ir import Node, Op
-from edgec.numerics.fixed import exp2_fixed, quantize_multiplier, requant, rshift_round, saturate
+from edgec.numerics.fixed import exp2_fixed, quantize_multiplier, requant, saturate
 from edgec.numerics.hadamard import hadamard_transform_int
 from edgec.numerics.lut import build_lut, lookup
 from edgec.passes.quantize import QuantizedModel
@@ -165,7 +165,7 @@ class IntSimulator(Interpreter):
         """One time step for all channels: returns (y codes, new state codes)."""
         decay = exp2_fixed(dt[..., None] * k.a_q, k.a_frac)  # Q30, [B, E, N]
         bu = requant((dt * u)[..., None] * b[..., None, :], k.bu_m, k.bu_shift, 32)
-        h = saturate(rshift_round(decay * h, DECAY_BITS) + bu, 32)
+        h = saturate(requant(h, decay, DECAY_BITS, 32) + bu, 32)  # decay is a per-element Q30 multiplier
         y = requant(np.einsum("ben,bn->be", h, c), k.y_m, k.y_shift, 32) + requant(u, k.d_m, k.d_shift, 32)
         return saturate(y, k.y_bits), h
 

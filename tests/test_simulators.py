@@ -102,3 +102,12 @@ def _zeros(qm):
     from helpers import zero_state
 
     return zero_state(qm.spec, TOKENS.shape[0], np.int64)
+
+
+def test_residual_sqnr_report(quantized):
+    from edgec.runtime.compare import residual_sqnr
+
+    model, qm = quantized
+    report = residual_sqnr(model, qm, TOKENS[:1])
+    assert list(report) == ["h0", "h1", "h2", "logits"]
+    assert all(row["int"] > 20 and row["qdq"] > 20 for row in report.values()), report
