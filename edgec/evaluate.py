@@ -40,7 +40,8 @@ def perplexities(model: Model | None, qm: QuantizedModel | None, batches: list[n
     if qm is not None and "int" in profiles:
         si = IntSimulator(qm)
         scale = si.logits_scale()
-        out["int"] = _perplexity(lambda t: si.run(qm.graphs["prefill"], {"tokens": t})["logits"] * scale, batches, "int")
+        graph = qm.graphs["prefill"]
+        out["int"] = _perplexity(lambda t: si.run(graph, {"tokens": t})["logits"] * scale, batches, "int")
     if qm is not None and "qdq" in profiles:
         qs = QdqSimulator(qm)
         out["qdq"] = _perplexity(lambda t: qs.run(qm.graphs["prefill"], {"tokens": t})["logits"], batches, "qdq")
