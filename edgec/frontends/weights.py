@@ -101,6 +101,9 @@ class WeightStore(Mapping[str, np.ndarray]):
         self._arrays[name] = arr
         return arr
 
+    def __contains__(self, name: object) -> bool:  # never reads a tensor (Mapping's default would)
+        return name in self._shapes
+
     def shape(self, name: str) -> tuple[int, ...]:
         return self._shapes[name]
 
