@@ -62,4 +62,4 @@ def test_half_precision_checkpoints_load(tmp_path, tiny_hf, dtype):
     model = load_checkpoint(tmp_path)
     w = model.weights["backbone.layers.0.mixer.in_proj.weight"]
     assert w.dtype == np.float32
-    assert np.array_equal(w, hf.backbone.layers[0].mixer.in_proj.weight.float().numpy())
+    assert np.array_equal(w, hf.backbone.layers[0].mixer.in_proj.weight.detach().float().numpy())
