@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
-from edgec.frontends.weights import WeightStore
 from edgec.ir import Node
 from edgec.runtime.base import Interpreter
 
@@ -23,7 +24,7 @@ def silu(x: np.ndarray) -> np.ndarray:
 class FloatInterpreter(Interpreter):
     """Float semantics of every op. ``dtype`` float32 matches torch fp32; float64 is a tighter reference."""
 
-    def __init__(self, weights: WeightStore, dtype: type = np.float32) -> None:
+    def __init__(self, weights: Mapping[str, np.ndarray], dtype: type = np.float32) -> None:
         self.weights = weights
         self.dtype = dtype
 

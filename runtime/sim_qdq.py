@@ -31,14 +31,10 @@ class QdqSimulator(FloatInterpreter):
     """Float32 interpreter with Q/DQ islands around every int8 GEMM and conv."""
 
     def __init__(self, qm: QuantizedModel) -> None:
-        super().__init__(weights=None, dtype=np.float32)  # type: ignore[arg-type]
+        super().__init__(qm.fparams, dtype=np.float32)  # float parameters: biases, A_log, D
         self.qm = qm
         graph = qm.graphs["prefill"]
         self.q_points = {n.inputs[0] for n in graph.nodes if n.op in (Op.LINEAR, Op.CONV1D_CAUSAL)}
-
-    def w(self, node: Node, role: str) -> np.ndarray | None:
-        name = node.weights.get(role)
-        return None if name is None else self.qm.fparams[name].astype(np.float32)
 
     def emit(self, node: Node, name: str, value):
         if name in self.q_points:
