@@ -8,7 +8,9 @@ kernels mirror. The only float in this module builds compile-time constants (mul
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import cached_property
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -23,6 +25,7 @@ from edgec.runtime.int_ops import int_matmul, rmsnorm_int, signed_multiplier
 
 __all__ = ["IntSimulator", "ScanConstants"]
 
+T = TypeVar("T")
 LOG2E = 1.0 / math.log(2.0)
 DECAY_BITS = 30  # exp(dt * A) in Q30
 A_BITS = 20  # |A * log2(e) * s_dt| is held as an integer of at most 20 bits
@@ -39,7 +42,7 @@ class ScanConstants:
         a = -np.exp(qm.fparams[node.weights["A_log"]].astype(np.float64)) * LOG2E * s[dt]  # per dt code
         amax = float(np.abs(a).max())
         # t = dt_q * a_q / 2^a_frac is dt * A * log2(e) in fixed point; a_q fits in A_BITS bits.
-        self.a_frac = int(A_BITS - 1 - math.floor(math.log2(amax))) if amax > 0 else 0
+        self.a_frac = max(0, A_BITS - 1 - math.floor(math.log2(amax))) if amax > 0 else 0
         self.a_q = np.rint(np.ldexp(a, self.a_frac)).astype(np.int64)
         self.bu_m, self.bu_shift = quantize_multiplier(s[dt] * s[u] * s[b] / s_h)
         self.y_m, self.y_shift = quantize_multiplier(s[c] * s_h / s_y)
@@ -52,10 +55,11 @@ class IntSimulator(Interpreter):
 
     def __init__(self, qm: QuantizedModel) -> None:
         self.qm = qm
-        self._const: dict[tuple[str, str], object] = {}
+        self._const: dict[tuple[str, str], Any] = {}
 
     # ---- compile-time constants -------------------------------------------------------------
-    def const(self, node: Node, key: str, make):
+    def const(self, node: Node, key: str, make: Callable[[], T]) -> T:
+        """A compile-time constant of ``node``, computed once (the HLS emitter reads the same values)."""
         k = (node.name, key)
         if k not in self._const:
             self._const[k] = make()
