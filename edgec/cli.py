@@ -14,12 +14,21 @@ from edgec.zoo import BUNDLED, DEFAULT_MODEL
 
 __all__ = ["app", "main"]
 
+# Typer raises click's ClickException, from click or from its vendored copy depending on its version.
+_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="edgec: compile state-space models to int8 edge artifacts, checked by a bit-accurate simulator.")
 
 
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
+
+
+def _require_at_least(minimum: int, **options: int | None) -> None:
+    for name, value in options.items():
+        if value is not None and value < minimum:
+            raise DataError(f"--{name.replace('_', '-')} {value} is too small; use at least {minimum}")
 
 
 def _load_float(arg: str | None):
@@ -56,6 +65,7 @@ def quantize(
     from edgec.passes.quantize import QuantOptions
     from edgec.qdir import save_qdir
 
+    _require_at_least(2, calib_tokens=calib_tokens, seq_len=seq_len)
     if not 0.5 < alpha <= 1.0:
         raise DataError(f"--alpha {alpha} is outside (0.5, 1]; use e.g. 0.99999")
     fm, entry = _load_float(model)
@@ -65,7 +75,8 @@ def quantize(
     batches = windows(model_tokens(fm, calib_path), seq_len, batch=8, max_tokens=calib_tokens)
     qm = run_pipeline(fm, batches, QuantOptions(hadamard=hadamard, percentile=percentile,
                                                 per_channel=per_channel, alpha=alpha))
-    qm.source = model or DEFAULT_MODEL
+    name = model or DEFAULT_MODEL
+    qm.source = name if name in BUNDLED else str(Path(name).resolve())  # eval reloads the float model
     save_qdir(qm, output)
     for note in qm.notes:
         print(f"note: {note}")
@@ -78,10 +89,12 @@ def evaluate(
     data: Annotated[Path | None, typer.Option(help="text or .npy token ids (default: the bundled eval text)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     layers: Annotated[bool, typer.Option("--layers", help="also print per-layer SQNR of both simulators")] = False,
+    calib: Annotated[Path | None, typer.Option(help="calibration data, when MODEL is a checkpoint, not a QDIR")] = None,
     seq_len: Annotated[int, typer.Option(help="evaluation window length")] = 512,
     max_tokens: Annotated[int | None, typer.Option(help="use at most this many tokens")] = None,
 ) -> None:
     """Perplexity of the float model and of the int and qdq simulators on the same tokens."""
+    _require_at_least(2, seq_len=seq_len, max_tokens=max_tokens)
     from edgec.data import model_tokens, windows
     from edgec.evaluate import perplexities
     from edgec.passes.pipeline import quantize as run_pipeline
@@ -90,17 +103,19 @@ def evaluate(
     if model is not None and is_qdir(model):
         qm = load_qdir(model)
         fm, entry = _load_float(qm.source)
+        if fm.spec != qm.spec:
+            raise DataError(f"{model}: its float model {qm.source} has changed since quantization "
+                            "(config differs); re-run edgec quantize")
     else:
         fm, entry = _load_float(model)
-        qm = None
+        calib_path = calib or (entry.calib if entry else None)
+        if calib_path is None:
+            raise DataError("MODEL is a checkpoint: pass --calib FILE (held-out from --data), or a QDIR")
+        qm = run_pipeline(fm, windows(model_tokens(fm, calib_path), 256, 8, 8192))
     data_path = data or (entry.eval if entry else None)
     if data_path is None:
         raise DataError("no evaluation data: pass --data FILE (text or .npy token ids)")
-    ids = model_tokens(fm, data_path)
-    if qm is None:
-        qm = run_pipeline(fm, windows(model_tokens(fm, entry.calib), 256, 8, 8192) if entry
-                          else windows(ids, 256, 8, 8192))
-    batches = windows(ids, seq_len, batch=8, max_tokens=max_tokens)
+    batches = windows(model_tokens(fm, data_path), seq_len, batch=8, max_tokens=max_tokens)
     ppl = perplexities(fm, qm, batches)
     tokens = sum(b.shape[0] * (b.shape[1] - 1) for b in batches)
     if as_json:
@@ -128,10 +143,7 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         _stderr("edgec: aborted")
         sys.exit(130)
-    except Exception as err:
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise
+    except _USAGE_ERROR as err:  # bad options or arguments: one line too
+        if err.format_message():  # empty when the help was shown for a bare `edgec`
+            _stderr(f"edgec: error: {err.format_message()} (see edgec --help)")
+        sys.exit(err.exit_code)

@@ -52,6 +52,8 @@ def windows(ids: np.ndarray, seq_len: int, batch: int, max_tokens: int | None = 
     """Cut ids into [B, L] batches of non-overlapping windows (a short tail is dropped, unless it is all)."""
     if max_tokens is not None:
         ids = ids[:max_tokens]
+    if seq_len < 2 or len(ids) < 2:
+        raise DataError(f"need windows of at least 2 tokens (window {seq_len}, {len(ids)} tokens)")
     seq_len = min(seq_len, len(ids))
     rows = [ids[i:i + seq_len] for i in range(0, len(ids) - seq_len + 1, seq_len)]
     return [np.stack(rows[i:i + batch]) for i in range(0, len(rows), batch)]

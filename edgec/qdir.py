@@ -64,6 +64,8 @@ def load_qdir(path: str | Path) -> QuantizedModel:
     path = Path(path)
     try:
         manifest = json.loads((path / "manifest.json").read_text())
+        if not isinstance(manifest, dict):
+            raise ValueError("manifest.json is not an object")
         if manifest.get("format") != FORMAT:
             raise CheckpointError(f"{path}: unsupported QDIR format {manifest.get('format')!r}; re-run edgec quantize")
         for name, digest in manifest["files"].items():
@@ -72,15 +74,15 @@ def load_qdir(path: str | Path) -> QuantizedModel:
         tensors = load_file(str(path / "weights.safetensors"))
         graphs = {k: graph_from_json(g) for k, g in json.loads((path / "graphs.json").read_text()).items()}
         scales = json.loads((path / "scales.json").read_text())
-    except (OSError, KeyError, ValueError) as err:
-        raise CheckpointError(f"{path}: incomplete or garbled QDIR ({err}); re-run edgec quantize") from None
 
-    def group(prefix: str) -> dict[str, np.ndarray]:
-        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        def group(prefix: str) -> dict[str, np.ndarray]:
+            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
-    return QuantizedModel(
-        spec=MambaSpec.from_config(manifest["config"], source=str(path / "manifest.json")),
-        graphs=graphs, qweights=group("q/"), wscales=group("scale/"), fparams=group("float/"),
-        scales=scales["activations"], state_scales=scales["state"], bits=scales["bits"],
-        options=QuantOptions(**manifest["options"]), notes=manifest["notes"],
-        calibration=manifest["calibration"], source=manifest["source"])
+        return QuantizedModel(
+            spec=MambaSpec.from_config(manifest["config"], source=str(path / "manifest.json")),
+            graphs=graphs, qweights=group("q/"), wscales=group("scale/"), fparams=group("float/"),
+            scales=scales["activations"], state_scales=scales["state"], bits=scales["bits"],
+            options=QuantOptions(**manifest["options"]), notes=manifest["notes"],
+            calibration=manifest["calibration"], source=manifest["source"])
+    except (OSError, KeyError, ValueError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{path}: incomplete or garbled QDIR ({err!r}); re-run edgec quantize") from None

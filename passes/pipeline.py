@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgec.errors import PassError
 from edgec.frontends.model import Model
 from edgec.passes.base import Pass, run_passes
 from edgec.passes.calibrate import calibrate
@@ -26,4 +27,17 @@ def quantize(model: Model, calib_batches: list[np.ndarray], options: QuantOption
         passes.append(("hadamard", rotate_ssm_output))
     rewritten, notes = run_passes(model, passes)
     stats = calibrate(rewritten, calib_batches, alpha=options.alpha)
-    return quantize_model(rewritten, stats, options, notes)
+    qm = quantize_model(rewritten, stats, options, notes)
+    _check_int_lowering(qm, calib_batches[0][:1, :4])
+    return qm
+
+
+def _check_int_lowering(qm: QuantizedModel, tokens: np.ndarray) -> None:
+    """Derive every integer constant now (by a short int-simulator run), so a model whose ranges
+    cannot be represented fails at quantize time with the node named, not later in a build."""
+    from edgec.runtime.sim_int import IntSimulator
+
+    try:
+        IntSimulator(qm).run(qm.graphs["prefill"], {"tokens": tokens})
+    except (ValueError, OverflowError) as err:
+        raise PassError(f"int lowering failed: {err} ({' '.join(getattr(err, '__notes__', []))})") from None

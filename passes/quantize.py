@@ -6,7 +6,7 @@
 - Activations: static, per tensor, scale = absmax / 127, with one scale per output segment of
   in_proj (x | z) and x_proj (dt | B | C); the SSM input u uses the alpha-quantile of |u|.
 - Wider intermediates of the int profile get their own fixed formats: the residual stream
-  (24-bit), softplus output dt and silu gate g (16-bit LUT outputs), scan output y (16-bit) and
+  (24-bit), softplus output dt (24-bit LUT output), silu gate g (16-bit LUT output), scan output y (16-bit) and
   the SSM state (32-bit, at least 24 bits of it below the calibrated maximum).
 """
 
@@ -27,7 +27,8 @@ __all__ = ["QuantOptions", "QuantizedModel", "quantize_model"]
 
 RESIDUAL_BITS = 24  # the residual stream saturates at 2^23; its calibrated max sits at 2^21
 STATE_BITS = 32  # SSM state; its calibrated max sits at 2^30
-WIDE_BITS = 16  # y, dt, g
+WIDE_BITS = 16  # scan output y and gate g
+DT_BITS = 24  # softplus output dt: small dt (long memory) keeps >= 10 significant bits
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,10 @@ class QuantizedModel:
 def _quantize_weight(w: np.ndarray, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
     flat = w.reshape(w.shape[0], -1).astype(np.float64)
     amax = np.abs(flat).max(axis=1) if per_channel else np.full(w.shape[0], np.abs(flat).max())
-    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    # An all-zero row takes a typical scale (its codes are 0 whatever it is), so that every
+    # multiplier derived from it stays in the range of the others.
+    typical = float(np.median(amax[amax > 0])) if np.any(amax > 0) else 127.0
+    scale = (np.where(amax > 0, amax, typical) / 127.0).astype(np.float32)
     q = np.clip(np.rint(flat / scale[:, None].astype(np.float64)), -127, 127).astype(np.int8)
     return q.reshape(w.shape), scale
 
@@ -85,7 +89,9 @@ def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
 
     residual = [v for n in prefill.nodes if n.op in (Op.EMBED, Op.ADD) for v in n.outputs]
     residual += [n.outputs[0] for n in prefill.nodes if n.op is Op.LINEAR and n.name.endswith("out_proj")]
-    res_max = max(absmax[v] for v in residual)
+    # The embedding table's largest entry is included: rows never seen in calibration must fit too.
+    embed = next(n for n in prefill.nodes if n.op is Op.EMBED)
+    res_max = max([absmax[v] for v in residual] + [float(np.abs(model.weights[embed.weights["weight"]]).max())])
     for v in residual:
         scales[v] = float(np.float32(res_max / 2 ** (RESIDUAL_BITS - 3)))
 
@@ -103,13 +109,14 @@ def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
             scales[out] = _int8_scale(amax, out)
         elif node.op is Op.SOFTPLUS:
             top = float(softplus(np.float64(127 * scales[node.inputs[0]])))
-            scales[out] = float(np.float32(top / (2 ** (WIDE_BITS - 1) - 1)))
+            scales[out] = float(np.float32(top / (2 ** (DT_BITS - 1) - 1)))
         elif node.op is Op.SILU:  # the gate silu(z): a 16-bit LUT output
             zs = np.arange(-128, 128) * np.float64(scales[node.inputs[0]])
             scales[out] = float(np.float32(np.abs(silu(zs)).max() / (2 ** (WIDE_BITS - 1) - 1)))
         elif node.op is Op.SELECTIVE_SCAN:
-            scales[out] = float(np.float32(2 * absmax[out] / (2 ** (WIDE_BITS - 1) - 1)))
-            state_scales[node.name] = float(np.float32(2 * stats.state_absmax[node.name] / 2 ** (STATE_BITS - 2)))
+            scales[out] = float(np.float32(2 * max(absmax[out], 1e-8) / (2 ** (WIDE_BITS - 1) - 1)))
+            state_max = max(stats.state_absmax[node.name], 1e-8)
+            state_scales[node.name] = float(np.float32(2 * state_max / 2 ** (STATE_BITS - 2)))
             for role in ("A_log", "D"):
                 fparams[node.weights[role]] = model.weights[node.weights[role]]
         elif node.op is Op.MUL and not any(u.op is Op.HADAMARD for u in prefill.users(out)):
@@ -122,8 +129,10 @@ def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
             if "bias" in node.weights:
                 fparams[node.weights["bias"]] = model.weights[node.weights["bias"]]
     wide = {n.outputs[0] for n in prefill.nodes
-            if n.op in (Op.SOFTPLUS, Op.SELECTIVE_SCAN) or (n.op is Op.SILU and not n.name.endswith("conv_act"))}
-    bits = {v: RESIDUAL_BITS if v in residual else WIDE_BITS if v in wide else 8 for v in scales}
+            if n.op is Op.SELECTIVE_SCAN or (n.op is Op.SILU and not n.name.endswith("conv_act"))}
+    dts = {n.outputs[0] for n in prefill.nodes if n.op is Op.SOFTPLUS}
+    bits = {v: RESIDUAL_BITS if v in residual else WIDE_BITS if v in wide else DT_BITS if v in dts else 8
+            for v in scales}
     bits |= {n.inputs[0]: 8 for n in prefill.nodes if n.op is Op.SPLIT}  # segmented int8 outputs
     bits["logits"] = 0  # lm_head keeps its int32 accumulators; the runtime scales them per vocab row
     return QuantizedModel(

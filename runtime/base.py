@@ -49,7 +49,8 @@ class Interpreter:
             except EdgecError:
                 raise
             except Exception as err:
-                raise type(err)(f"{err}\n  while executing {node.format(graph.values)}") from err
+                err.add_note(f"while executing {node.format(graph.values)}")
+                raise
             results = result if isinstance(result, tuple) else (result,)
             for name, value in zip(node.outputs, results, strict=True):
                 env[name] = value = self.emit(node, name, value)

@@ -8,7 +8,7 @@ from edgec.numerics.fixed import isqrt, quantize_multiplier, requant
 
 __all__ = ["int_matmul", "rmsnorm_int", "signed_multiplier"]
 
-INV_BITS = 16  # 1/rms is held normalised in (2^15, 2^16]
+INV_BITS = 16  # inv = 2^(b+16) // rms with 2^(b-1) <= rms < 2^b lies in (2^16, 2^17]
 
 
 def int_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -21,7 +21,7 @@ def rmsnorm_int(x: np.ndarray, eps_q: int, m: np.ndarray | int, shift: np.ndarra
     """int8 codes of x / sqrt(mean(x^2) + eps) / s_out, for integer x (24-bit residual codes).
 
     rms = isqrt(sum(x^2) // d + eps_q); inv = 2^(b+16) // rms with b = bit_length(rms), so inv has
-    16 significant bits whatever the magnitude; then one requant with shift + b + 16.
+    17 significant bits whatever the magnitude; then one requant with shift + b + 16.
     """
     x = np.asarray(x, dtype=np.int64)
     d = x.shape[-1]

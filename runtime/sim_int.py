@@ -86,7 +86,10 @@ class IntSimulator(Interpreter):
         name = node.weights.get("bias")
         if name is None:
             return 0
-        return np.rint(self.qm.fparams[name].astype(np.float64) / self._acc_scale(node)).astype(np.int64)
+        bias = np.rint(self.qm.fparams[name].astype(np.float64) / self._acc_scale(node))
+        if np.abs(bias).max() >= 2**31:
+            raise ValueError(f"bias of {node.name} does not fit int32 at its accumulator scale")
+        return bias.astype(np.int64)
 
     def _requant_to_output(self, node: Node, acc: np.ndarray) -> np.ndarray:
         out = node.outputs[0]

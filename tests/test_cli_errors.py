@@ -136,3 +136,45 @@ def test_quantize_then_eval_json(tmp_path, ckpt, byte_text):
     assert list(out) == ["metric", "tokens", "float", "int", "qdq"]
     assert out["metric"] == "perplexity" and out["tokens"] == 4 * 511
     assert abs(out["int"] / out["float"] - 1) < 0.05 and abs(out["qdq"] / out["float"] - 1) < 0.05
+
+
+def test_existing_folders_are_protected(tmp_path, ckpt, byte_text, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "important.txt").write_text("keep me")
+    assert_one_line_error(edgec("quantize", str(ckpt), "--calib", str(byte_text), "-o", str(project)),
+                          "is not an edgec output")
+    assert (project / "important.txt").read_text() == "keep me"
+    monkeypatch.chdir(project)
+    assert_one_line_error(edgec("quantize", str(ckpt), "--calib", str(byte_text), "-o", "."), "refusing to replace")
+    assert (project / "important.txt").exists()
+
+
+def test_previous_output_is_replaced_whole(tmp_path, ckpt, byte_text):
+    out = tmp_path / "q"
+    assert edgec("quantize", str(ckpt), "--calib", str(byte_text), "-o", str(out)).returncode == 0
+    (out / "stale.txt").write_text("from an older build")
+    assert edgec("quantize", str(ckpt), "--calib", str(byte_text), "-o", str(out), "--no-hadamard").returncode == 0
+    assert not (out / "stale.txt").exists()
+    assert json.loads((out / "manifest.json").read_text())["options"]["hadamard"] is False
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left behind
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--seq-len", "1"], "--seq-len"), (["--max-tokens", "0"], "--max-tokens"), (["--bogus"], "No such option")])
+def test_bad_eval_options(tmp_path, ckpt, byte_text, args, fragment):
+    res = edgec("eval", str(ckpt), "--calib", str(byte_text), "--data", str(byte_text), *args)
+    assert_one_line_error(res, fragment)
+
+
+def test_eval_of_a_checkpoint_needs_calibration_data(ckpt, byte_text):
+    assert_one_line_error(edgec("eval", str(ckpt), "--data", str(byte_text)), "pass --calib")
+
+
+def test_garbled_qdir_manifest(tmp_path, ckpt, byte_text):
+    out = tmp_path / "q"
+    assert edgec("quantize", str(ckpt), "--calib", str(byte_text), "-o", str(out)).returncode == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["options"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert_one_line_error(edgec("eval", str(out), "--data", str(byte_text)), "incomplete or garbled QDIR")

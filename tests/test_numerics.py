@@ -106,19 +106,36 @@ def test_exp2_fixed_accuracy_and_edges():
         exp2_fixed(np.int64(1), 20)
 
 
+def test_exp2_fixed_is_exact_at_integer_powers():
+    for z in range(0, 64):  # 2^-z: exact down to 2^-30, then half-to-even rounding of 2^30 >> z
+        assert int(exp2_fixed(np.int64(-z << 20), 20)) == _ref_round(1 << 30, min(z, 62)), z
+    assert int(exp2_fixed(np.int64(0), 36)) == 1 << 30  # dt = 0: the state does not decay
+
+
 def test_exp2_fixed_wide_fraction_inputs():
     t = -np.arange(0, 1 << 40, (1 << 40) // 1000, dtype=np.int64)  # Q36 inputs in [-16, 0]
     assert np.abs(exp2_fixed(t, 36) / 2.0**30 - 2.0 ** (t / 2.0**36)).max() < 1e-7
 
 
-@pytest.mark.parametrize("fn,in_scale,out_scale,bits", [
-    (silu, 0.05, 0.05, 8), (silu, 0.02, 1e-4, 16), (softplus, 0.07, 3e-4, 16), (np.tanh, 0.01, 1 / 127, 8)])
-def test_every_lut_entry_is_the_rounded_function(fn, in_scale, out_scale, bits):
+def _silu_ref(x: float) -> float:
+    return x / (1 + math.exp(-x))
+
+
+def _softplus_ref(x: float) -> float:
+    return x if x > 20 else math.log1p(math.exp(x))
+
+
+@pytest.mark.parametrize("fn,ref_fn,in_scale,out_scale,bits", [
+    (silu, _silu_ref, 0.05, 0.05, 8), (silu, _silu_ref, 0.02, 1e-4, 16),
+    (softplus, _softplus_ref, 0.07, 3e-4, 16), (softplus, _softplus_ref, 0.2, 1e-6, 24),
+    (np.tanh, math.tanh, 0.01, 1 / 127, 8)])
+def test_every_lut_entry_is_the_rounded_function(fn, ref_fn, in_scale, out_scale, bits):
+    """Each of the 256 entries equals the independently computed (Python math) rounded value."""
     table = build_lut(fn, in_scale, out_scale, bits)
     assert table.shape == (256,)
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     for q in range(-128, 128):
-        ref = float(fn(np.float64(q * in_scale))) / out_scale
+        ref = ref_fn(q * in_scale) / out_scale
         expect = min(hi, max(lo, round(ref)))  # round() is half-to-even, as in build_lut
         assert int(lookup(table, np.int64(q))) == expect, q
 

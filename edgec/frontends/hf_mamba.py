@@ -35,8 +35,8 @@ def _weight_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         try:
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError, AttributeError) as err:
+            shards = sorted({str(s) for s in json.loads(index.read_text())["weight_map"].values()})
+        except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as err:
             raise CheckpointError(f"{index}: garbled shard index ({err})") from None
         files = [folder / s for s in shards]
     else:

@@ -32,12 +32,17 @@ def read_safetensors_header(path: Path) -> dict[str, dict]:
     except (OSError, ValueError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path}: not a readable safetensors file ({err}); re-save it with "
                               "save_pretrained(..., safe_serialization=True)") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: safetensors header is not a JSON object; the file is corrupt")
     header.pop("__metadata__", None)
     data_len = size - 8 - n
     for name, info in header.items():
         try:
-            start, end = info["data_offsets"]
-            nbytes = _DTYPE_BYTES[info["dtype"]] * int(np.prod(info["shape"], dtype=np.int64))
+            start, end = (int(v) for v in info["data_offsets"])
+            shape = [int(d) for d in info["shape"]]
+            nbytes = _DTYPE_BYTES[info["dtype"]] * int(np.prod(shape, dtype=np.int64))
+            if start < 0 or end < start or min(shape, default=0) < 0:
+                raise ValueError("negative offset or size")
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{path}: garbled safetensors entry for {name!r}") from None
         if end - start != nbytes or end > data_len:

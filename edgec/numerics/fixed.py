@@ -33,10 +33,10 @@ MULT_BITS = 15
 REQUANT_INPUT_BITS = 47
 #: exp2_fixed() works in Q2.30: its polynomial and its result carry 30 fractional bits.
 EXP2_FRAC_BITS = 30
-#: 2^x on [-1, 0] as a degree-5 polynomial, highest power first, Q30 integers (max error 5.5e-8).
-#: Computed once by a Chebyshev-node least-squares fit; pasted as integers so that every machine
-#: and the HLS header use the same constants.
-EXP2_POLY_Q30 = (1017428, 9890102, 59377501, 257890763, 744256846, 1073741765)
+#: 2^x on [-1, 0] as a degree-5 polynomial, highest power first, Q30 integers (max error 6.9e-8).
+#: A Chebyshev-node least-squares fit with both ends pinned exactly: p(0) = 2^30 (no decay when
+#: dt = 0) and p(-1) = 2^29. Pasted as integers so every machine and the HLS use the same constants.
+EXP2_POLY_Q30 = (1017670, 9893646, 59383922, 257894831, 744257797, 1073741824)
 
 
 def rshift_round(x: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:
@@ -84,7 +84,8 @@ def quantize_multiplier(real: np.ndarray | float) -> tuple[np.ndarray, np.ndarra
 def requant(x: np.ndarray, m: np.ndarray | int, shift: np.ndarray | int, bits: int = 8) -> np.ndarray:
     """The one requantization step: saturate(round_half_even(x * m / 2^shift), bits)."""
     x = np.asarray(x, dtype=np.int64)
-    if x.size and int(np.abs(x).max()) >= (1 << REQUANT_INPUT_BITS):
+    limit = 1 << REQUANT_INPUT_BITS
+    if x.size and (int(x.max()) >= limit or int(x.min()) <= -limit):
         raise OverflowError(f"requant: input exceeds 2^{REQUANT_INPUT_BITS}")
     return saturate(rshift_round(x * np.asarray(m, dtype=np.int64), shift), bits)
 
