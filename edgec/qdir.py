@@ -2,7 +2,8 @@
 
 Layout: manifest.json (format, source, config, options, calibration, notes, file hashes),
 graphs.json (both entry graphs), weights.safetensors (int8 weights ``q/<name>``, per-channel scales
-``scale/<name>``, float parameters ``float/<name>``), scales.json (activation and state scales,
+``scale/<name>``, float parameters ``float/<name>``, the int profile's lowered constants
+``int/<node>/<key>``: LUTs, multipliers, shifts, decay coefficients), scales.json (activation and state scales,
 storage widths). Later builds load this instead of recalibrating.
 """
 
@@ -37,7 +38,8 @@ def save_qdir(qm: QuantizedModel, target: str | Path) -> Path:
         tensors = {f"q/{k}": v for k, v in qm.qweights.items()}
         tensors |= {f"scale/{k}": v.astype(np.float32) for k, v in qm.wscales.items()}
         tensors |= {f"float/{k}": v.astype(np.float32) for k, v in qm.fparams.items()}
-        save_file({k: np.ascontiguousarray(v) for k, v in sorted(tensors.items())}, str(tmp / "weights.safetensors"))
+        tensors |= {f"int/{k}": v.astype(np.int64) for k, v in qm.int_constants.items()}
+        save_file({k: np.array(v, order="C") for k, v in sorted(tensors.items())}, str(tmp / "weights.safetensors"))
         _dump(tmp / "graphs.json", {k: graph_to_json(g) for k, g in qm.graphs.items()})
         _dump(tmp / "scales.json", {"activations": qm.scales, "state": qm.state_scales, "bits": qm.bits})
         files = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
@@ -83,6 +85,6 @@ def load_qdir(path: str | Path) -> QuantizedModel:
             graphs=graphs, qweights=group("q/"), wscales=group("scale/"), fparams=group("float/"),
             scales=scales["activations"], state_scales=scales["state"], bits=scales["bits"],
             options=QuantOptions(**manifest["options"]), notes=manifest["notes"],
-            calibration=manifest["calibration"], source=manifest["source"])
+            calibration=manifest["calibration"], source=manifest["source"], int_constants=group("int/"))
     except (OSError, KeyError, ValueError, TypeError, AttributeError) as err:
         raise CheckpointError(f"{path}: incomplete or garbled QDIR ({err!r}); re-run edgec quantize") from None

@@ -33,11 +33,17 @@ def quantize(model: Model, calib_batches: list[np.ndarray], options: QuantOption
 
 
 def _check_int_lowering(qm: QuantizedModel, tokens: np.ndarray) -> None:
-    """Derive every integer constant now (by a short int-simulator run), so a model whose ranges
-    cannot be represented fails at quantize time with the node named, not later in a build."""
+    """Derive every integer constant now (by a short int-simulator run) and keep them with the model.
+
+    A model whose ranges cannot be represented fails here, at quantize time, with the node named.
+    Persisted with the QDIR, the constants (LUTs, multipliers, decay coefficients) are then the
+    same on every machine, whatever its libm computes for exp and log1p.
+    """
     from edgec.runtime.sim_int import IntSimulator
 
+    sim = IntSimulator(qm)
     try:
-        IntSimulator(qm).run(qm.graphs["prefill"], {"tokens": tokens})
+        sim.run(qm.graphs["prefill"], {"tokens": tokens})
     except (ValueError, OverflowError) as err:
         raise PassError(f"int lowering failed: {err} ({' '.join(getattr(err, '__notes__', []))})") from None
+    qm.int_constants = sim.export_constants()

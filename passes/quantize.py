@@ -6,7 +6,7 @@
 - Activations: static, per tensor, scale = absmax / 127, with one scale per output segment of
   in_proj (x | z) and x_proj (dt | B | C); the SSM input u uses the alpha-quantile of |u|.
 - Wider intermediates of the int profile get their own fixed formats: the residual stream
-  (24-bit), softplus output dt (24-bit LUT output), silu gate g (16-bit LUT output), scan output y (16-bit) and
+  (24-bit, one scale per layer boundary), softplus output dt (24-bit LUT output), silu gate g (16-bit LUT output), scan output y (16-bit) and
   the SSM state (32-bit, at least 24 bits of it below the calibrated maximum).
 """
 
@@ -57,6 +57,7 @@ class QuantizedModel:
     notes: list[str] = field(default_factory=list)
     calibration: dict[str, float | int] = field(default_factory=dict)
     source: str = ""
+    int_constants: dict[str, np.ndarray] = field(default_factory=dict)  # lowered int profile, by node/key
 
 
 def _quantize_weight(w: np.ndarray, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -87,13 +88,21 @@ def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
     wscales: dict[str, np.ndarray] = {}
     fparams: dict[str, np.ndarray] = {}
 
-    residual = [v for n in prefill.nodes if n.op in (Op.EMBED, Op.ADD) for v in n.outputs]
-    residual += [n.outputs[0] for n in prefill.nodes if n.op is Op.LINEAR and n.name.endswith("out_proj")]
-    # The embedding table's largest entry is included: rows never seen in calibration must fit too.
-    embed = next(n for n in prefill.nodes if n.op is Op.EMBED)
-    res_max = max([absmax[v] for v in residual] + [float(np.abs(model.weights[embed.weights["weight"]]).max())])
-    for v in residual:
-        scales[v] = float(np.float32(res_max / 2 ** (RESIDUAL_BITS - 3)))
+    # The residual stream: one scale per layer boundary (it grows with depth, often by orders of
+    # magnitude), calibrated maximum at 2^21 of 2^23. out_proj writes straight into the scale of the
+    # sum it feeds; the skip input is rescaled by the ADD.
+    residual: list[str] = []
+    for node in prefill.nodes:
+        if node.op is Op.EMBED:  # the whole table counts: rows unseen in calibration must fit too
+            amax = max(absmax[node.outputs[0]], float(np.abs(model.weights[node.weights["weight"]]).max()))
+        elif node.op is Op.ADD:
+            amax = max(absmax[node.outputs[0]], absmax[node.inputs[1]])
+        else:
+            continue
+        scale = float(np.float32(max(amax, 1e-8) / 2 ** (RESIDUAL_BITS - 3)))
+        for v in node.outputs if node.op is Op.EMBED else (node.outputs[0], node.inputs[1]):
+            scales[v] = scale
+            residual.append(v)
 
     for node in prefill.nodes:
         out = node.outputs[0]

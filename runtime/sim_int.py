@@ -8,7 +8,8 @@ kernels mirror. The only float in this module builds compile-time constants (mul
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -23,7 +24,7 @@ from edgec.runtime.base import Interpreter
 from edgec.runtime.float_ref import silu, softplus
 from edgec.runtime.int_ops import int_matmul, rmsnorm_int, signed_multiplier
 
-__all__ = ["IntSimulator", "ScanConstants"]
+__all__ = ["IntSimulator", "ScanConstants", "export_constants", "import_constants"]
 
 T = TypeVar("T")
 LOG2E = 1.0 / math.log(2.0)
@@ -31,23 +32,34 @@ DECAY_BITS = 30  # exp(dt * A) in Q30
 A_BITS = 20  # |A * log2(e) * s_dt| is held as an integer of at most 20 bits
 
 
+@dataclass(frozen=True)
 class ScanConstants:
     """Integer constants of one selective-scan node (derived from scales and float A, D)."""
 
-    def __init__(self, qm: QuantizedModel, node: Node) -> None:
+    a_frac: int  # t = dt_q * a_q / 2^a_frac is dt * A * log2(e)
+    a_q: np.ndarray  # [E, N], at most A_BITS bits
+    bu_m: np.ndarray
+    bu_shift: np.ndarray
+    y_m: np.ndarray
+    y_shift: np.ndarray
+    d_m: np.ndarray  # [E], signed: D may be negative
+    d_shift: np.ndarray
+    y_bits: int
+
+    @classmethod
+    def build(cls, qm: QuantizedModel, node: Node) -> ScanConstants:
         u, dt, b, c = node.inputs[:4]
         s = qm.scales
         s_h = qm.state_scales[node.name]
         s_y = s[node.outputs[0]]
         a = -np.exp(qm.fparams[node.weights["A_log"]].astype(np.float64)) * LOG2E * s[dt]  # per dt code
         amax = float(np.abs(a).max())
-        # t = dt_q * a_q / 2^a_frac is dt * A * log2(e) in fixed point; a_q fits in A_BITS bits.
-        self.a_frac = max(0, A_BITS - 1 - math.floor(math.log2(amax))) if amax > 0 else 0
-        self.a_q = np.rint(np.ldexp(a, self.a_frac)).astype(np.int64)
-        self.bu_m, self.bu_shift = quantize_multiplier(s[dt] * s[u] * s[b] / s_h)
-        self.y_m, self.y_shift = quantize_multiplier(s[c] * s_h / s_y)
-        self.d_m, self.d_shift = signed_multiplier(qm.fparams[node.weights["D"]].astype(np.float64) * s[u] / s_y)
-        self.y_bits = qm.bits[node.outputs[0]]
+        a_frac = max(0, A_BITS - 1 - math.floor(math.log2(amax))) if amax > 0 else 0
+        return cls(a_frac, np.rint(np.ldexp(a, a_frac)).astype(np.int64),
+                   *quantize_multiplier(s[dt] * s[u] * s[b] / s_h),
+                   *quantize_multiplier(s[c] * s_h / s_y),
+                   *signed_multiplier(qm.fparams[node.weights["D"]].astype(np.float64) * s[u] / s_y),
+                   qm.bits[node.outputs[0]])
 
 
 class IntSimulator(Interpreter):
@@ -55,7 +67,11 @@ class IntSimulator(Interpreter):
 
     def __init__(self, qm: QuantizedModel) -> None:
         self.qm = qm
-        self._const: dict[tuple[str, str], Any] = {}
+        self._const: dict[tuple[str, str], Any] = import_constants(qm.int_constants)
+
+    def export_constants(self) -> dict[str, np.ndarray]:
+        """Every constant derived so far, flattened to ``node/key[/field]`` int64 arrays."""
+        return export_constants(self._const)
 
     # ---- compile-time constants -------------------------------------------------------------
     def const(self, node: Node, key: str, make: Callable[[], T]) -> T:
@@ -165,8 +181,12 @@ class IntSimulator(Interpreter):
             s_in / math.sqrt(plan.padded_dim) / self.qm.scales[node.outputs[0]]))
         return requant(hadamard_transform_int(x, plan), m, shift, 8)
 
-    def op_add(self, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return saturate(a + b, self.qm.bits[node.outputs[0]])
+    def op_add(self, node: Node, skip: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Residual add: ``b`` is already at the output scale; the skip input is rescaled to it."""
+        out = node.outputs[0]
+        m, shift = self.const(node, "skip", lambda: quantize_multiplier(
+            self.qm.scales[node.inputs[0]] / self.qm.scales[out]))
+        return saturate(requant(skip, m, shift, 32) + b, self.qm.bits[out])
 
     def _scan_update(self, k: ScanConstants, u, dt, b, c, h) -> tuple[np.ndarray, np.ndarray]:
         """One time step for all channels: returns (y codes, new state codes)."""
@@ -177,10 +197,10 @@ class IntSimulator(Interpreter):
         return saturate(y, k.y_bits), h
 
     def op_scan_step(self, node, u, dt, b, c, h) -> tuple[np.ndarray, np.ndarray]:
-        return self._scan_update(self.const(node, "scan", lambda: ScanConstants(self.qm, node)), u, dt, b, c, h)
+        return self._scan_update(self.const(node, "scan", lambda: ScanConstants.build(self.qm, node)), u, dt, b, c, h)
 
     def op_selective_scan(self, node, u, dt, b, c) -> np.ndarray:
-        k = self.const(node, "scan", lambda: ScanConstants(self.qm, node))
+        k = self.const(node, "scan", lambda: ScanConstants.build(self.qm, node))
         h = np.zeros((*u.shape[:-2], u.shape[-1], k.a_q.shape[-1]), np.int64)
         ys = np.empty_like(u)
         for t in range(u.shape[-2]):
@@ -192,3 +212,37 @@ class IntSimulator(Interpreter):
         """Real value of one logit code, per vocabulary entry."""
         head = self.qm.graphs["prefill"].find("lm_head")
         return self._acc_scale(head)
+
+
+def export_constants(cache: Mapping[tuple[str, str], Any]) -> dict[str, np.ndarray]:
+    """Flatten a constant cache: arrays and ints as is, (m, shift) pairs and ScanConstants by part."""
+    flat: dict[str, np.ndarray] = {}
+    for (node, key), value in sorted(cache.items()):
+        if isinstance(value, ScanConstants):
+            parts = {f.name: getattr(value, f.name) for f in fields(value)}
+        elif isinstance(value, tuple):
+            parts = {str(i): v for i, v in enumerate(value)}
+        else:
+            flat[f"{node}/{key}"] = np.asarray(value, dtype=np.int64)
+            continue
+        flat |= {f"{node}/{key}/{part}": np.asarray(v, dtype=np.int64) for part, v in parts.items()}
+    return flat
+
+
+def import_constants(flat: Mapping[str, np.ndarray]) -> dict[tuple[str, str], Any]:
+    """The inverse of export_constants."""
+    grouped: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    cache: dict[tuple[str, str], Any] = {}
+    for name, value in flat.items():
+        node, key, *part = name.split("/")
+        if part:
+            grouped.setdefault((node, key), {})[part[0]] = value
+        else:
+            cache[(node, key)] = int(value) if value.ndim == 0 else value
+    for k, parts in grouped.items():
+        if k[1] == "scan":
+            cache[k] = ScanConstants(**{f.name: int(parts[f.name]) if f.type == "int" else parts[f.name]
+                                        for f in fields(ScanConstants)})
+        else:
+            cache[k] = tuple(parts[str(i)] for i in range(len(parts)))
+    return cache
