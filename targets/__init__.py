@@ -1,0 +1,1 @@
+"""Target emitters (orin, fpga, cpu) and device profiles; each target lowers a QuantizedModel."""

@@ -1,0 +1,1 @@
+"""Frontends: Hugging Face Mamba checkpoints and live models into the edgec IR."""

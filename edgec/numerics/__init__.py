@@ -1,0 +1,1 @@
+"""Integer and fixed-point arithmetic, lookup tables and Hadamard matrices, each defined once."""
