@@ -6,7 +6,8 @@
 - Activations: static, per tensor, scale = absmax / 127, with one scale per output segment of
   in_proj (x | z) and x_proj (dt | B | C); the SSM input u uses the alpha-quantile of |u|.
 - Wider intermediates of the int profile get their own fixed formats: the residual stream
-  (24-bit, one scale per layer boundary), softplus output dt (24-bit LUT output), silu gate g (16-bit LUT output), scan output y (16-bit) and
+  (24-bit, one scale per layer boundary), softplus output dt (24-bit LUT output), silu gate g
+  (16-bit LUT output), scan output y (16-bit) and
   the SSM state (32-bit, at least 24 bits of it below the calibrated maximum).
 """
 
