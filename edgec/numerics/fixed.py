@@ -48,7 +48,7 @@ def rshift_round(x: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:
     """
     x = np.asarray(x, dtype=np.int64)
     shift = np.asarray(shift, dtype=np.int64)
-    if np.any(shift < 0):
+    if (shift < 0).any():
         raise ValueError("rshift_round: negative shift")
     nonzero = (shift > 0).astype(np.int64)
     half = (np.int64(1) << shift) >> 1
@@ -57,8 +57,8 @@ def rshift_round(x: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:
 
 def saturate(x: np.ndarray | int, bits: int) -> np.ndarray:
     """Clamp to the signed range of ``bits`` bits: [-2^(bits-1), 2^(bits-1) - 1]."""
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return np.clip(np.asarray(x, dtype=np.int64), lo, hi)
+    lo, hi = np.int64(-(1 << (bits - 1))), np.int64((1 << (bits - 1)) - 1)
+    return np.minimum(np.maximum(np.asarray(x, dtype=np.int64), lo), hi)
 
 
 def quantize_multiplier(real: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
