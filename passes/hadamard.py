@@ -23,7 +23,8 @@ def rotate_ssm_output(model: Model) -> PassResult:
     notes: list[str] = []
     for key, graph in model.graphs.items():
         graph = graph.copy()
-        for out_proj in [n for n in graph.nodes if n.op is Op.LINEAR and n.name.endswith(".out_proj")]:
+        gated = {n.outputs[0] for n in graph.nodes if n.op is Op.MUL}  # y * silu(z), the SSM block output
+        for out_proj in [n for n in graph.nodes if n.op is Op.LINEAR and n.inputs[0] in gated]:
             src = out_proj.inputs[0]
             dim = graph.values[src].shape[-1]
             plan = plan_hadamard(int(dim))
@@ -38,8 +39,7 @@ def rotate_ssm_output(model: Model) -> PassResult:
                                  f"= {plan.k} x 2^{plan.m} (+{plan.pad} zero channels)")
             rotated = src.rsplit(".", 1)[0] + ".yh"
             value = graph.values[src]
-            had = Node(Op.HADAMARD, (src,), (rotated,), {}, {"plan": plan},
-                       out_proj.name.replace("out_proj", "hadamard"))
+            had = Node(Op.HADAMARD, (src,), (rotated,), {}, {"plan": plan}, out_proj.name + ".hadamard")
             graph.insert_after(graph.producer(src), had,
                                [Value(rotated, (*value.shape[:-1], plan.padded_dim), value.dtype)])
             graph.replace_all_uses(src, rotated, skip=had)

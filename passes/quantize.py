@@ -105,6 +105,13 @@ def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
             scales[v] = scale
             residual.append(v)
 
+    def feeds(value: str, op: Op) -> bool:
+        return any(u.op is op for u in prefill.users(value))
+
+    def made_by_conv(value: str) -> bool:
+        producer = prefill.producer(value)
+        return producer is not None and producer.op is Op.CONV1D_CAUSAL
+
     for node in prefill.nodes:
         out = node.outputs[0]
         if node.op in (Op.RMSNORM, Op.CONV1D_CAUSAL, Op.HADAMARD):
@@ -112,9 +119,9 @@ def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
         elif node.op is Op.SPLIT:
             for o in node.outputs:
                 scales[o] = _int8_scale(absmax[o], o)
-        elif node.op is Op.LINEAR and node.name.endswith("dt_proj"):
+        elif node.op is Op.LINEAR and feeds(out, Op.SOFTPLUS):  # dt_proj: int8 index of the softplus LUT
             scales[out] = _int8_scale(absmax[out], out)
-        elif node.op is Op.SILU and node.name.endswith("conv_act"):
+        elif node.op is Op.SILU and made_by_conv(node.inputs[0]):  # the SSM input u
             amax = stats.quantile[out] if options.percentile and out in stats.quantile else absmax[out]
             scales[out] = _int8_scale(amax, out)
         elif node.op is Op.SOFTPLUS:
@@ -129,7 +136,7 @@ def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
             state_scales[node.name] = float(np.float32(2 * state_max / 2 ** (STATE_BITS - 2)))
             for role in ("A_log", "D"):
                 fparams[node.weights[role]] = model.weights[node.weights[role]]
-        elif node.op is Op.MUL and not any(u.op is Op.HADAMARD for u in prefill.users(out)):
+        elif node.op is Op.MUL and not feeds(out, Op.HADAMARD):
             scales[out] = _int8_scale(absmax[out], out)  # no rotation: out_proj reads y*g directly
         if node.op in (Op.EMBED, Op.LINEAR, Op.CONV1D_CAUSAL):
             name = node.weights["weight"]
@@ -139,7 +146,7 @@ def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
             if "bias" in node.weights:
                 fparams[node.weights["bias"]] = model.weights[node.weights["bias"]]
     wide = {n.outputs[0] for n in prefill.nodes
-            if n.op is Op.SELECTIVE_SCAN or (n.op is Op.SILU and not n.name.endswith("conv_act"))}
+            if n.op is Op.SELECTIVE_SCAN or (n.op is Op.SILU and not made_by_conv(n.inputs[0]))}
     dts = {n.outputs[0] for n in prefill.nodes if n.op is Op.SOFTPLUS}
     bits = {v: RESIDUAL_BITS if v in residual else WIDE_BITS if v in wide else DT_BITS if v in dts else 8
             for v in scales}
