@@ -1,0 +1,97 @@
+// edgec testbench: runs the decode-step top function over a token file.
+//
+//   tb_edgec WEIGHTS.bin TOKENS.bin LOGITS_OUT.bin [TRACE_OUT.bin]
+//
+// WEIGHTS.bin: "EDGECW1\0", uint64 n8, uint64 n64, n8 int8 values, zero padding to 8 bytes, n64 int64.
+// TOKENS.bin:  int64 token ids, little-endian, no header (the state is reset before the first one).
+// LOGITS_OUT.bin: for each token, EDGEC_VOCAB int64 logit accumulators (little-endian).
+// TRACE_OUT.bin (optional): for each token and node output: uint32 name length, name bytes,
+//   uint64 count, count int64 values.
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <vector>
+
+#include "edgec_top.h"
+
+static FILE *trace_out = 0;
+
+static void write_trace(const char *name, const int64_t *values, int n) {
+    const uint32_t len = (uint32_t)strlen(name);
+    const uint64_t count = (uint64_t)n;
+    fwrite(&len, sizeof len, 1, trace_out);
+    fwrite(name, 1, len, trace_out);
+    fwrite(&count, sizeof count, 1, trace_out);
+    fwrite(values, sizeof(int64_t), (size_t)n, trace_out);
+}
+
+static bool read_file(const char *path, std::vector<char> &data) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    fseek(f, 0, SEEK_END);
+    const long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    data.resize((size_t)size);
+    const bool ok = size == 0 || fread(data.data(), 1, (size_t)size, f) == (size_t)size;
+    fclose(f);
+    return ok;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4 || argc > 5) {
+        fprintf(stderr, "usage: %s WEIGHTS.bin TOKENS.bin LOGITS_OUT.bin [TRACE_OUT.bin]\n", argv[0]);
+        return 2;
+    }
+    std::vector<char> weights, tokens;
+    if (!read_file(argv[1], weights) || weights.size() < 24 || memcmp(weights.data(), "EDGECW1\0", 8) != 0) {
+        fprintf(stderr, "tb_edgec: %s is not an edgec weights file\n", argv[1]);
+        return 1;
+    }
+    uint64_t n8 = 0, n64 = 0;
+    memcpy(&n8, weights.data() + 8, 8);
+    memcpy(&n64, weights.data() + 16, 8);
+    const uint64_t start64 = 24 + n8 + (8 - n8 % 8) % 8;
+    if (n8 != EDGEC_W8_SIZE || n64 != EDGEC_W64_SIZE || weights.size() != start64 + 8 * n64) {
+        fprintf(stderr, "tb_edgec: %s does not match this design (%llu/%llu values, expected %d/%d)\n", argv[1],
+                (unsigned long long)n8, (unsigned long long)n64, EDGEC_W8_SIZE, EDGEC_W64_SIZE);
+        return 1;
+    }
+    std::vector<int8_t> w8(n8 ? n8 : 1);
+    std::vector<int64_t> w64(n64 ? n64 : 1);
+    memcpy(w8.data(), weights.data() + 24, n8);
+    memcpy(w64.data(), weights.data() + start64, 8 * n64);
+    if (!read_file(argv[2], tokens) || tokens.size() % 8 != 0) {
+        fprintf(stderr, "tb_edgec: %s is not a file of int64 token ids\n", argv[2]);
+        return 1;
+    }
+    FILE *out = fopen(argv[3], "wb");
+    if (!out) {
+        fprintf(stderr, "tb_edgec: cannot write %s\n", argv[3]);
+        return 1;
+    }
+    if (argc == 5) {
+        trace_out = fopen(argv[4], "wb");
+        if (!trace_out) {
+            fprintf(stderr, "tb_edgec: cannot write %s\n", argv[4]);
+            return 1;
+        }
+        edgec_trace_hook = write_trace;
+    }
+    std::vector<int64_t> logits(EDGEC_VOCAB);
+    const size_t count = tokens.size() / 8;
+    for (size_t t = 0; t < count; t++) {
+        int64_t token;
+        memcpy(&token, tokens.data() + 8 * t, 8);
+        if (token < 0 || token >= EDGEC_VOCAB) {
+            fprintf(stderr, "tb_edgec: token %lld at position %zu is outside the vocabulary\n", (long long)token, t);
+            return 1;
+        }
+        edgec_step(token, t == 0, w8.data(), w64.data(), logits.data());
+        fwrite(logits.data(), sizeof(int64_t), logits.size(), out);
+    }
+    fclose(out);
+    if (trace_out) fclose(trace_out);
+    printf("tb_edgec: %zu tokens\n", count);
+    return 0;
+}

@@ -1,0 +1,68 @@
+"""The weights file of an FPGA project: every int8 weight and int64 constant array, at fixed offsets.
+
+Format (little-endian): 8-byte magic ``EDGECW1\\0``, uint64 count of int8 values, uint64 count of int64
+values, the int8 section, zero padding to a multiple of 8 bytes, the int64 section. The generated
+``model_config.h`` names each array's offset inside its section.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["MAGIC", "WeightBlob", "read_blob"]
+
+MAGIC = b"EDGECW1\0"
+
+
+@dataclass
+class WeightBlob:
+    """Collects arrays into two sections and hands out their offsets (each array stored once)."""
+
+    int8: list[np.ndarray] = field(default_factory=list)
+    int64: list[np.ndarray] = field(default_factory=list)
+    offsets: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # name -> (section, offset, size)
+    _n8: int = 0
+    _n64: int = 0
+
+    def add(self, name: str, array: np.ndarray, section: str) -> int:
+        """Register ``array`` under ``name`` (once) and return its element offset in ``section``."""
+        if name in self.offsets:
+            return self.offsets[name][1]
+        flat = np.ascontiguousarray(array).reshape(-1)
+        if section == "int8":
+            if flat.dtype != np.int8:
+                raise TypeError(f"{name}: int8 section needs int8 data, got {flat.dtype}")
+            offset, self._n8 = self._n8, self._n8 + flat.size
+            self.int8.append(flat)
+        else:
+            offset, self._n64 = self._n64, self._n64 + flat.size
+            self.int64.append(flat.astype(np.int64))
+        self.offsets[name] = (section, offset, int(flat.size))
+        return offset
+
+    @property
+    def sizes(self) -> tuple[int, int]:
+        return self._n8, self._n64
+
+    def write(self, path: Path) -> None:
+        w8 = np.concatenate(self.int8) if self.int8 else np.zeros(0, np.int8)
+        w64 = np.concatenate(self.int64) if self.int64 else np.zeros(0, np.int64)
+        pad = (-w8.size) % 8
+        with path.open("wb") as f:
+            f.write(MAGIC + struct.pack("<QQ", w8.size, w64.size))
+            f.write(w8.tobytes() + b"\0" * pad)
+            f.write(w64.astype("<i8").tobytes())
+
+
+def read_blob(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The (int8, int64) sections of a weights file."""
+    raw = path.read_bytes()
+    if raw[:8] != MAGIC:
+        raise ValueError(f"{path}: not an edgec weights file")
+    n8, n64 = struct.unpack("<QQ", raw[8:24])
+    start64 = 24 + n8 + (-n8) % 8
+    return (np.frombuffer(raw, np.int8, n8, 24), np.frombuffer(raw, "<i8", n64, start64))

@@ -1,0 +1,117 @@
+"""C simulation of a generated project with g++ and hls4ml's ap_types, checked against the simulator."""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgec.errors import VerificationError
+from edgec.frontends.mamba_graph import state_names
+from edgec.hls.toolchain import ap_types_dir, compile_program, run_program
+from edgec.passes.quantize import QuantizedModel
+from edgec.runtime.sim_int import IntSimulator
+
+__all__ = ["CsimResult", "require_bit_exact", "run_csim", "simulate_steps"]
+
+
+@dataclass(frozen=True)
+class CsimResult:
+    """Outcome of one C simulation: timings and the agreement with the simulator."""
+
+    tokens: int
+    logits_equal: int  # logits (token x vocab) that equal the simulator's
+    logits_total: int
+    compile_s: float
+    run_s: float
+    first_difference: str = ""
+
+    @property
+    def bit_exact(self) -> bool:
+        return self.logits_equal == self.logits_total
+
+
+def simulate_steps(qm: QuantizedModel, tokens: np.ndarray, trace: bool = False) -> tuple[np.ndarray, list[dict]]:
+    """The int simulator's step graph over ``tokens``: logits [T, V] and, with ``trace``, every value."""
+    sim = IntSimulator(qm)
+    graph = qm.graphs["step"]
+    state = {}
+    for i in range(qm.spec.num_hidden_layers):
+        conv, ssm = state_names(i)
+        state[conv] = np.zeros((1, qm.spec.intermediate_size, qm.spec.conv_kernel - 1), np.int64)
+        state[ssm] = np.zeros((1, qm.spec.intermediate_size, qm.spec.state_size), np.int64)
+    logits, envs = [], []
+    for token in tokens:
+        env = sim.run(graph, {"tokens": np.array([token]), **state}, keep_all=trace)
+        state = {k: env[k + "_out"] for k in state}
+        logits.append(env["logits"][0])
+        if trace:
+            envs.append(env)
+    return np.stack(logits), envs
+
+
+def _read_trace(path: Path) -> list[tuple[str, np.ndarray]]:
+    raw, records, pos = path.read_bytes(), [], 0
+    while pos < len(raw):
+        (length,) = struct.unpack_from("<I", raw, pos)
+        name = raw[pos + 4:pos + 4 + length].decode()
+        (count,) = struct.unpack_from("<Q", raw, pos + 4 + length)
+        start = pos + 12 + length
+        records.append((name, np.frombuffer(raw, "<i8", count, start)))
+        pos = start + 8 * count
+    return records
+
+
+def _first_difference(records: list[tuple[str, np.ndarray]], envs: list[dict], per_token: int, graph) -> str:
+    for t, env in enumerate(envs):
+        for name, got in records[t * per_token:(t + 1) * per_token]:
+            want = np.asarray(env[name]).reshape(-1)
+            if not np.array_equal(got, want):
+                node = graph.producer(name)
+                bad = int(np.flatnonzero(got != want)[0])
+                return (f"token {t}: %{name} of node {node.name} ({node.op.value}) differs first at index {bad}: "
+                        f"csim {int(got[bad])}, simulator {int(want[bad])}")
+    return ""
+
+
+def run_csim(project: Path, qm: QuantizedModel, tokens: np.ndarray, traced: list[str], trace: bool = False,
+             expected: np.ndarray | None = None) -> CsimResult:
+    """Compile the project's testbench, run it on ``tokens`` and compare every logit with the simulator.
+
+    With ``trace``, every node output of every step is compared and the first difference is named.
+    """
+    if expected is None or trace:
+        expected, envs = simulate_steps(qm, tokens, trace)
+    with tempfile.TemporaryDirectory(prefix="edgec-csim-") as tmp:
+        tmp_path = Path(tmp)
+        start = time.perf_counter()
+        exe = compile_program([project / "tb" / "tb_edgec.cpp", project / "firmware" / "edgec_top.cpp"],
+                              tmp_path / "tb_edgec", [project / "firmware", ap_types_dir()])
+        compile_s = time.perf_counter() - start
+        tokens.astype("<i8").tofile(tmp_path / "tokens.bin")
+        args = [project / "data" / "weights.bin", tmp_path / "tokens.bin", tmp_path / "logits.bin"]
+        if trace:
+            args.append(tmp_path / "trace.bin")
+        start = time.perf_counter()
+        run_program(exe, args)
+        run_s = time.perf_counter() - start
+        got = np.fromfile(tmp_path / "logits.bin", "<i8").reshape(len(tokens), -1)
+        first = ""
+        if trace:
+            first = _first_difference(_read_trace(tmp_path / "trace.bin"), envs, len(traced), qm.graphs["step"])
+    equal = int(np.sum(got == expected)) if got.shape == expected.shape else 0
+    result = CsimResult(len(tokens), equal, int(expected.size), compile_s, run_s, first)
+    return result
+
+
+def require_bit_exact(result: CsimResult) -> None:
+    """Raise VerificationError naming the first difference when C simulation and simulator disagree."""
+    if not result.bit_exact:
+        where = result.first_difference or "rerun with --trace to find the first layer that differs"
+        wrong = result.logits_total - result.logits_equal
+        raise VerificationError(f"C simulation differs from the simulator on {wrong} of {result.logits_total} "
+                                f"logits; {where}")
