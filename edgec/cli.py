@@ -40,6 +40,34 @@ def _load_float(arg: str | None):
     return load_checkpoint(Path(name)), None
 
 
+def _float_and_quantized(model: str | None, calib: Path | None):
+    """(float model, zoo entry or None, QuantizedModel): a QDIR is loaded, a checkpoint is quantized."""
+    from edgec.data import model_tokens, windows
+    from edgec.passes.pipeline import quantize as run_pipeline
+    from edgec.qdir import is_qdir, load_qdir
+
+    if model is not None and is_qdir(model):
+        qm = load_qdir(model)
+        fm, entry = _load_float(qm.source)
+        if fm.spec != qm.spec:
+            raise DataError(f"{model}: its float model {qm.source} has changed since quantization "
+                            "(config differs); re-run edgec quantize")
+        return fm, entry, qm
+    fm, entry = _load_float(model)
+    calib_path = calib or (entry.calib if entry else None)
+    if calib_path is None:
+        raise DataError("MODEL is a checkpoint: pass --calib FILE (held out from evaluation data), or a QDIR")
+    qm = run_pipeline(fm, windows(model_tokens(fm, calib_path), 256, 8, 8192))
+    qm.source = _source_name(model)
+    return fm, entry, qm
+
+
+def _source_name(model: str | None) -> str:
+    """How a QDIR names its float model: a bundled name, or an absolute path (eval reloads it)."""
+    name = model or DEFAULT_MODEL
+    return name if name in BUNDLED else str(Path(name).resolve())
+
+
 @app.command()
 def models() -> None:
     """List the bundled models."""
@@ -75,8 +103,7 @@ def quantize(
     batches = windows(model_tokens(fm, calib_path), seq_len, batch=8, max_tokens=calib_tokens)
     qm = run_pipeline(fm, batches, QuantOptions(hadamard=hadamard, percentile=percentile,
                                                 per_channel=per_channel, alpha=alpha))
-    name = model or DEFAULT_MODEL
-    qm.source = name if name in BUNDLED else str(Path(name).resolve())  # eval reloads the float model
+    qm.source = _source_name(model)
     save_qdir(qm, output)
     for note in qm.notes:
         print(f"note: {note}")
@@ -97,21 +124,8 @@ def evaluate(
     _require_at_least(2, seq_len=seq_len, max_tokens=max_tokens)
     from edgec.data import model_tokens, windows
     from edgec.evaluate import perplexities
-    from edgec.passes.pipeline import quantize as run_pipeline
-    from edgec.qdir import is_qdir, load_qdir
 
-    if model is not None and is_qdir(model):
-        qm = load_qdir(model)
-        fm, entry = _load_float(qm.source)
-        if fm.spec != qm.spec:
-            raise DataError(f"{model}: its float model {qm.source} has changed since quantization "
-                            "(config differs); re-run edgec quantize")
-    else:
-        fm, entry = _load_float(model)
-        calib_path = calib or (entry.calib if entry else None)
-        if calib_path is None:
-            raise DataError("MODEL is a checkpoint: pass --calib FILE (held-out from --data), or a QDIR")
-        qm = run_pipeline(fm, windows(model_tokens(fm, calib_path), 256, 8, 8192))
+    fm, entry, qm = _float_and_quantized(model, calib)
     data_path = data or (entry.eval if entry else None)
     if data_path is None:
         raise DataError("no evaluation data: pass --data FILE (text or .npy token ids)")
@@ -131,6 +145,37 @@ def evaluate(
             print("SQNR (dB) against the float model, first window:")
             for name, row in residual_sqnr(fm, qm, batches[0][:1]).items():
                 print(f"  {name:8s} int {row['int']:6.1f}   qdq {row['qdq']:6.1f}")
+
+
+TARGETS = ("fpga",)
+
+
+@app.command()
+def build(
+    model: Annotated[str | None, typer.Argument(help="QDIR, HF checkpoint folder or bundled name")] = None,
+    target: Annotated[str, typer.Option(help="what to build: fpga")] = "fpga",
+    output: Annotated[Path, typer.Option("-o", "--output", help="output folder")] = Path("out/build"),
+    device: Annotated[str, typer.Option(help="FPGA device profile (zcu102, u250, kv260)")] = "zcu102",
+    parallelism: Annotated[int | None, typer.Option(help="int8 MACs per cycle (default: from the device)")] = None,
+    csim: Annotated[bool, typer.Option(help="C-simulate with g++ and compare with the simulator")] = True,
+    trace: Annotated[bool, typer.Option(help="compare every layer and name the first that differs")] = False,
+    tokens: Annotated[int, typer.Option(help="length of the golden token sequence")] = 128,
+    calib: Annotated[Path | None, typer.Option(help="calibration data, when MODEL is a checkpoint")] = None,
+) -> None:
+    """Build a deployable artifact: a Vitis HLS project (--target fpga), C-simulated bit-exact."""
+    _require_at_least(1, tokens=tokens, parallelism=parallelism)
+    if target not in TARGETS:
+        raise DataError(f"--target {target!r} is not available in this version; choose one of: {', '.join(TARGETS)}")
+    from edgec.targets.fpga.build import build_fpga
+
+    _, _, qm = _float_and_quantized(model, calib)
+    report = build_fpga(qm, output, device, parallelism, csim=csim, trace=trace, tokens=tokens)
+    print((output / "report.txt").read_text().rstrip())
+    if "csim" in report:
+        c = report["csim"]
+        print(f"csim: {c['logits_equal']}/{c['logits_total']} logits bit-exact over {c['tokens']} tokens "
+              f"(compile {c['compile_s']:.1f} s, {c['ms_per_token']:.2f} ms/token)")
+    print(f"wrote {output}")
 
 
 def main() -> None:

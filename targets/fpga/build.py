@@ -1,0 +1,54 @@
+"""`edgec build --target fpga`: emit, C-simulate against the simulator, estimate, and write the project."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from edgec.errors import EdgecError
+from edgec.outdir import atomic_dir, sha256
+from edgec.passes.quantize import QuantizedModel
+from edgec.targets.fpga.csim import CsimResult, require_bit_exact, run_csim, simulate_steps
+from edgec.targets.fpga.devices import get_device
+from edgec.targets.fpga.emit import emit_design
+from edgec.targets.fpga.estimate import estimate, format_estimate
+from edgec.targets.fpga.project import write_project
+
+__all__ = ["FORMAT", "build_fpga", "golden_tokens"]
+
+FORMAT = "edgec-fpga/1"
+
+
+def golden_tokens(vocab_size: int, count: int) -> np.ndarray:
+    """A deterministic token sequence for the golden run (same on every machine)."""
+    return np.random.default_rng(20261125).integers(0, vocab_size, count).astype(np.int64)
+
+
+def build_fpga(qm: QuantizedModel, output: Path, device_name: str = "zcu102", parallelism: int | None = None,
+               csim: bool = True, trace: bool = False, tokens: int = 128) -> dict:
+    """Write the HLS project for ``qm`` to ``output``; with ``csim``, only once it is bit-exact."""
+    device = get_device(device_name)
+    est = estimate(qm.spec, device, parallelism)
+    if not est.fits:
+        raise EdgecError(f"{device.name}: the model does not fit even with DRAM streaming: {est.reason}")
+    design = emit_design(qm, est.parallelism)
+    seq = golden_tokens(qm.spec.vocab_size, tokens)
+    expected, _ = simulate_steps(qm, seq)
+    report: dict = {"format": FORMAT, "device": asdict(device), "estimate": est.as_dict()}
+    with atomic_dir(output) as tmp:
+        write_project(tmp, qm, design, device, est.parallelism, seq, expected)
+        result: CsimResult | None = None
+        if csim:
+            result = run_csim(tmp, qm, seq, design.traced, trace=trace, expected=expected)
+            require_bit_exact(result)
+            report["csim"] = asdict(result) | {"bit_exact": result.bit_exact,
+                                                "ms_per_token": 1000 * result.run_s / max(result.tokens, 1)}
+        (tmp / "report.txt").write_text(format_estimate(est) + "\n")
+        (tmp / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True, default=str) + "\n")
+        files = {str(p.relative_to(tmp)): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        (tmp / "manifest.json").write_text(json.dumps({"format": FORMAT, "source": qm.source, "files": files},
+                                                      indent=1, sort_keys=True) + "\n")
+    return report

@@ -1,0 +1,112 @@
+// Runs one kernel of hls/include/edgec_kernels.h on int64 inputs from a file; writes int64 outputs.
+//   kernel_driver KERNEL IN.bin OUT.bin
+// Sizes are fixed here and mirrored in tests/test_hls_kernels.py.
+#include <stdint.h>
+#include <stdio.h>
+
+#include <string>
+#include <vector>
+
+#include "edgec_kernels.h"
+
+enum { V = 40, D = 64, K = 48, N = 36, E = 24, KT = 4, NS = 16, HD = 22, HK = 12, HB = 2 };
+
+static std::vector<int64_t> in;
+static size_t pos = 0;
+static int64_t next() { return in.at(pos++); }
+static const int64_t *take(size_t n) { const int64_t *p = &in.at(pos); pos += n; return p; }
+
+int main(int argc, char **argv) {
+    if (argc != 4) return 2;
+    FILE *f = fopen(argv[2], "rb");
+    int64_t v;
+    while (fread(&v, 8, 1, f) == 1) in.push_back(v);
+    fclose(f);
+    std::vector<int64_t> out;
+    const std::string kernel = argv[1];
+    if (kernel == "embed") {
+        std::vector<int8_t> table(V * D);
+        for (auto &t : table) t = (int8_t)next();
+        const int64_t *m = take(V), *shift = take(V);
+        const int bits = (int)next();
+        const int64_t *tokens = take(8);
+        for (int i = 0; i < 8; i++) {
+            int64_t row[D];
+            edgec::embed<V, D>(tokens[i], table.data(), m, shift, bits, row);
+            out.insert(out.end(), row, row + D);
+        }
+    } else if (kernel == "rmsnorm") {
+        const int64_t eps = next(), m = next(), shift = next();
+        for (int r = 0; r < 8; r++) {
+            int64_t y[D];
+            edgec::rmsnorm<D>(take(D), eps, m, (int)shift, y);
+            out.insert(out.end(), y, y + D);
+        }
+    } else if (kernel == "linear") {
+        const int64_t *x = take(K);
+        std::vector<int8_t> w(N * K);
+        for (auto &t : w) t = (int8_t)next();
+        const int64_t *bias = take(N), *m = take(N), *shift = take(N);
+        const int bits = (int)next();
+        int64_t y[N];
+        edgec::linear<K, N, 4>(x, w.data(), bias, m, shift, bits, y);
+        out.assign(y, y + N);
+    } else if (kernel == "conv1d_step") {
+        int64_t state[E][KT - 1];
+        for (int e = 0; e < E; e++)
+            for (int j = 0; j < KT - 1; j++) state[e][j] = next();
+        std::vector<int8_t> taps(E * KT);
+        for (auto &t : taps) t = (int8_t)next();
+        const int64_t *bias = take(E), *m = take(E), *shift = take(E);
+        for (int step = 0; step < 3; step++) {
+            int64_t y[E];
+            edgec::conv1d_step<E, KT>(take(E), state, taps.data(), bias, m, shift, 8, y);
+            out.insert(out.end(), y, y + E);
+        }
+        for (int e = 0; e < E; e++) out.insert(out.end(), state[e], state[e] + KT - 1);
+    } else if (kernel == "lut") {
+        const int64_t *table = take(256);
+        int64_t y[256];
+        edgec::lut<256>(take(256), table, y);
+        out.assign(y, y + 256);
+    } else if (kernel == "scan_step") {
+        int64_t h[E][NS];
+        for (int e = 0; e < E; e++)
+            for (int n = 0; n < NS; n++) h[e][n] = next();
+        const int64_t *a_q = take(E * NS);
+        const int a_frac = (int)next();
+        const int64_t bu_m = next(), bu_shift = next(), y_m = next(), y_shift = next();
+        const int64_t *d_m = take(E), *d_shift = take(E);
+        const int y_bits = (int)next();
+        for (int step = 0; step < 3; step++) {
+            const int64_t *u = take(E), *dt = take(E), *b = take(NS), *c = take(NS);
+            int64_t y[E];
+            edgec::scan_step<E, NS>(u, dt, b, c, h, a_q, a_frac, bu_m, (int)bu_shift, y_m, (int)y_shift, d_m, d_shift,
+                                    y_bits, y);
+            out.insert(out.end(), y, y + E);
+        }
+        for (int e = 0; e < E; e++) out.insert(out.end(), h[e], h[e] + NS);
+    } else if (kernel == "hadamard") {
+        const int64_t *hk = take(HK * HK);
+        const int64_t m = next(), shift = next();
+        int64_t y[HK * HB];
+        edgec::hadamard<HD, HK, HB>(take(HD), hk, m, (int)shift, y);
+        out.assign(y, y + HK * HB);
+    } else if (kernel == "mul_add") {
+        const int64_t m = next(), shift = next();
+        const int64_t *a = take(D), *b = take(D);
+        int64_t y[D], z[D];
+        edgec::mul<D>(a, b, m, (int)shift, 8, y);
+        out.assign(y, y + D);
+        edgec::mul<D>(a, b, 0, 0, 0, z);
+        out.insert(out.end(), z, z + D);
+        edgec::residual_add<D>(a, b, m, (int)shift, 24, y);
+        out.insert(out.end(), y, y + D);
+    } else {
+        return 3;
+    }
+    FILE *o = fopen(argv[3], "wb");
+    fwrite(out.data(), 8, out.size(), o);
+    fclose(o);
+    return 0;
+}

@@ -1,0 +1,135 @@
+"""Each HLS kernel alone against its twin in the simulator, on random and edge-case inputs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgec.hls.toolchain import HLS_INCLUDE_DIR, ap_types_dir, compile_program, run_program
+from edgec.numerics.fixed import quantize_multiplier, requant, saturate
+from edgec.numerics.hadamard import hadamard_base, hadamard_transform_int, plan_hadamard
+from edgec.numerics.lut import build_lut, lookup
+from edgec.runtime.float_ref import silu
+from edgec.runtime.int_ops import int_matmul, rmsnorm_int, signed_multiplier
+from edgec.runtime.sim_int import IntSimulator, ScanConstants
+
+V, D, K, N, E, KT, NS, HD, HK, HB = 40, 64, 48, 36, 24, 4, 16, 22, 12, 2
+RNG = np.random.default_rng(11)
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("kernels") / "kernel_driver"
+    return compile_program([Path(__file__).parent / "cpp" / "kernel_driver.cpp"], out,
+                           [HLS_INCLUDE_DIR, ap_types_dir()])
+
+
+def run(driver: Path, tmp_path: Path, kernel: str, *parts) -> np.ndarray:
+    data = np.concatenate([np.asarray(p, dtype=np.int64).reshape(-1) for p in parts])
+    data.astype("<i8").tofile(tmp_path / "in.bin")
+    run_program(driver, [kernel, tmp_path / "in.bin", tmp_path / "out.bin"])
+    return np.fromfile(tmp_path / "out.bin", "<i8")
+
+
+def multipliers(reals) -> tuple[np.ndarray, np.ndarray]:
+    return quantize_multiplier(np.asarray(reals, dtype=np.float64))
+
+
+def test_embed(driver, tmp_path):
+    table = RNG.integers(-127, 128, (V, D))
+    table[3] = 0
+    table[5] = 127  # extreme row
+    m, shift = multipliers(RNG.uniform(1e-3, 2e4, V))
+    tokens = np.array([0, 3, 5, V - 1, 7, 7, 12, 1])
+    got = run(driver, tmp_path, "embed", table, m, shift, [24], tokens).reshape(8, D)
+    want = requant(table[tokens], m[tokens][:, None], shift[tokens][:, None], 24)
+    assert np.array_equal(got, want)
+
+
+def test_rmsnorm(driver, tmp_path):
+    x = RNG.integers(-(1 << 21), 1 << 21, (8, D))
+    x[1] = 0  # all zero: rms clamps to 1
+    x[2] = (1 << 23) - 1  # saturated residual
+    x[3, :] = RNG.integers(-3, 4, D)  # tiny values: rms of a few codes
+    m, shift = multipliers(1 / 0.03)
+    got = run(driver, tmp_path, "rmsnorm", [4000, m, shift], x).reshape(8, D)
+    assert np.array_equal(got, rmsnorm_int(x, 4000, m, shift))
+
+
+@pytest.mark.parametrize("bits", [8, 24, 0])
+def test_linear(driver, tmp_path, bits):
+    x = RNG.integers(-128, 128, K)
+    x[:4] = [-128, 127, -128, 127]
+    w = RNG.integers(-127, 128, (N, K))
+    w[0] = 127
+    bias = RNG.integers(-(1 << 20), 1 << 20, N)
+    m, shift = multipliers(RNG.uniform(1e-6, 1e-2, N))
+    got = run(driver, tmp_path, "linear", x, w, bias, m, shift, [bits])
+    acc = int_matmul(x, w) + bias
+    assert np.array_equal(got, requant(acc, m, shift, bits) if bits else acc)
+
+
+def test_conv1d_step_three_steps(driver, tmp_path):
+    state = RNG.integers(-128, 128, (E, KT - 1))
+    taps = RNG.integers(-127, 128, (E, KT))
+    bias = RNG.integers(-5000, 5000, E)
+    m, shift = multipliers(RNG.uniform(1e-3, 0.1, E))
+    xs = RNG.integers(-128, 128, (3, E))
+    got = run(driver, tmp_path, "conv1d_step", state, taps, bias, m, shift, xs)
+    want, s = [], state.copy()
+    for x in xs:
+        window = np.concatenate([s, x[:, None]], axis=1)
+        want.append(requant((window * taps).sum(1) + bias, m, shift, 8))
+        s = window[:, 1:]
+    assert np.array_equal(got, np.concatenate([*want, s.reshape(-1)]))
+
+
+def test_lut_every_code(driver, tmp_path):
+    table = build_lut(silu, 0.05, 1e-4, 16)
+    codes = np.arange(-128, 128)
+    assert np.array_equal(run(driver, tmp_path, "lut", table, codes), lookup(table, codes))
+
+
+def test_scan_step_against_simulator_update(driver, tmp_path):
+    a = -np.exp(RNG.uniform(0, 3, (E, NS))) / math.log(2) * 3e-6  # A * log2(e) * s_dt
+    a_frac = 19 - math.floor(math.log2(np.abs(a).max()))
+    d_m, d_shift = signed_multiplier(RNG.normal(0, 1, E) * 1e-2)
+    d_m[0], d_shift[0] = 0, 0  # D = 0 on one channel
+    k = ScanConstants(a_frac, np.rint(np.ldexp(a, a_frac)).astype(np.int64), *multipliers(3e-5),
+                      *multipliers(2e-4), d_m, d_shift, 16)
+    h = RNG.integers(-(1 << 30), 1 << 30, (E, NS))
+    h[0, 0], h[1, 1] = (1 << 31) - 1, -(1 << 31)  # saturated state
+    steps = [(RNG.integers(-128, 128, E), RNG.integers(0, 1 << 23, E), RNG.integers(-128, 128, NS),
+              RNG.integers(-128, 128, NS)) for _ in range(3)]
+    steps[1][1][:] = 0  # dt = 0: no decay, no input
+    got = run(driver, tmp_path, "scan_step", h, k.a_q, [k.a_frac, k.bu_m, k.bu_shift, k.y_m, k.y_shift],
+              k.d_m, k.d_shift, [k.y_bits], *[p for s in steps for p in s])
+    want, state = [], h[None]
+    sim = IntSimulator.__new__(IntSimulator)
+    for u, dt, b, c in steps:
+        y, state = sim._scan_update(k, u[None], dt[None], b[None], c[None], state)
+        want.append(y[0])
+    assert np.array_equal(got, np.concatenate([*want, state.reshape(-1)]))
+
+
+def test_hadamard_with_padding(driver, tmp_path):
+    plan = plan_hadamard(HD)
+    assert (plan.k, plan.block) == (HK, HB) and plan.pad == 2
+    x = RNG.integers(-(1 << 30), 1 << 30, HD)
+    m, shift = multipliers(1e-9)
+    got = run(driver, tmp_path, "hadamard", hadamard_base(HK), [m, shift], x)
+    assert np.array_equal(got, requant(hadamard_transform_int(x, plan), m, shift, 8))
+
+
+def test_mul_and_residual_add(driver, tmp_path):
+    a = RNG.integers(-(1 << 15), 1 << 15, D)
+    b = RNG.integers(-(1 << 15), 1 << 15, D)
+    a[:2], b[:2] = [-(1 << 15), (1 << 15) - 1], [-(1 << 15), (1 << 15) - 1]
+    m, shift = multipliers(1e-7)
+    got = run(driver, tmp_path, "mul_add", [m, shift], a, b).reshape(3, D)
+    assert np.array_equal(got[0], requant(a * b, m, shift, 8))
+    assert np.array_equal(got[1], a * b)
+    assert np.array_equal(got[2], saturate(requant(a, m, shift, 32) + b, 24))
