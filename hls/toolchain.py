@@ -1,0 +1,134 @@
+"""The C++ toolchain for HLS C simulation: g++ plus the ap_types headers that ship with hls4ml.
+
+Nothing here imports hls4ml (it drags in heavy dependencies); its headers are located through the
+import system's metadata only. Every failure is a :class:`ToolchainError` with one line saying what
+to install or fix.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from edgec.errors import EdgecError
+
+__all__ = [
+    "HLS_INCLUDE_DIR",
+    "ToolchainError",
+    "ap_types_dir",
+    "compile_program",
+    "find_compiler",
+    "run_program",
+]
+
+#: The edgec HLS kernel headers (edgec_numerics.h, ...), shipped inside this package.
+HLS_INCLUDE_DIR = Path(__file__).resolve().parent / "include"
+
+# Compiler messages in English and without colour codes, so the first error line can be found.
+_COMPILER_ENV = {"LC_ALL": "C", "LANG": "C", "GCC_COLORS": ""}
+
+
+class ToolchainError(EdgecError):
+    """A C++ compiler or the hls4ml ap_types headers are missing, or a C simulation build/run failed."""
+
+
+def ap_types_dir() -> Path:
+    """The ``templates/vivado/ap_types`` folder of the installed hls4ml package (ap_int.h, ap_fixed.h).
+
+    Found with :func:`importlib.util.find_spec` without importing hls4ml.
+    """
+    try:
+        spec = importlib.util.find_spec("hls4ml")
+    except (ImportError, ValueError):
+        spec = None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        folder = Path(location) / "templates" / "vivado" / "ap_types"
+        if (folder / "ap_int.h").is_file():
+            return folder
+    if not locations:
+        raise ToolchainError("the ap_types headers come with hls4ml, which is not installed: pip install hls4ml")
+    raise ToolchainError(f"hls4ml at {locations[0]} has no templates/vivado/ap_types/ap_int.h: "
+                         "reinstall it (pip install --force-reinstall hls4ml)")
+
+
+def find_compiler() -> str:
+    """The absolute path of the C++ compiler: ``$CXX`` if set, else ``g++`` on PATH."""
+    cxx = os.environ.get("CXX", "").strip()
+    if cxx:
+        found = shutil.which(cxx)
+        if found is None:
+            raise ToolchainError(f"CXX={cxx} is not an executable on PATH; install g++ or fix CXX")
+        return found
+    found = shutil.which("g++")
+    if found is None:
+        raise ToolchainError("no C++ compiler found (g++); install g++ or set CXX")
+    return found
+
+
+def _first_error_line(stderr: str) -> str:
+    """The first line of compiler/linker output that reports an error (else the first non-empty line)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:  # "file:line:col: error: ...", "fatal error: ...", or a linker's undefined symbol
+        if "error:" in line or "undefined reference" in line:
+            return line
+    return lines[0] if lines else ""
+
+
+def compile_program(sources: list[Path], output: Path, include_dirs: list[Path],
+                    defines: dict[str, str] | None = None, opt: str = "-O2", timeout: float = 600.0) -> Path:
+    """Compile and link ``sources`` into the executable ``output`` with -std=c++14; return ``output``.
+
+    The command line is deterministic: compiler, standard, ``opt``, include folders in the given
+    order, macros sorted by name, ``-o output``, then the sources. stderr is captured; on failure
+    the first error line becomes the message of a :class:`ToolchainError`.
+    """
+    if not sources:
+        raise ToolchainError("compile_program: no source files given")
+    for path in [*sources, *include_dirs]:
+        if not Path(path).exists():
+            raise ToolchainError(f"C++ build input {path} does not exist")
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [find_compiler(), "-std=c++14", opt]
+    cmd += [f"-I{Path(d)}" for d in include_dirs]
+    cmd += [f"-D{name}" if value == "" else f"-D{name}={value}" for name, value in sorted((defines or {}).items())]
+    cmd += ["-o", str(output), *(str(Path(s)) for s in sources)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **_COMPILER_ENV}, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ToolchainError(f"C++ compilation of {Path(sources[0]).name} took over {timeout:g} s") from exc
+    except OSError as exc:
+        raise ToolchainError(f"cannot run the C++ compiler {cmd[0]}: {exc.strerror or exc}") from exc
+    if proc.returncode != 0:
+        line = _first_error_line(proc.stderr) or f"compiler exit status {proc.returncode}"
+        raise ToolchainError(f"C++ compilation of {Path(sources[0]).name} failed: {line}")
+    return output
+
+
+def run_program(exe: Path, args: Sequence[str | os.PathLike[str]] = (), timeout: float = 600.0,
+                env: Mapping[str, str] | None = None) -> str:
+    """Run a compiled program (a testbench, a C simulation) and return its stdout.
+
+    A non-zero exit, a crash or a timeout raises :class:`ToolchainError` with the program's last
+    stderr line.
+    """
+    cmd = [str(exe), *(os.fspath(a) for a in args)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              env=None if env is None else {**os.environ, **env}, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ToolchainError(f"{Path(exe).name} did not finish within {timeout:g} s") from exc
+    except OSError as exc:
+        raise ToolchainError(f"cannot run {exe}: {exc.strerror or exc}") from exc
+    if proc.returncode != 0:
+        last = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+        status = f"exit status {proc.returncode}" if proc.returncode > 0 else f"signal {-proc.returncode}"
+        detail = f": {last[-1]}" if last else ""
+        raise ToolchainError(f"{Path(exe).name} failed ({status}){detail}")
+    return proc.stdout
