@@ -20,6 +20,7 @@ from edgec.targets.fpga.project import write_project
 __all__ = ["FORMAT", "build_fpga", "golden_tokens"]
 
 FORMAT = "edgec-fpga/1"
+KERNEL_LANES = 1
 
 
 def golden_tokens(vocab_size: int, count: int) -> np.ndarray:
@@ -31,7 +32,11 @@ def build_fpga(qm: QuantizedModel, output: Path, device_name: str = "zcu102", pa
                csim: bool = True, trace: bool = False, tokens: int = 128) -> dict:
     """Write the HLS project for ``qm`` to ``output``; with ``csim``, only once it is bit-exact."""
     device = get_device(device_name)
-    est = estimate(qm.spec, device, parallelism)
+    # The generated kernels process one element per cycle outside the matrix-vector engine (lanes = 1);
+    # the engine gets the smallest P that already meets the DRAM bound, unless one is asked for.
+    if parallelism is None:
+        parallelism = estimate(qm.spec, device, None, lanes=KERNEL_LANES).balanced_parallelism
+    est = estimate(qm.spec, device, parallelism, lanes=KERNEL_LANES)
     if not est.fits:
         raise EdgecError(f"{device.name}: the model does not fit even with DRAM streaming: {est.reason}")
     design = emit_design(qm, est.parallelism)
