@@ -72,7 +72,7 @@ def test_trace_names_the_first_layer_that_differs(tmp_path, bundled_qm):
     build_fpga(bundled_qm, tmp_path / "prj", csim=False, tokens=4)
     design = emit_design(bundled_qm)
     weights = tmp_path / "prj" / "data" / "weights.bin"
-    w8, w64 = read_blob(weights)
+    _, w64 = read_blob(weights)
     section, offset, size = design.blob.offsets["layers.2.conv_act/lut"]
     assert section == "int64" and size == 256
     w64 = w64.copy()
