@@ -167,7 +167,11 @@ def build(
     if target not in TARGETS:
         raise DataError(f"--target {target!r} is not available in this version; choose one of: {', '.join(TARGETS)}")
     from edgec.targets.fpga.build import build_fpga
+    from edgec.targets.fpga.devices import get_device
 
+    get_device(device)  # an unknown device fails before any quantization work
+    if trace and not csim:
+        raise DataError("--trace compares C simulation layer by layer: drop --no-csim")
     _, _, qm = _float_and_quantized(model, calib)
     report = build_fpga(qm, output, device, parallelism, csim=csim, trace=trace, tokens=tokens)
     print((output / "report.txt").read_text().rstrip())

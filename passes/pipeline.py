@@ -16,7 +16,7 @@ from edgec.passes.fold_norm import fold_norm_gains
 from edgec.passes.hadamard import rotate_ssm_output
 from edgec.passes.quantize import QuantizedModel, QuantOptions, quantize_model
 
-__all__ = ["quantize"]
+__all__ = ["lower_int_constants", "quantize"]
 
 
 def quantize(model: Model, calib_batches: list[np.ndarray], options: QuantOptions | None = None) -> QuantizedModel:
@@ -28,11 +28,11 @@ def quantize(model: Model, calib_batches: list[np.ndarray], options: QuantOption
     rewritten, notes = run_passes(model, passes)
     stats = calibrate(rewritten, calib_batches, alpha=options.alpha)
     qm = quantize_model(rewritten, stats, options, notes)
-    _check_int_lowering(qm, calib_batches[0][:1, :4])
+    lower_int_constants(qm, calib_batches[0][:1, :4])
     return qm
 
 
-def _check_int_lowering(qm: QuantizedModel, tokens: np.ndarray) -> None:
+def lower_int_constants(qm: QuantizedModel, tokens: np.ndarray) -> None:
     """Derive every integer constant now (by a short int-simulator run) and keep them with the model.
 
     A model whose ranges cannot be represented fails here, at quantize time, with the node named.

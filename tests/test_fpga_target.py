@@ -66,6 +66,30 @@ def test_project_is_self_contained(tmp_path, bundled_qm):
     assert "xck26" in (moved / "build_prj.tcl").read_text()
     for name in ("firmware/edgec_numerics.h", "firmware/edgec_kernels.h", "tb/tb_edgec.cpp", "README.md"):
         assert (moved / name).is_file()
+    golden = np.fromfile(moved / "data" / "golden_logits.bin", "<i8")
+    golden[17] += 1  # the testbench must fail, not just print, when a logit differs
+    golden.tofile(moved / "data" / "golden_logits.bin")
+    res = subprocess.run(["bash", "csim.sh"], cwd=moved, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1 and "1 of 4096 logits differ" in res.stdout and "DIFFER" in res.stderr
+
+
+def test_artifacts_are_deterministic_and_logits_convertible(tmp_path, bundled_qm):
+    from edgec.runtime.sim_int import IntSimulator
+
+    for name in ("a", "b"):
+        build_fpga(bundled_qm, tmp_path / name, tokens=8)
+    manifest = (tmp_path / "a" / "manifest.json").read_text()
+    assert manifest == (tmp_path / "b" / "manifest.json").read_text()
+    assert "firmware/edgec_top.cpp" in manifest and "report.json" not in manifest
+    scale = np.fromfile(tmp_path / "a" / "data" / "logits_scale.bin", "<f8")
+    assert np.array_equal(scale, IntSimulator(bundled_qm).logits_scale())
+
+
+def test_a_qdir_without_lowered_constants_still_builds(tmp_path, bundled_qm):
+    from dataclasses import replace
+
+    old = replace(bundled_qm, int_constants={})
+    assert build_fpga(old, tmp_path / "prj", tokens=8)["csim"]["bit_exact"]
 
 
 def test_trace_names_the_first_layer_that_differs(tmp_path, bundled_qm):

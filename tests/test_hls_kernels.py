@@ -16,7 +16,7 @@ from edgec.runtime.float_ref import silu
 from edgec.runtime.int_ops import int_matmul, rmsnorm_int, signed_multiplier
 from edgec.runtime.sim_int import IntSimulator, ScanConstants
 
-V, D, K, N, E, KT, NS, HD, HK, HB = 40, 64, 48, 36, 24, 4, 16, 22, 12, 2
+V, D, K, N, E, KT, NS, HD, HK, HM = 40, 64, 48, 36, 24, 4, 16, 90, 12, 3
 RNG = np.random.default_rng(11)
 
 
@@ -59,7 +59,7 @@ def test_rmsnorm(driver, tmp_path):
     assert np.array_equal(got, rmsnorm_int(x, 4000, m, shift))
 
 
-@pytest.mark.parametrize("bits", [8, 24, 0])
+@pytest.mark.parametrize("bits", [8, 24, 0, -8])  # -8: int8 output without a bias
 def test_linear(driver, tmp_path, bits):
     x = RNG.integers(-128, 128, K)
     x[:4] = [-128, 127, -128, 127]
@@ -68,8 +68,8 @@ def test_linear(driver, tmp_path, bits):
     bias = RNG.integers(-(1 << 20), 1 << 20, N)
     m, shift = multipliers(RNG.uniform(1e-6, 1e-2, N))
     got = run(driver, tmp_path, "linear", x, w, bias, m, shift, [bits])
-    acc = int_matmul(x, w) + bias
-    assert np.array_equal(got, requant(acc, m, shift, bits) if bits else acc)
+    acc = int_matmul(x, w) + (bias if bits >= 0 else 0)
+    assert np.array_equal(got, requant(acc, m, shift, abs(bits)) if bits else acc)
 
 
 def test_conv1d_step_three_steps(driver, tmp_path):
@@ -117,7 +117,7 @@ def test_scan_step_against_simulator_update(driver, tmp_path):
 
 def test_hadamard_with_padding(driver, tmp_path):
     plan = plan_hadamard(HD)
-    assert (plan.k, plan.block) == (HK, HB) and plan.pad == 2
+    assert (plan.k, plan.m) == (HK, HM) and plan.pad == 6  # 90 -> 96 = 12 * 2^3: three butterfly stages
     x = RNG.integers(-(1 << 30), 1 << 30, HD)
     m, shift = multipliers(1e-9)
     got = run(driver, tmp_path, "hadamard", hadamard_base(HK), [m, shift], x)

@@ -50,39 +50,47 @@ rmsnorm_scale:
     }
 }
 
-// The int8 matrix-vector engine: y[n] = requant(sum_k x[k] W[n, k] + bias[n], m[n], shift[n], bits).
-// bits == 0 keeps the raw accumulator (lm_head logits). P MACs per cycle on the inner loop.
-template <int K, int N, int P>
+// The int8 matrix-vector engine: y[n] = requant(sum_k x[k] W[n, k] + bias[n], m[n], shift[n], BITS).
+// BITS == 0 keeps the raw accumulator (lm_head logits). The dot product is unrolled by P (P MACs per
+// cycle; the caller partitions x cyclically by P); rows stream W from DRAM in row-major bursts.
+template <int K, int N, int P, bool HAS_BIAS, int BITS>
 void linear(const int64_t x[K], const int8_t *w, const int64_t *bias, const int64_t *m, const int64_t *shift,
-            int bits, int64_t y[N]) {
+            int64_t y[N]) {
 linear_rows:
     for (int n = 0; n < N; n++) {
-        int64_t acc = bias ? bias[n] : 0;
+        int64_t acc = 0;
+        if (HAS_BIAS) acc = bias[n];
     linear_dot:
         for (int k = 0; k < K; k++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS UNROLL factor = P
             acc += x[k] * (int64_t)w[(int64_t)n * K + k];
         }
-        y[n] = bits ? requant(acc, m[n], (int)shift[n], bits) : acc;
+        if (BITS) {
+            y[n] = requant(acc, m[n], (int)shift[n], BITS);
+        } else {
+            y[n] = acc;
+        }
     }
 }
 
-// Depthwise causal conv, one step: window = [state (oldest first), x]; the state shifts by one.
-template <int E, int KT>
-void conv1d_step(const int64_t x[E], int64_t state[E][KT - 1], const int8_t *taps, const int64_t *bias,
+// Depthwise causal conv, one step: window = [state (oldest first), x]; the state (int8 codes, as x)
+// shifts by one.
+template <int E, int KT, bool HAS_BIAS>
+void conv1d_step(const int64_t x[E], int8_t state[E][KT - 1], const int8_t *taps, const int64_t *bias,
                  const int64_t *m, const int64_t *shift, int bits, int64_t y[E]) {
 conv_channels:
     for (int e = 0; e < E; e++) {
 #pragma HLS PIPELINE II = 1
-        int64_t acc = bias ? bias[e] : 0;
+        int64_t acc = 0;
+        if (HAS_BIAS) acc = bias[e];
     conv_taps:
         for (int j = 0; j < KT - 1; j++) acc += state[e][j] * (int64_t)taps[e * KT + j];
         acc += x[e] * (int64_t)taps[e * KT + KT - 1];
         y[e] = requant(acc, m[e], (int)shift[e], bits);
     conv_shift:
         for (int j = 0; j < KT - 2; j++) state[e][j] = state[e][j + 1];
-        state[e][KT - 2] = x[e];
+        state[e][KT - 2] = (int8_t)x[e];
     }
 }
 
@@ -100,7 +108,7 @@ lut_lookup_loop:
 // h = sat32(requant(h, decay, 30) + requant(dt * u * B, bu)), y = sat(requant(C . h, y) + requant(u, d)).
 template <int E, int NS>
 void scan_step(const int64_t u[E], const int64_t dt[E], const int64_t b[NS], const int64_t c[NS],
-               int64_t h[E][NS], const int64_t *a_q, int a_frac, int64_t bu_m, int bu_shift, int64_t y_m,
+               int32_t h[E][NS], const int64_t *a_q, int a_frac, int64_t bu_m, int bu_shift, int64_t y_m,
                int y_shift, const int64_t *d_m, const int64_t *d_shift, int y_bits, int64_t y[E]) {
 scan_channels:
     for (int e = 0; e < E; e++) {
@@ -110,8 +118,8 @@ scan_channels:
 #pragma HLS PIPELINE II = 1
             const int64_t decay = exp2_fixed(dt[e] * a_q[e * NS + n], a_frac);
             const int64_t bu = requant(dt[e] * u[e] * b[n], bu_m, bu_shift, 32);
-            h[e][n] = saturate(requant(h[e][n], decay, 30, 32) + bu, 32);
-            acc += h[e][n] * c[n];
+            h[e][n] = (int32_t)saturate(requant(h[e][n], decay, 30, 32) + bu, 32);
+            acc += (int64_t)h[e][n] * c[n];
         }
         y[e] = saturate(requant(acc, y_m, y_shift, 32) + requant(u[e], d_m[e], (int)d_shift[e], 32), y_bits);
     }
@@ -128,34 +136,48 @@ mul_loop:
 }
 
 // Exact Hadamard transform of the zero-padded input (n = KH * 2^M), then one requant to int8.
-// Order (mirrors hadamard_transform_int): rows of length 2^M; butterflies h = 1, 2, 4, ...;
-// then out[r, c] = sum_s H_K[r, s] row_s[c].
-template <int DIM, int KH, int BLOCK>
-void hadamard(const int64_t x[DIM], const int64_t *hk, int64_t m, int shift, int64_t out[KH * BLOCK]) {
-    int64_t z[KH * BLOCK];
+// Order (mirrors hadamard_transform_int): rows of length BLOCK = 2^M; butterfly stages s = 0..M-1
+// with h = 2^s, pair p joins j = (p / h) * 2h + p % h and j + h; then out[r, c] = sum_s H_K[r, s] row_s[c].
+// Each stage touches every element once, so successive pairs are independent.
+template <int DIM, int KH, int M>
+void hadamard(const int64_t x[DIM], const int64_t *hk, int64_t m, int shift, int64_t out[KH << M]) {
+    const int BLOCK = 1 << M;
+    int64_t z[KH << M];
+    int64_t hk_local[KH * KH];
+hadamard_load_base:
+    for (int i = 0; i < KH * KH; i++) {
+#pragma HLS PIPELINE II = 1
+        hk_local[i] = hk[i];
+    }
 hadamard_pad:
-    for (int i = 0; i < KH * BLOCK; i++) z[i] = i < DIM ? x[i] : 0;
+    for (int i = 0; i < (KH << M); i++) {
+#pragma HLS PIPELINE II = 1
+        z[i] = i < DIM ? x[i] : 0;
+    }
 hadamard_stages:
-    for (int h = 1; h < BLOCK; h *= 2) {
+    for (int s = 0; s < M; s++) {
+        const int h = 1 << s;
     hadamard_rows:
         for (int r = 0; r < KH; r++) {
-        hadamard_butterflies:
-            for (int i = 0; i < BLOCK; i += 2 * h) {
-                for (int j = i; j < i + h; j++) {
+        hadamard_pairs:
+            for (int p = 0; p < BLOCK / 2; p++) {
 #pragma HLS PIPELINE II = 1
-                    const int64_t a = z[r * BLOCK + j], bb = z[r * BLOCK + j + h];
-                    z[r * BLOCK + j] = a + bb;
-                    z[r * BLOCK + j + h] = a - bb;
-                }
+#pragma HLS DEPENDENCE variable = z inter false
+                const int j = r * BLOCK + (p / h) * 2 * h + p % h;
+                const int64_t a = z[j], bb = z[j + h];
+                z[j] = a + bb;
+                z[j + h] = a - bb;
             }
         }
     }
 hadamard_mix_rows:
     for (int r = 0; r < KH; r++) {
+    hadamard_mix_cols:
         for (int col = 0; col < BLOCK; col++) {
 #pragma HLS PIPELINE II = 1
             int64_t acc = 0;
-            for (int s = 0; s < KH; s++) acc += hk[r * KH + s] * z[s * BLOCK + col];
+        hadamard_mix_sum:
+            for (int s = 0; s < KH; s++) acc += hk_local[r * KH + s] * z[s * BLOCK + col];
             out[r * BLOCK + col] = requant(acc, m, shift, 8);
         }
     }
@@ -168,6 +190,16 @@ residual_loop:
     for (int d = 0; d < D; d++) {
 #pragma HLS PIPELINE II = 1
         out[d] = saturate(requant(skip[d], m, shift, 32) + b[d], bits);
+    }
+}
+
+// Zero a state array at reset (a plain loop: memset is not synthesizable on partitioned arrays).
+template <typename T>
+void clear_state(T *state, unsigned long bytes) {
+clear_state_loop:
+    for (unsigned long i = 0; i < bytes / sizeof(T); i++) {
+#pragma HLS PIPELINE II = 1
+        state[i] = 0;
     }
 }
 

@@ -1,6 +1,9 @@
 // edgec testbench: runs the decode-step top function over a token file.
 //
-//   tb_edgec WEIGHTS.bin TOKENS.bin LOGITS_OUT.bin [TRACE_OUT.bin]
+//   tb_edgec WEIGHTS.bin TOKENS.bin LOGITS_OUT.bin [--golden GOLDEN.bin] [--trace TRACE_OUT.bin]
+//
+// Exit status: 0 on success (and, with --golden, every logit equal to GOLDEN.bin), 1 otherwise, so
+// Vitis csim_design / cosim_design report a mismatch as a failure.
 //
 // WEIGHTS.bin: "EDGECW1\0", uint64 n8, uint64 n64, n8 int8 values, zero padding to 8 bytes, n64 int64.
 // TOKENS.bin:  int64 token ids, little-endian, no header (the state is reset before the first one).
@@ -39,8 +42,15 @@ static bool read_file(const char *path, std::vector<char> &data) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 4 || argc > 5) {
-        fprintf(stderr, "usage: %s WEIGHTS.bin TOKENS.bin LOGITS_OUT.bin [TRACE_OUT.bin]\n", argv[0]);
+    const char *golden_path = 0, *trace_path = 0;
+    for (int i = 4; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--golden") == 0) golden_path = argv[i + 1];
+        else if (strcmp(argv[i], "--trace") == 0) trace_path = argv[i + 1];
+        else argc = 0;  // unknown option: fall through to the usage line
+    }
+    if (argc < 4 || argc % 2 != 0) {
+        fprintf(stderr, "usage: %s WEIGHTS.bin TOKENS.bin LOGITS_OUT.bin [--golden GOLDEN.bin] [--trace TRACE.bin]\n",
+                argv[0]);
         return 2;
     }
     std::vector<char> weights, tokens;
@@ -70,16 +80,22 @@ int main(int argc, char **argv) {
         fprintf(stderr, "tb_edgec: cannot write %s\n", argv[3]);
         return 1;
     }
-    if (argc == 5) {
-        trace_out = fopen(argv[4], "wb");
+    if (trace_path) {
+        trace_out = fopen(trace_path, "wb");
         if (!trace_out) {
-            fprintf(stderr, "tb_edgec: cannot write %s\n", argv[4]);
+            fprintf(stderr, "tb_edgec: cannot write %s\n", trace_path);
             return 1;
         }
         edgec_trace_hook = write_trace;
     }
-    std::vector<int64_t> logits(EDGEC_VOCAB);
     const size_t count = tokens.size() / 8;
+    std::vector<char> golden;
+    if (golden_path && (!read_file(golden_path, golden) || golden.size() != count * EDGEC_VOCAB * 8)) {
+        fprintf(stderr, "tb_edgec: %s does not hold %zu x %d int64 logits\n", golden_path, count, EDGEC_VOCAB);
+        return 1;
+    }
+    std::vector<int64_t> logits(EDGEC_VOCAB);
+    size_t mismatches = 0;
     for (size_t t = 0; t < count; t++) {
         int64_t token;
         memcpy(&token, tokens.data() + 8 * t, 8);
@@ -89,9 +105,19 @@ int main(int argc, char **argv) {
         }
         edgec_step(token, t == 0, w8.data(), w64.data(), logits.data());
         fwrite(logits.data(), sizeof(int64_t), logits.size(), out);
+        for (int v = 0; golden_path && v < EDGEC_VOCAB; v++) {
+            int64_t want;
+            memcpy(&want, golden.data() + 8 * (t * EDGEC_VOCAB + v), 8);
+            mismatches += want != logits[v];
+        }
     }
     fclose(out);
     if (trace_out) fclose(trace_out);
+    if (golden_path) {
+        printf("tb_edgec: %zu tokens, %zu of %zu logits differ from %s\n", count, mismatches, count * EDGEC_VOCAB,
+               golden_path);
+        return mismatches ? 1 : 0;
+    }
     printf("tb_edgec: %zu tokens\n", count);
     return 0;
 }

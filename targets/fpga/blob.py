@@ -16,6 +16,7 @@ import numpy as np
 __all__ = ["MAGIC", "WeightBlob", "read_blob"]
 
 MAGIC = b"EDGECW1\0"
+ALIGN_BYTES = 64
 
 
 @dataclass
@@ -33,13 +34,18 @@ class WeightBlob:
         if name in self.offsets:
             return self.offsets[name][1]
         flat = np.ascontiguousarray(array).reshape(-1)
+        # Every array starts on a 64-byte boundary, so AXI bursts can be widened to 512 bits.
         if section == "int8":
             if flat.dtype != np.int8:
                 raise TypeError(f"{name}: int8 section needs int8 data, got {flat.dtype}")
-            offset, self._n8 = self._n8, self._n8 + flat.size
+            pad = (-self._n8) % ALIGN_BYTES
+            self.int8.append(np.zeros(pad, np.int8))
+            offset, self._n8 = self._n8 + pad, self._n8 + pad + flat.size
             self.int8.append(flat)
         else:
-            offset, self._n64 = self._n64, self._n64 + flat.size
+            pad = (-self._n64) % (ALIGN_BYTES // 8)
+            self.int64.append(np.zeros(pad, np.int64))
+            offset, self._n64 = self._n64 + pad, self._n64 + pad + flat.size
             self.int64.append(flat.astype(np.int64))
         self.offsets[name] = (section, offset, int(flat.size))
         return offset

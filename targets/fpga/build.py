@@ -10,7 +10,9 @@ import numpy as np
 
 from edgec.errors import EdgecError
 from edgec.outdir import atomic_dir, sha256
+from edgec.passes.pipeline import lower_int_constants
 from edgec.passes.quantize import QuantizedModel
+from edgec.runtime.sim_int import IntSimulator
 from edgec.targets.fpga.csim import CsimResult, require_bit_exact, run_csim, simulate_steps
 from edgec.targets.fpga.devices import get_device
 from edgec.targets.fpga.emit import emit_design
@@ -21,6 +23,7 @@ __all__ = ["FORMAT", "build_fpga", "golden_tokens"]
 
 FORMAT = "edgec-fpga/1"
 KERNEL_LANES = 1
+DEFAULT_PARALLELISM = 64
 
 
 def golden_tokens(vocab_size: int, count: int) -> np.ndarray:
@@ -32,19 +35,25 @@ def build_fpga(qm: QuantizedModel, output: Path, device_name: str = "zcu102", pa
                csim: bool = True, trace: bool = False, tokens: int = 128) -> dict:
     """Write the HLS project for ``qm`` to ``output``; with ``csim``, only once it is bit-exact."""
     device = get_device(device_name)
+    if trace and not csim:
+        raise EdgecError("--trace compares C simulation layer by layer: it cannot be used with --no-csim")
     # The generated kernels process one element per cycle outside the matrix-vector engine (lanes = 1);
-    # the engine gets the smallest P that already meets the DRAM bound, unless one is asked for.
+    # the engine gets the smallest P that already meets the DRAM bound (else DEFAULT_PARALLELISM).
     if parallelism is None:
-        parallelism = estimate(qm.spec, device, None, lanes=KERNEL_LANES).balanced_parallelism
+        balanced = estimate(qm.spec, device, None, lanes=KERNEL_LANES).balanced_parallelism
+        parallelism = balanced or DEFAULT_PARALLELISM
     est = estimate(qm.spec, device, parallelism, lanes=KERNEL_LANES)
     if not est.fits:
         raise EdgecError(f"{device.name}: the model does not fit even with DRAM streaming: {est.reason}")
+    if not qm.int_constants:  # a QDIR written before constants were persisted: derive them now
+        lower_int_constants(qm, golden_tokens(qm.spec.vocab_size, 4)[None])
     design = emit_design(qm, est.parallelism)
     seq = golden_tokens(qm.spec.vocab_size, tokens)
     expected, _ = simulate_steps(qm, seq)
     report: dict = {"format": FORMAT, "device": asdict(device), "estimate": est.as_dict()}
     with atomic_dir(output) as tmp:
-        write_project(tmp, qm, design, device, est.parallelism, seq, expected)
+        write_project(tmp, qm, design, device, est.parallelism, seq, expected,
+                      IntSimulator(qm).logits_scale())
         result: CsimResult | None = None
         if csim:
             result = run_csim(tmp, qm, seq, design.traced, trace=trace, expected=expected)
@@ -53,7 +62,9 @@ def build_fpga(qm: QuantizedModel, output: Path, device_name: str = "zcu102", pa
                                                 "ms_per_token": 1000 * result.run_s / max(result.tokens, 1)}
         (tmp / "report.txt").write_text(format_estimate(est) + "\n")
         (tmp / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True, default=str) + "\n")
-        files = {str(p.relative_to(tmp)): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        # The artifacts are deterministic; report.json (timings) is described, not hashed.
+        files = {str(p.relative_to(tmp)): sha256(p) for p in sorted(tmp.rglob("*"))
+                 if p.is_file() and p.name != "report.json"}
         (tmp / "manifest.json").write_text(json.dumps({"format": FORMAT, "source": qm.source, "files": files},
                                                       indent=1, sort_keys=True) + "\n")
     return report

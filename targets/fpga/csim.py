@@ -95,7 +95,7 @@ def run_csim(project: Path, qm: QuantizedModel, tokens: np.ndarray, traced: list
         tokens.astype("<i8").tofile(tmp_path / "tokens.bin")
         args = [project / "data" / "weights.bin", tmp_path / "tokens.bin", tmp_path / "logits.bin"]
         if trace:
-            args.append(tmp_path / "trace.bin")
+            args += ["--trace", tmp_path / "trace.bin"]
         start = time.perf_counter()
         run_program(exe, args)
         run_s = time.perf_counter() - start

@@ -28,6 +28,16 @@ def c_name(value: str) -> str:
     return "v_" + re.sub(r"[^0-9A-Za-z_]", "_", value)
 
 
+def buffer_name(value: str) -> str:
+    """The on-chip buffer holding ``value``: layers run one after another, so every layer's values share
+    one set of buffers (``l3.x`` -> ``v_x``); the residual stream alternates between two (h0, h1)."""
+    layer_value = re.fullmatch(r"l\d+\.(.+)", value)
+    if layer_value:
+        return c_name(layer_value.group(1))
+    residual = re.fullmatch(r"h(\d+)", value)
+    return f"v_h{int(residual.group(1)) % 2}" if residual else c_name(value)
+
+
 @dataclass
 class EmittedDesign:
     """The generated sources (file name -> text) and the weights file contents."""
@@ -44,7 +54,8 @@ class _Emitter:
         self.const = qm.int_constants
         self.blob = WeightBlob()
         self.parallelism = parallelism
-        self.states: list[str] = []
+        self.states: list[tuple[str, str]] = []  # (C name, declaration) of each per-layer state array
+        self.partitioned: dict[str, int] = {}  # buffer -> cyclic partition factor (inputs of the engine)
 
     # -- helpers ----------------------------------------------------------------------------------
     def width(self, value: str) -> int:
@@ -69,38 +80,45 @@ class _Emitter:
         out, vocab = node.outputs[0], self.qm.spec.vocab_size
         return [f"edgec::embed<{vocab}, {self.width(out)}>(token, {self.w8(node.weights['weight'])}, "
                 f"{self.w64(node.name + '/rows/0')}, {self.w64(node.name + '/rows/1')}, "
-                f"{self.qm.bits[out]}, {c_name(out)});"]
+                f"{self.qm.bits[out]}, {buffer_name(out)});"]
 
     def _emit_rmsnorm(self, node: Node) -> list[str]:
         n = node.name
-        return [f"edgec::rmsnorm<{self.width(node.inputs[0])}>({c_name(node.inputs[0])}, {self.scalar(n + '/eps')}, "
-                f"{self.scalar(n + '/inv/0')}, {self.scalar(n + '/inv/1')}, {c_name(node.outputs[0])});"]
+        return [f"edgec::rmsnorm<{self.width(node.inputs[0])}>({buffer_name(node.inputs[0])}, "
+                f"{self.scalar(n + '/eps')}, {self.scalar(n + '/inv/0')}, {self.scalar(n + '/inv/1')}, "
+                f"{buffer_name(node.outputs[0])});"]
 
     def _emit_linear(self, node: Node) -> list[str]:
         x, out = node.inputs[0], node.outputs[0]
         bits = self.qm.bits.get(out, 0)
         m, shift = (self.w64(node.name + "/out/0"), self.w64(node.name + "/out/1")) if bits else ("nullptr",) * 2
-        return [f"edgec::linear<{self.width(x)}, {self.width(out)}, {self.parallelism}>({c_name(x)}, "
-                f"{self.w8(node.weights['weight'])}, {self.bias(node)}, {m}, {shift}, {bits}, {c_name(out)});"]
+        bias = self.bias(node)
+        self.partitioned[buffer_name(x)] = min(self.parallelism, self.width(x))
+        return [f"edgec::linear<{self.width(x)}, {self.width(out)}, {self.parallelism}, "
+                f"{'false' if bias == 'nullptr' else 'true'}, {bits}>({buffer_name(x)}, "
+                f"{self.w8(node.weights['weight'])}, {bias}, {m}, {shift}, {buffer_name(out)});"]
 
     def _emit_split(self, node: Node) -> list[str]:
         lines, start = [], 0
         for out, size in zip(node.outputs, node.attrs["sizes"], strict=True):
-            lines.append(f"edgec::slice<{size}>({c_name(node.inputs[0])} + {start}, {c_name(out)});")
+            lines.append(f"edgec::slice<{size}>({buffer_name(node.inputs[0])} + {start}, {buffer_name(out)});")
             start += size
         return lines
 
     def _emit_conv1d_step(self, node: Node) -> list[str]:
         x, state = node.inputs
         e, k = self.width(x), self.qm.spec.conv_kernel
-        self.states.append(f"static int64_t {c_name(state)}[{e}][{k - 1}];")
-        return [f"edgec::conv1d_step<{e}, {k}>({c_name(x)}, {c_name(state)}, {self.w8(node.weights['weight'])}, "
-                f"{self.bias(node)}, {self.w64(node.name + '/out/0')}, {self.w64(node.name + '/out/1')}, "
-                f"{self.qm.bits[node.outputs[0]]}, {c_name(node.outputs[0])});"]
+        if k < 2:
+            raise UnsupportedOpError(f"the fpga target needs conv_kernel >= 2 (node {node.name} has {k})")
+        self.states.append((c_name(state), f"static int8_t {c_name(state)}[{e}][{k - 1}];"))
+        bias = self.bias(node)
+        return [f"edgec::conv1d_step<{e}, {k}, {'false' if bias == 'nullptr' else 'true'}>({buffer_name(x)}, "
+                f"{c_name(state)}, {self.w8(node.weights['weight'])}, {bias}, {self.w64(node.name + '/out/0')}, "
+                f"{self.w64(node.name + '/out/1')}, {self.qm.bits[node.outputs[0]]}, {buffer_name(node.outputs[0])});"]
 
     def _emit_lut(self, node: Node) -> list[str]:
-        return [f"edgec::lut<{self.width(node.inputs[0])}>({c_name(node.inputs[0])}, "
-                f"{self.w64(node.name + '/lut')}, {c_name(node.outputs[0])});"]
+        return [f"edgec::lut<{self.width(node.inputs[0])}>({buffer_name(node.inputs[0])}, "
+                f"{self.w64(node.name + '/lut')}, {buffer_name(node.outputs[0])});"]
 
     _emit_silu = _emit_softplus = _emit_lut
 
@@ -108,33 +126,34 @@ class _Emitter:
         u, dt, b, c, h = node.inputs
         e, n = self.width(u), self.qm.spec.state_size
         k = node.name + "/scan/"
-        self.states.append(f"static int64_t {c_name(h)}[{e}][{n}];")
-        return [f"edgec::scan_step<{e}, {n}>({c_name(u)}, {c_name(dt)}, {c_name(b)}, {c_name(c)}, {c_name(h)}, "
+        self.states.append((c_name(h), f"static int32_t {c_name(h)}[{e}][{n}];"))
+        return [f"edgec::scan_step<{e}, {n}>({buffer_name(u)}, {buffer_name(dt)}, {buffer_name(b)}, "
+                f"{buffer_name(c)}, {c_name(h)}, "
                 f"{self.w64(k + 'a_q')}, {self.scalar(k + 'a_frac')}, {self.scalar(k + 'bu_m')}, "
                 f"{self.scalar(k + 'bu_shift')}, {self.scalar(k + 'y_m')}, {self.scalar(k + 'y_shift')}, "
                 f"{self.w64(k + 'd_m')}, {self.w64(k + 'd_shift')}, {self.scalar(k + 'y_bits')}, "
-                f"{c_name(node.outputs[0])});"]
+                f"{buffer_name(node.outputs[0])});"]
 
     def _emit_mul(self, node: Node) -> list[str]:
         out = node.outputs[0]
         requant = out in self.qm.scales
         m = self.scalar(node.name + "/out/0") if requant else "0"
         shift = self.scalar(node.name + "/out/1") if requant else "0"
-        return [f"edgec::mul<{self.width(out)}>({c_name(node.inputs[0])}, {c_name(node.inputs[1])}, {m}, {shift}, "
-                f"{self.qm.bits[out] if requant else 0}, {c_name(out)});"]
+        return [f"edgec::mul<{self.width(out)}>({buffer_name(node.inputs[0])}, {buffer_name(node.inputs[1])}, {m}, "
+                f"{shift}, {self.qm.bits[out] if requant else 0}, {buffer_name(out)});"]
 
     def _emit_hadamard(self, node: Node) -> list[str]:
         plan = node.attrs["plan"]
         hk = self.blob.add(f"hadamard_base_{plan.k}", hadamard_base(plan.k).astype(np.int64), "int64")
-        return [f"edgec::hadamard<{plan.dim}, {plan.k}, {plan.block}>({c_name(node.inputs[0])}, w64 + {hk}, "
+        return [f"edgec::hadamard<{plan.dim}, {plan.k}, {plan.m}>({buffer_name(node.inputs[0])}, w64 + {hk}, "
                 f"{self.scalar(node.name + '/out/0')}, {self.scalar(node.name + '/out/1')}, "
-                f"{c_name(node.outputs[0])});"]
+                f"{buffer_name(node.outputs[0])});"]
 
     def _emit_add(self, node: Node) -> list[str]:
         out = node.outputs[0]
-        return [f"edgec::residual_add<{self.width(out)}>({c_name(node.inputs[0])}, {c_name(node.inputs[1])}, "
-                f"{self.scalar(node.name + '/skip/0')}, {self.scalar(node.name + '/skip/1')}, {self.qm.bits[out]}, "
-                f"{c_name(out)});"]
+        return [f"edgec::residual_add<{self.width(out)}>({buffer_name(node.inputs[0])}, "
+                f"{buffer_name(node.inputs[1])}, {self.scalar(node.name + '/skip/0')}, "
+                f"{self.scalar(node.name + '/skip/1')}, {self.qm.bits[out]}, {buffer_name(out)});"]
 
     # -- the whole top ----------------------------------------------------------------------------
     def emitter(self, node: Node) -> Callable[[Node], list[str]]:
@@ -145,7 +164,7 @@ class _Emitter:
 
     def top(self) -> tuple[str, list[str]]:
         body: list[str] = []
-        buffers: list[str] = []
+        buffers: dict[str, str] = {}
         traced: list[str] = []
         state_outs = {o for n in self.graph.nodes if n.op in (Op.CONV1D_STEP, Op.SCAN_STEP) for o in n.outputs[1:]}
         for node in self.graph.nodes:
@@ -153,20 +172,19 @@ class _Emitter:
             for out in node.outputs:
                 if out in state_outs:
                     continue
-                size = self.width(out)
-                buffers.append(f"static int64_t {c_name(out)}[{size}];")
+                buffers[buffer_name(out)] = f"static int64_t {buffer_name(out)}[{self.width(out)}];"
                 traced.append(out)
             body.append(f"    // {node.format(self.graph.values)}")
             body += [f"    {line}" for line in lines]
-            body += [f'    EDGEC_TRACE("{o}", {c_name(o)}, {self.width(o)});' for o in node.outputs
+            body += [f'    EDGEC_TRACE("{o}", {buffer_name(o)}, {self.width(o)});' for o in node.outputs
                      if o not in state_outs]
-        resets = [f"        memset({s.split()[2].split('[')[0]}, 0, sizeof({s.split()[2].split('[')[0]}));"
-                  for s in self.states]
+        resets = [f"        edgec::clear_state(&{name}[0][0], sizeof({name}));" for name, _ in self.states]
+        partitions = [f"#pragma HLS ARRAY_PARTITION variable = {b} cyclic factor = {f}"
+                      for b, f in sorted(self.partitioned.items()) if f > 1]
         vocab = self.qm.spec.vocab_size
         n8, n64 = self.blob.sizes
         src = "\n".join([
             "// Generated by edgec: one decode step of the quantized model (int profile).",
-            '#include <string.h>',
             '#include "edgec_top.h"',
             '#include "edgec_kernels.h"',
             "",
@@ -177,16 +195,18 @@ class _Emitter:
             "#define EDGEC_TRACE(name, buf, n)",
             "#endif",
             "",
-            *self.states,
-            *buffers,
+            *(decl for _, decl in self.states),
+            *buffers.values(),
             "",
             _signature(n8, n64, vocab) + " {",
             "#pragma HLS INTERFACE m_axi port = w8 offset = slave bundle = gmem0",
             "#pragma HLS INTERFACE m_axi port = w64 offset = slave bundle = gmem1",
             "#pragma HLS INTERFACE s_axilite port = token",
             "#pragma HLS INTERFACE s_axilite port = reset",
-            "#pragma HLS INTERFACE s_axilite port = logits",
+            "#pragma HLS INTERFACE m_axi port = logits offset = slave bundle = gmem2",
             "#pragma HLS INTERFACE s_axilite port = return",
+            *partitions,
+            f"    if (token < 0 || token >= {vocab}) return;  // never index DRAM with an invalid token",
             "    if (reset) {",
             *resets,
             "    }",

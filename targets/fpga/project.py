@@ -26,35 +26,49 @@ __all__ = ["HLS_DIR", "write_project"]
 
 HLS_DIR = Path(edgec.hls.__file__).resolve().parent  # the kernel library, wherever edgec is installed
 KERNEL_HEADERS = ("edgec_kernels.h", "edgec_numerics.h")
+COSIM_TOKENS = 4
 
-TCL = """# Vitis HLS project for one edgec decode step. Usage: vitis_hls -f build_prj.tcl [csim|csynth|cosim|export]
-set step [expr {{$argc > 0 ? [lindex $argv 0] : "csynth"}}]
+TCL = """# Vitis HLS project for one edgec decode step.
+# Usage: vitis_hls -f build_prj.tcl [csim|csynth|cosim|export]   (default: csynth)
+cd [file dirname [file normalize [info script]]]
+set here [pwd]
+set step [expr {{[llength $::argv] > 0 ? [lindex $::argv end] : "csynth"}}]
+if {{[lsearch -exact {{csim csynth cosim export}} $step] < 0}} {{
+    error "unknown step '$step': use csim, csynth, cosim or export"
+}}
 open_project -reset edgec_prj
 set_top edgec_step
-add_files firmware/edgec_top.cpp -cflags "-std=c++14 -Ifirmware"
-add_files -tb tb/tb_edgec.cpp -cflags "-std=c++14 -Ifirmware"
+add_files $here/firmware/edgec_top.cpp -cflags "-std=c++14 -I$here/firmware"
+add_files -tb $here/tb/tb_edgec.cpp -cflags "-std=c++14 -I$here/firmware"
 open_solution -reset solution1 -flow_target vivado
 set_part {part}
 create_clock -period {period_ns:.3f} -name default
-set args "[pwd]/data/weights.bin [pwd]/data/golden_tokens.bin [pwd]/csim_logits.bin"
-if {{$step == "csim"}} {{ csim_design -argv $args; exit }}
+config_interface -m_axi_max_widen_bitwidth 512
+proc tb_args {{tokens golden}} {{
+    global here
+    return "$here/data/weights.bin $here/data/$tokens $here/csim_logits.bin --golden $here/data/$golden"
+}}
+if {{$step == "csim"}} {{ csim_design -argv [tb_args golden_tokens.bin golden_logits.bin]; exit }}
 csynth_design
-if {{$step == "cosim"}} {{ cosim_design -argv $args }}
+# RTL co-simulation runs a short sequence: every cycle of every layer is simulated.
+if {{$step == "cosim"}} {{ cosim_design -argv [tb_args cosim_tokens.bin cosim_logits.bin] }}
 if {{$step == "export"}} {{ export_design -format ip_catalog }}
 exit
 """
 
 CSIM_SH = """#!/usr/bin/env bash
 # C simulation with g++ and the ap_types headers alone (no Vitis needed).
-# Usage: AP_TYPES=/path/to/ap_types ./csim.sh [WEIGHTS TOKENS LOGITS_OUT [TRACE_OUT]]
+# Usage: AP_TYPES=/path/to/ap_types ./csim.sh [tb_edgec arguments]   (none: check the golden data)
 set -euo pipefail
 cd "$(dirname "$0")"
-: "${{AP_TYPES:?set AP_TYPES to a folder with ap_int.h (e.g. hls4ml/templates/vivado/ap_types)}}"
-${{CXX:-g++}} -std=c++14 -O2 -Ifirmware -I"$AP_TYPES" tb/tb_edgec.cpp firmware/edgec_top.cpp -o tb_edgec
-if [ $# -eq 0 ]; then set -- data/weights.bin data/golden_tokens.bin csim_logits.bin; fi
-./tb_edgec "$@"
-if [ "$3" = csim_logits.bin ] && cmp -s csim_logits.bin data/golden_logits.bin; then
+: "${AP_TYPES:?set AP_TYPES to a folder with ap_int.h (e.g. hls4ml/templates/vivado/ap_types)}"
+${CXX:-g++} -std=c++14 -O2 -Ifirmware -I"$AP_TYPES" tb/tb_edgec.cpp firmware/edgec_top.cpp -o tb_edgec
+if [ $# -gt 0 ]; then exec ./tb_edgec "$@"; fi
+if ./tb_edgec data/weights.bin data/golden_tokens.bin csim_logits.bin --golden data/golden_logits.bin; then
   echo "csim: logits equal the edgec simulator's bit for bit"
+else
+  echo "csim: logits DIFFER from the edgec simulator" >&2
+  exit 1
 fi
 """
 
@@ -70,13 +84,15 @@ them). Weights and constants are read from DRAM through two AXI masters (`w8`: i
 
 ## Files
 - `firmware/`: the top function (generated) and the kernel headers (from edgec's hls/ library).
-- `tb/tb_edgec.cpp`: `tb_edgec WEIGHTS.bin TOKENS.bin LOGITS_OUT.bin [TRACE_OUT.bin]`.
+- `tb/tb_edgec.cpp`: `tb_edgec WEIGHTS.bin TOKENS.bin LOGITS_OUT.bin [--golden GOLDEN.bin] [--trace TRACE.bin]`;
+  exits 1 when a logit differs from GOLDEN.bin.
 - `data/weights.bin`: magic `EDGECW1\\0`, uint64 n8, uint64 n64, n8 int8 values, zero padding to 8
   bytes, n64 int64 values (little-endian); offsets are compiled into `firmware/edgec_top.cpp`.
 - `data/golden_tokens.bin`: int64 token ids. `data/golden_logits.bin`: for each token, {vocab} int64
-  logit accumulators from the edgec simulator (real logit = code x per-row scale).
-- Trace file (optional 4th argument): per token and node output, uint32 name length, the name, uint64
-  count, then count int64 values.
+  logit accumulators from the edgec simulator; `data/logits_scale.bin`: {vocab} float64, the real
+  logit is accumulator x scale. `data/cosim_*.bin`: the first tokens only, for RTL co-simulation.
+- Trace file (`--trace`): per token and node output, uint32 name length, the name, uint64 count,
+  then count int64 values.
 
 ## Run
     AP_TYPES=/path/to/ap_types ./csim.sh          # g++ C simulation, compares with the golden logits
@@ -85,7 +101,8 @@ them). Weights and constants are read from DRAM through two AXI masters (`w8`: i
 
 
 def write_project(folder: Path, qm: QuantizedModel, design: EmittedDesign, device: FpgaDevice,
-                  parallelism: int, golden_tokens: np.ndarray, golden_logits: np.ndarray) -> None:
+                  parallelism: int, golden_tokens: np.ndarray, golden_logits: np.ndarray,
+                  logits_scale: np.ndarray) -> None:
     """Write every project file into ``folder`` (an empty temporary folder)."""
     firmware, tb, data = folder / "firmware", folder / "tb", folder / "data"
     for sub in (firmware, tb, data):
@@ -98,8 +115,11 @@ def write_project(folder: Path, qm: QuantizedModel, design: EmittedDesign, devic
     design.blob.write(data / "weights.bin")
     golden_tokens.astype("<i8").tofile(data / "golden_tokens.bin")
     golden_logits.astype("<i8").tofile(data / "golden_logits.bin")
+    golden_tokens[:COSIM_TOKENS].astype("<i8").tofile(data / "cosim_tokens.bin")  # the state resets at token 0,
+    golden_logits[:COSIM_TOKENS].astype("<i8").tofile(data / "cosim_logits.bin")  # so a prefix is its own golden
+    logits_scale.astype("<f8").tofile(data / "logits_scale.bin")
     (folder / "build_prj.tcl").write_text(TCL.format(part=device.part, period_ns=1000.0 / device.clock_mhz))
-    (folder / "csim.sh").write_text(CSIM_SH.format())
+    (folder / "csim.sh").write_text(CSIM_SH)
     (folder / "csim.sh").chmod(0o755)
     spec = qm.spec
     (folder / "README.md").write_text(README.format(

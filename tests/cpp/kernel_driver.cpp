@@ -9,7 +9,7 @@
 
 #include "edgec_kernels.h"
 
-enum { V = 40, D = 64, K = 48, N = 36, E = 24, KT = 4, NS = 16, HD = 22, HK = 12, HB = 2 };
+enum { V = 40, D = 64, K = 48, N = 36, E = 24, KT = 4, NS = 16, HD = 90, HK = 12, HM = 3 };
 
 static std::vector<int64_t> in;
 static size_t pos = 0;
@@ -49,30 +49,34 @@ int main(int argc, char **argv) {
         const int64_t *bias = take(N), *m = take(N), *shift = take(N);
         const int bits = (int)next();
         int64_t y[N];
-        edgec::linear<K, N, 4>(x, w.data(), bias, m, shift, bits, y);
+        if (bits == 8) edgec::linear<K, N, 4, true, 8>(x, w.data(), bias, m, shift, y);
+        if (bits == 24) edgec::linear<K, N, 4, true, 24>(x, w.data(), bias, m, shift, y);
+        if (bits == 0) edgec::linear<K, N, 4, true, 0>(x, w.data(), bias, nullptr, nullptr, y);
+        if (bits == -8) edgec::linear<K, N, 4, false, 8>(x, w.data(), nullptr, m, shift, y);
         out.assign(y, y + N);
     } else if (kernel == "conv1d_step") {
-        int64_t state[E][KT - 1];
+        int8_t state[E][KT - 1];
         for (int e = 0; e < E; e++)
-            for (int j = 0; j < KT - 1; j++) state[e][j] = next();
+            for (int j = 0; j < KT - 1; j++) state[e][j] = (int8_t)next();
         std::vector<int8_t> taps(E * KT);
         for (auto &t : taps) t = (int8_t)next();
         const int64_t *bias = take(E), *m = take(E), *shift = take(E);
         for (int step = 0; step < 3; step++) {
             int64_t y[E];
-            edgec::conv1d_step<E, KT>(take(E), state, taps.data(), bias, m, shift, 8, y);
+            edgec::conv1d_step<E, KT, true>(take(E), state, taps.data(), bias, m, shift, 8, y);
             out.insert(out.end(), y, y + E);
         }
-        for (int e = 0; e < E; e++) out.insert(out.end(), state[e], state[e] + KT - 1);
+        for (int e = 0; e < E; e++)
+            for (int j = 0; j < KT - 1; j++) out.push_back(state[e][j]);
     } else if (kernel == "lut") {
         const int64_t *table = take(256);
         int64_t y[256];
         edgec::lut<256>(take(256), table, y);
         out.assign(y, y + 256);
     } else if (kernel == "scan_step") {
-        int64_t h[E][NS];
+        int32_t h[E][NS];
         for (int e = 0; e < E; e++)
-            for (int n = 0; n < NS; n++) h[e][n] = next();
+            for (int n = 0; n < NS; n++) h[e][n] = (int32_t)next();
         const int64_t *a_q = take(E * NS);
         const int a_frac = (int)next();
         const int64_t bu_m = next(), bu_shift = next(), y_m = next(), y_shift = next();
@@ -85,13 +89,14 @@ int main(int argc, char **argv) {
                                     y_bits, y);
             out.insert(out.end(), y, y + E);
         }
-        for (int e = 0; e < E; e++) out.insert(out.end(), h[e], h[e] + NS);
+        for (int e = 0; e < E; e++)
+            for (int n = 0; n < NS; n++) out.push_back(h[e][n]);
     } else if (kernel == "hadamard") {
         const int64_t *hk = take(HK * HK);
         const int64_t m = next(), shift = next();
-        int64_t y[HK * HB];
-        edgec::hadamard<HD, HK, HB>(take(HD), hk, m, (int)shift, y);
-        out.assign(y, y + HK * HB);
+        int64_t y[HK << HM];
+        edgec::hadamard<HD, HK, HM>(take(HD), hk, m, (int)shift, y);
+        out.assign(y, y + (HK << HM));
     } else if (kernel == "mul_add") {
         const int64_t m = next(), shift = next();
         const int64_t *a = take(D), *b = take(D);
