@@ -94,13 +94,20 @@ conv_channels:
     }
 }
 
-// A one-input nonlinearity: out[i] = table[x[i] + 128] (exact by construction).
+// A one-input nonlinearity: out[i] = table[x[i] + 128] (exact by construction). The 256 entries are
+// burst-read into a local ROM once per call, so the lookups never wait on DRAM.
 template <int N>
 void lut(const int64_t x[N], const int64_t *table, int64_t out[N]) {
+    int64_t rom[256];
+lut_load:
+    for (int i = 0; i < 256; i++) {
+#pragma HLS PIPELINE II = 1
+        rom[i] = table[i];
+    }
 lut_lookup_loop:
     for (int i = 0; i < N; i++) {
 #pragma HLS PIPELINE II = 1
-        out[i] = table[x[i] + 128];
+        out[i] = rom[x[i] + 128];
     }
 }
 
