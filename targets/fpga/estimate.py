@@ -466,4 +466,6 @@ def format_estimate(e: Estimate) -> str:
     lines.append(f"on-chip state: {_mb(e.state_bytes)} (SSM {_mb(e.ssm_state_bytes)}, conv {_mb(e.conv_state_bytes)})")
     lines.append("fits: yes" if e.fits else f"fits: NO: {e.reason}")
     lines += [f"note: {n}" for n in e.notes]
+    lines.append("note: an analytic model (trip counts x II, weights read at full AXI burst width, activation "
+                 "buffers at their declared widths); not a synthesis report")
     return "\n".join(lines)
