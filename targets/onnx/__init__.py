@@ -1,0 +1,1 @@
+"""ONNX emitters: the qdq profile as an ONNX graph with explicit Q/DQ islands (TensorRT and ONNX Runtime)."""

@@ -1,0 +1,203 @@
+"""Export a QuantizedModel's step graph to ONNX in the ``qdq`` profile.
+
+Table-driven: one ``_emit_<op>`` per IR op appends ONNX nodes. Q/DQ islands follow TensorRT's
+explicit-quantization rules: every input of a MatMul (and of the conv step) is quantized per tensor
+with a 3-input QuantizeLinear/DequantizeLinear pair (int8 zero point 0, float32 scale), and weights
+are int8 initializers behind a per-channel DequantizeLinear (MatMul weights [K, N] on axis 1, conv
+taps [E, K] on axis 0). Everything between the islands is float32, exactly as the qdq simulator
+computes it; the step graph is elementwise (no Loop, Scan or CumSum).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from edgec.errors import UnsupportedOpError
+from edgec.ir import Node, Op
+from edgec.numerics.hadamard import hadamard_matrix
+from edgec.passes.quantize import QuantizedModel
+
+__all__ = ["OPSET", "export_step"]
+
+OPSET = 17  # the highest opset TensorRT 8.5 / 8.6 (JetPack 5 / 6.0) parse
+
+
+class _OnnxBuilder:
+    def __init__(self, qm: QuantizedModel) -> None:
+        self.qm = qm
+        self.graph = qm.graphs["step"]
+        prefill = qm.graphs["prefill"]
+        self.q_points = {n.inputs[0] for n in prefill.nodes if n.op in (Op.LINEAR, Op.CONV1D_CAUSAL)}
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: dict[str, onnx.TensorProto] = {}
+        self.quantized: list[str] = []  # names of the int8 QuantizeLinear outputs, in graph order
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def init(self, name: str, array: np.ndarray) -> str:
+        if name not in self.inits:
+            self.inits[name] = numpy_helper.from_array(np.array(array, order="C"), name)  # keeps 0-d scalars
+        return name
+
+    def node(self, op: str, inputs: list[str], output: str, **attrs) -> str:
+        self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
+        return output
+
+    def const_f32(self, name: str, value) -> str:
+        return self.init(name, np.asarray(value, dtype=np.float32))
+
+    def axes(self, *values: int) -> str:
+        return self.init("axes_" + "_".join(str(v).replace("-", "m") for v in values), np.array(values, np.int64))
+
+    def qdq(self, value: str) -> str:
+        """Quantize-dequantize ``value`` with its calibrated per-tensor scale (a TensorRT Q/DQ pair)."""
+        scale = self.const_f32(f"{value}.scale", self.qm.scales[value])
+        zero = self.init("zero_point_int8", np.array(0, np.int8))
+        q = self.node("QuantizeLinear", [value + ".f", scale, zero], value + ".q")
+        self.quantized.append(q)
+        return self.node("DequantizeLinear", [q, scale, zero], value)
+
+    def output(self, value: str) -> str:
+        """The ONNX name a node should write for IR value ``value`` (pre-Q/DQ when it is a Q point)."""
+        return value + ".f" if value in self.q_points else value
+
+    def finish(self, value: str) -> None:
+        if value in self.q_points:
+            self.qdq(value)
+
+    def dq_weight(self, name: str, transpose: bool) -> str:
+        """int8 weight behind a per-output-channel DequantizeLinear."""
+        w = self.qm.qweights[name]
+        scale = self.qm.wscales[name].astype(np.float32)
+        if transpose:  # MatMul weight [K, N]: the output channel is axis 1
+            q = self.init(f"{name}.int8", np.ascontiguousarray(w.reshape(w.shape[0], -1).T))
+            axis = 1
+        else:  # conv taps [E, K]: axis 0
+            q = self.init(f"{name}.int8", np.ascontiguousarray(w.reshape(w.shape[0], -1)))
+            axis = 0
+        zero = self.init(f"{name}.zero", np.zeros(scale.shape, np.int8))
+        return self.node("DequantizeLinear", [q, self.init(f"{name}.scale", scale), zero], f"{name}.dq", axis=axis)
+
+    def bias(self, node: Node, value: str) -> str:
+        if "bias" not in node.weights:
+            return value
+        b = self.const_f32(node.weights["bias"], self.qm.fparams[node.weights["bias"]])
+        return self.node("Add", [value, b], value + ".biased")
+
+    # -- one emitter per op -----------------------------------------------------------------------
+    def _emit_embed(self, node: Node) -> None:
+        # Gather the int8 row and its scale, then scale it: the same float32 products as a per-row
+        # DequantizeLinear, without a DQ -> Gather pattern that ONNX Runtime's QDQ fusion rewrites
+        # with the per-axis scales applied along the batch instead of the vocabulary.
+        name, out = node.weights["weight"], node.outputs[0]
+        rows = self.node("Gather", [self.init(f"{name}.int8", self.qm.qweights[name]), node.inputs[0]], out + ".rows",
+                         axis=0)
+        scale = self.node("Gather", [self.const_f32(f"{name}.scale", self.qm.wscales[name]), node.inputs[0]],
+                          out + ".row_scale", axis=0)
+        as_float = self.node("Cast", [rows], out + ".rows_f", to=onnx.TensorProto.FLOAT)
+        self.node("Mul", [as_float, self.node("Unsqueeze", [scale, self.axes(-1)], out + ".row_scale2")],
+                  self.output(out))
+
+    def _emit_rmsnorm(self, node: Node) -> None:
+        x, out = node.inputs[0], node.outputs[0]
+        sq = self.node("Mul", [x, x], out + ".sq")
+        mean = self.node("ReduceMean", [sq], out + ".ms", axes=[-1], keepdims=1)
+        var = self.node("Add", [mean, self.const_f32(f"{out}.eps", node.attrs["eps"])], out + ".var")
+        self.node("Div", [x, self.node("Sqrt", [var], out + ".rms")], self.output(out))
+
+    def _emit_linear(self, node: Node) -> None:
+        out = node.outputs[0]
+        y = self.node("MatMul", [node.inputs[0], self.dq_weight(node.weights["weight"], True)], out + ".mm")
+        self.node("Identity", [self.bias(node, y)], self.output(out))
+
+    def _emit_split(self, node: Node) -> None:
+        sizes = self.init(f"{node.name}.sizes", np.array(node.attrs["sizes"], np.int64))
+        outs = [self.output(o) for o in node.outputs]
+        self.nodes.append(helper.make_node("Split", [node.inputs[0], sizes], outs, name=node.name, axis=-1))
+
+    def _emit_conv1d_step(self, node: Node) -> None:
+        x, state = node.inputs
+        out, new_state = node.outputs
+        window = self.node("Concat", [state, self.node("Unsqueeze", [x, self.axes(-1)], out + ".x3")],
+                           out + ".window", axis=-1)
+        taps = self.dq_weight(node.weights["weight"], False)
+        acc = self.node("ReduceSum", [self.node("Mul", [window, taps], out + ".prod"), self.axes(-1)], out + ".sum",
+                        keepdims=0)
+        self.node("Identity", [self.bias(node, acc)], self.output(out))
+        k = self.qm.spec.conv_kernel
+        self.node("Slice", [window, self.init("slice_1", np.array([1], np.int64)),
+                            self.init(f"slice_{k}", np.array([k], np.int64)), self.axes(-1)], new_state)
+
+    def _emit_silu(self, node: Node) -> None:
+        x = node.inputs[0]
+        self.node("Mul", [x, self.node("Sigmoid", [x], node.outputs[0] + ".sig")], self.output(node.outputs[0]))
+
+    def _emit_softplus(self, node: Node) -> None:
+        self.node("Softplus", [node.inputs[0]], self.output(node.outputs[0]))
+
+    def _emit_scan_step(self, node: Node) -> None:
+        u, dt, b, c, h = node.inputs
+        y, h_out = node.outputs
+        a = self.const_f32(node.weights["A_log"] + ".A", -np.exp(self.qm.fparams[node.weights["A_log"]]))
+        d = self.const_f32(node.weights["D"], self.qm.fparams[node.weights["D"]])
+        dt3 = self.node("Unsqueeze", [dt, self.axes(-1)], y + ".dt3")
+        decay = self.node("Exp", [self.node("Mul", [dt3, a], y + ".dtA")], y + ".dA")
+        dtu = self.node("Unsqueeze", [self.node("Mul", [dt, u], y + ".dtu"), self.axes(-1)], y + ".dtu3")
+        bu = self.node("Mul", [dtu, self.node("Unsqueeze", [b, self.axes(1)], y + ".B3")], y + ".dBu")
+        self.node("Add", [self.node("Mul", [decay, h], y + ".dAh"), bu], h_out)
+        c3 = self.node("Unsqueeze", [c, self.axes(1)], y + ".C3")
+        yc = self.node("ReduceSum", [self.node("Mul", [h_out, c3], y + ".hC"), self.axes(-1)], y + ".Ch", keepdims=0)
+        self.node("Add", [yc, self.node("Mul", [d, u], y + ".Du")], self.output(y))
+
+    def _emit_mul(self, node: Node) -> None:
+        self.node("Mul", list(node.inputs), self.output(node.outputs[0]))
+
+    def _emit_add(self, node: Node) -> None:
+        self.node("Add", list(node.inputs), self.output(node.outputs[0]))
+
+    def _emit_hadamard(self, node: Node) -> None:
+        plan = node.attrs["plan"]
+        x, out = node.inputs[0], node.outputs[0]
+        if plan.pad:
+            pads = self.init(f"{node.name}.pads", np.array([0, 0, 0, plan.pad], np.int64))
+            x = self.node("Pad", [x, pads], out + ".padded")
+        h = hadamard_matrix(plan.padded_dim).astype(np.float64) / np.sqrt(plan.padded_dim)
+        self.node("MatMul", [x, self.const_f32(f"hadamard_{plan.padded_dim}", h.T)], self.output(out))
+
+    # -- the graph --------------------------------------------------------------------------------
+    def emitter(self, node: Node) -> Callable[[Node], None]:
+        fn = getattr(self, f"_emit_{node.op.value}", None)
+        if fn is None:
+            raise UnsupportedOpError(f"the ONNX exporter has no mapping for op {node.op.value!r} (node {node.name})")
+        return fn
+
+    def build(self) -> onnx.ModelProto:
+        for node in self.graph.nodes:
+            self.emitter(node)
+        for node in self.graph.nodes:
+            self.emitter(node)(node)
+            for out in node.outputs:
+                self.finish(out)
+        spec = self.qm.spec
+        e, k, n = spec.intermediate_size, spec.conv_kernel, spec.state_size
+        inputs = [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch"])]
+        outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", spec.vocab_size])]
+        for name in self.graph.inputs[1:]:
+            shape = ["batch", e, k - 1] if name.endswith("conv_state") else ["batch", e, n]
+            inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
+            outputs.append(helper.make_tensor_value_info(name + "_out", TensorProto.FLOAT, shape))
+        graph = helper.make_graph(self.nodes, "edgec_step", inputs, outputs, list(self.inits.values()))
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                  producer_name="edgec", producer_version="0.1.0")
+        model.ir_version = 8  # ONNX 1.12+: parsed by TensorRT 8.5 and later
+        onnx.checker.check_model(model)
+        return model
+
+
+def export_step(qm: QuantizedModel) -> tuple[onnx.ModelProto, list[str]]:
+    """The step graph as ONNX, and the names of its int8 (QuantizeLinear) tensors in order."""
+    builder = _OnnxBuilder(qm)
+    return builder.build(), builder.quantized

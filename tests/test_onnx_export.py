@@ -1,0 +1,97 @@
+"""The qdq step graph as ONNX: ONNX Runtime agrees with the qdq simulator."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+import edgec
+from edgec.targets.onnx.export import OPSET, export_step
+from edgec.targets.onnx.verify import compare_with_simulator
+from edgec.zoo import BUNDLED
+
+from conftest import make_hf_mamba
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    model = edgec.load_checkpoint(BUNDLED["mamba-tiny"].folder)
+    ids = np.frombuffer(BUNDLED["mamba-tiny"].calib.read_bytes(), np.uint8).astype(np.int64)
+    qm = edgec.quantize(model, [ids[: 8 * 256].reshape(8, 256)])
+    return qm, *export_step(qm)
+
+
+def test_graph_follows_tensorrt_qdq_rules(bundled):
+    _, model, quantized = bundled
+    assert model.opset_import[0].version == OPSET == 17
+    ops = {n.op_type for n in model.graph.node}
+    assert not ops & {"Loop", "Scan", "CumSum", "NonZero", "If"}
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            assert len(node.input) == 3, node.name  # explicit int8 zero point
+            assert inits[node.input[2]].data_type == onnx.TensorProto.INT8
+            assert not onnx.numpy_helper.to_array(inits[node.input[2]]).any()
+            assert inits[node.input[1]].data_type == onnx.TensorProto.FLOAT
+            activation = node.input[0] not in inits
+            assert not activation or onnx.numpy_helper.to_array(inits[node.input[1]]).ndim == 0, node.name
+    # every MatMul reads a Q/DQ'd activation and a per-channel (axis 1) int8 weight
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for node in (n for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in producers):
+        weight_dq = producers[node.input[1]]
+        if weight_dq.op_type == "DequantizeLinear":
+            assert {a.name: a.i for a in weight_dq.attribute}["axis"] == 1
+    assert len(quantized) == 4 * 5 + 1  # per layer: norm, x, u, dtr, yh; plus the final norm
+
+
+def test_ort_matches_qdq_simulator_on_bundled_model(bundled):
+    qm, model, quantized = bundled
+    tokens = np.frombuffer(BUNDLED["mamba-tiny"].eval.read_bytes()[:48], np.uint8).astype(np.int64)
+    free = compare_with_simulator(model, quantized, qm, tokens, teacher_forcing=False)
+    assert free.max_lsb <= 1 and free.logits_max_rel < 1e-4, free
+    optimized = compare_with_simulator(model, quantized, qm, tokens, optimize=True)
+    assert optimized.logits_max_rel < 1e-3, optimized  # ORT's fused QDQ kernels: documented tolerance
+
+
+def test_ort_matches_on_a_padded_hadamard_model():
+    hf = make_hf_mamba(12, intermediate_size=100, initializer_range=0.02)  # 100 -> 104 = 52 * 2
+    model = edgec.from_torch(hf)
+    qm = edgec.quantize(model, [np.random.default_rng(0).integers(0, 256, (4, 64))])
+    onnx_model, quantized = export_step(qm)
+    result = compare_with_simulator(onnx_model, quantized, qm, np.random.default_rng(1).integers(0, 256, 24))
+    assert result.max_lsb <= 1 and result.logits_max_rel < 1e-4, result
+
+
+def test_ort_qdq_fusion_bug_reproducer_and_workaround():
+    """ORT's QDQ fusion mis-scales a per-channel Q/DQ MatMul; edgec's runner disables that fusion."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgec.targets.onnx.verify import ort_session
+
+    rng = np.random.default_rng(0)
+    w = rng.integers(-127, 128, (64, 48)).astype(np.int8)
+    ws = rng.uniform(0.001, 0.01, 48).astype(np.float32)
+    inits = [numpy_helper.from_array(w, "W"), numpy_helper.from_array(ws, "ws"),
+             numpy_helper.from_array(np.zeros(48, np.int8), "wz"),
+             numpy_helper.from_array(np.array(0.05, np.float32), "xs"),
+             numpy_helper.from_array(np.array(0, np.int8), "xz")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["W", "ws", "wz"], ["wd"], axis=1),
+             helper.make_node("MatMul", ["xd", "wd"], ["y"])]
+    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 48])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    x = rng.normal(0, 2, (1, 64)).astype(np.float32)
+    ref = (np.clip(np.rint(x / 0.05), -128, 127) * 0.05) @ (w.astype(np.float32) * ws)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    fused = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    rel = np.abs(fused.run(None, {"x": x})[0] - ref).max() / np.abs(ref).max()
+    ours = np.abs(ort_session(model, optimize=True).run(None, {"x": x})[0] - ref).max() / np.abs(ref).max()
+    assert ours < 1e-5
+    if rel < 1e-5:
+        pytest.skip(f"onnxruntime {ort.__version__} no longer has the QDQ fusion bug; drop the workaround")
