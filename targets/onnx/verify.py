@@ -16,7 +16,7 @@ from edgec.frontends.mamba_graph import state_names
 from edgec.passes.quantize import QuantizedModel
 from edgec.runtime.sim_qdq import QdqSimulator
 
-__all__ = ["BROKEN_ORT_FUSIONS", "OnnxAgreement", "compare_with_simulator", "ort_session"]
+__all__ = ["BROKEN_ORT_FUSIONS", "OnnxAgreement", "compare_with_simulator", "ort_session", "simulate_logits"]
 
 BROKEN_ORT_FUSIONS = ["QDQSelectorActionTransformer"]
 
@@ -92,3 +92,13 @@ def compare_with_simulator(model: onnx.ModelProto, quantized: list[str], qm: Qua
             elements += diff.size
             compared += 1
     return OnnxAgreement(len(tokens), compared, max_lsb, off_by_one, elements, max_rel)
+
+
+def simulate_logits(qm: QuantizedModel, tokens: np.ndarray) -> np.ndarray:
+    """The qdq simulator's step-graph logits [T, V] over ``tokens`` from a zero state."""
+    sim, state, out = QdqSimulator(qm), _zero_state(qm), []
+    for token in tokens:
+        env = sim.run(qm.graphs["step"], {"tokens": np.array([token]), **state})
+        state = {k: env[k + "_out"] for k in state}
+        out.append(env["logits"][0])
+    return np.stack(out)

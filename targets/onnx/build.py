@@ -1,0 +1,74 @@
+"""`edgec build --target cpu`: the qdq step graph as ONNX for ONNX Runtime, verified and self-describing.
+
+Output folder: ``step.onnx``; ``golden.npz`` (token ids and the qdq simulator's logits for each decode
+step, from a zero state); ``report.json`` (agreement with the simulator); ``manifest.json`` (format,
+model sizes, file hashes); ``tokenizer.json`` when the model has one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from edgec.errors import VerificationError
+from edgec.outdir import atomic_dir, sha256
+from edgec.passes.quantize import QuantizedModel
+from edgec.targets.fpga.build import golden_tokens
+from edgec.targets.onnx.export import export_step
+from edgec.targets.onnx.verify import compare_with_simulator, ort_session, simulate_logits
+
+__all__ = ["FORMAT", "build_cpu", "verify_output"]
+
+FORMAT = "edgec-onnx/1"
+GOLDEN_TOKENS = 32
+LOGITS_RTOL = 1e-4  # ONNX Runtime (optimizations off) against the simulator, relative to max |logit|
+
+
+def build_cpu(qm: QuantizedModel, output: Path, tokenizer: Path | None = None) -> dict:
+    """Export, check against the qdq simulator, and write the folder; refuse if they disagree."""
+    model, quantized = export_step(qm)
+    seq = golden_tokens(qm.spec.vocab_size, GOLDEN_TOKENS)
+    exact = compare_with_simulator(model, quantized, qm, seq, teacher_forcing=False)
+    if exact.max_lsb > 1 or exact.logits_max_rel > LOGITS_RTOL:
+        raise VerificationError(f"ONNX Runtime disagrees with the qdq simulator: {exact.max_lsb} LSB on an int8 "
+                                f"tensor, logits off by {exact.logits_max_rel:.2e} of their range")
+    optimized = compare_with_simulator(model, quantized, qm, seq, optimize=True)
+    report = {"format": FORMAT, "reference": asdict(exact), "optimized": asdict(optimized)}
+    with atomic_dir(output) as tmp:
+        onnx.save(model, tmp / "step.onnx")
+        np.savez(tmp / "golden.npz", tokens=seq, logits=simulate_logits(qm, seq))
+        if tokenizer is not None:
+            shutil.copyfile(tokenizer, tmp / "tokenizer.json")
+        (tmp / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+        spec = qm.spec
+        files = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.name != "report.json"}
+        manifest = {"format": FORMAT, "source": qm.source, "vocab_size": spec.vocab_size,
+                    "layers": spec.num_hidden_layers, "d_inner": spec.intermediate_size,
+                    "state_size": spec.state_size, "conv_kernel": spec.conv_kernel, "files": files}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return report
+
+
+def verify_output(folder: Path) -> float:
+    """Re-run ``step.onnx`` on the golden tokens with ONNX Runtime; return the logits' max relative error."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name, digest in manifest["files"].items():
+        if sha256(folder / name) != digest:
+            raise VerificationError(f"{folder / name}: does not match manifest.json; rebuild with edgec build")
+    golden = np.load(folder / "golden.npz", allow_pickle=False)
+    session = ort_session(onnx.load(folder / "step.onnx"))
+    state = {i.name: np.zeros([1, *i.shape[1:]], np.float32) for i in session.get_inputs() if i.name != "tokens"}
+    names = [o.name for o in session.get_outputs()]
+    worst = 0.0
+    for token, want in zip(golden["tokens"], golden["logits"], strict=True):
+        out = dict(zip(names, session.run(None, {"tokens": np.array([token], np.int64), **state}), strict=True))
+        state = {k: out[k + "_out"] for k in state}
+        worst = max(worst, float(np.abs(out["logits"][0] - want).max() / np.abs(want).max()))
+    if worst > LOGITS_RTOL:
+        raise VerificationError(f"{folder}: step.onnx logits differ from the golden ones by {worst:.2e} of their range")
+    return worst
