@@ -147,13 +147,13 @@ def evaluate(
                 print(f"  {name:8s} int {row['int']:6.1f}   qdq {row['qdq']:6.1f}")
 
 
-TARGETS = ("fpga",)
+TARGETS = ("fpga", "cpu")
 
 
 @app.command()
 def build(
     model: Annotated[str | None, typer.Argument(help="QDIR, HF checkpoint folder or bundled name")] = None,
-    target: Annotated[str, typer.Option(help="what to build: fpga")] = "fpga",
+    target: Annotated[str, typer.Option(help="what to build: fpga (Vitis HLS) or cpu (ONNX Runtime)")] = "fpga",
     output: Annotated[Path, typer.Option("-o", "--output", help="output folder")] = Path("out/build"),
     device: Annotated[str, typer.Option(help="FPGA device profile (zcu102, u250, kv260)")] = "zcu102",
     parallelism: Annotated[int | None, typer.Option(help="int8 MACs per cycle (default: from the device)")] = None,
@@ -162,13 +162,23 @@ def build(
     tokens: Annotated[int, typer.Option(help="length of the golden token sequence")] = 128,
     calib: Annotated[Path | None, typer.Option(help="calibration data, when MODEL is a checkpoint")] = None,
 ) -> None:
-    """Build a deployable artifact: a Vitis HLS project (--target fpga), C-simulated bit-exact."""
+    """Build a deployable artifact: a Vitis HLS project (fpga, C-simulated bit-exact) or int8 ONNX (cpu)."""
     _require_at_least(1, tokens=tokens, parallelism=parallelism)
     if target not in TARGETS:
         raise DataError(f"--target {target!r} is not available in this version; choose one of: {', '.join(TARGETS)}")
     from edgec.targets.fpga.build import build_fpga
     from edgec.targets.fpga.devices import get_device
 
+    if target == "cpu":
+        from edgec.targets.onnx.build import build_cpu
+
+        fm, _, qm = _float_and_quantized(model, calib)
+        report = build_cpu(qm, output, fm.tokenizer)
+        ref, opt = report["reference"], report["optimized"]
+        print(f"step.onnx: ONNX Runtime vs qdq simulator over {ref['tokens']} tokens: int8 tensors within "
+              f"{ref['max_lsb']} LSB, logits {ref['logits_max_rel']:.1e} (optimized: {opt['logits_max_rel']:.1e})")
+        print(f"wrote {output}")
+        return
     get_device(device)  # an unknown device fails before any quantization work
     if trace and not csim:
         raise DataError("--trace compares C simulation layer by layer: drop --no-csim")
@@ -180,6 +190,34 @@ def build(
         print(f"csim: {c['logits_equal']}/{c['logits_total']} logits bit-exact over {c['tokens']} tokens "
               f"(compile {c['compile_s']:.1f} s, {c['ms_per_token']:.2f} ms/token)")
     print(f"wrote {output}")
+
+
+@app.command()
+def run(
+    folder: Annotated[Path, typer.Argument(help="an edgec build --target cpu output folder")],
+    prompt: Annotated[str, typer.Option(help="text to continue")] = "The ",
+    max_new_tokens: Annotated[int, typer.Option(help="tokens to generate")] = 64,
+    temperature: Annotated[float, typer.Option(help="0 for greedy decoding")] = 0.0,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+) -> None:
+    """Stream generated text from the step graph with ONNX Runtime (constant memory)."""
+    from edgec.targets.onnx.generate import generate
+
+    _require_at_least(1, max_new_tokens=max_new_tokens)
+    sys.stdout.write(prompt)
+    for piece in generate(folder, prompt, max_new_tokens, temperature, seed):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
+@app.command()
+def verify(folder: Annotated[Path, typer.Argument(help="an edgec build --target cpu output folder")]) -> None:
+    """Check a built ONNX artifact against its golden simulator outputs with ONNX Runtime."""
+    from edgec.targets.onnx.build import verify_output
+
+    worst = verify_output(folder)
+    print(f"{folder}: step.onnx matches the golden logits (max relative difference {worst:.1e})")
 
 
 def main() -> None:

@@ -53,6 +53,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the output is an ordinary folder
     except OSError as err:
         raise OutputError(
             f"{target}: cannot write the output folder ({err.strerror}); choose a writable path") from None

@@ -95,3 +95,31 @@ def test_ort_qdq_fusion_bug_reproducer_and_workaround():
     assert ours < 1e-5
     if rel < 1e-5:
         pytest.skip(f"onnxruntime {ort.__version__} no longer has the QDQ fusion bug; drop the workaround")
+
+
+def test_cpu_build_verify_and_run(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "edgec", *args], capture_output=True, text=True, timeout=600)
+
+    out = tmp_path / "cpu"
+    res = cli("build", "--target", "cpu", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "within 0 LSB" in res.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["reference"]["max_lsb"] == 0 and report["optimized"]["logits_max_rel"] < 1e-4
+    assert cli("verify", str(out)).returncode == 0
+    res = cli("run", str(out), "--prompt", "The ", "--max-new-tokens", "40")
+    assert res.returncode == 0 and res.stdout.startswith("The ") and len(res.stdout.strip()) >= 40
+    sampled = cli("run", str(out), "--prompt", "The ", "--max-new-tokens", "20", "--temperature", "0.8", "--seed", "3")
+    assert sampled.returncode == 0
+    model = onnx.load(out / "step.onnx")  # tampering is caught by verify
+    model.graph.initializer[0].raw_data = bytes(len(model.graph.initializer[0].raw_data))
+    onnx.save(model, out / "step.onnx")
+    res = cli("verify", str(out))
+    assert res.returncode == 2 and "does not match manifest.json" in res.stderr
+    res = cli("run", str(tmp_path), "--prompt", "x")
+    assert res.returncode == 2 and "no step.onnx" in res.stderr

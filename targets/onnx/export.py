@@ -68,15 +68,15 @@ class _OnnxBuilder:
         if value in self.q_points:
             self.qdq(value)
 
-    def dq_weight(self, name: str, transpose: bool) -> str:
+    def dq_weight(self, name: str, transpose: bool, keep_shape: bool = False) -> str:
         """int8 weight behind a per-output-channel DequantizeLinear."""
         w = self.qm.qweights[name]
         scale = self.qm.wscales[name].astype(np.float32)
         if transpose:  # MatMul weight [K, N]: the output channel is axis 1
             q = self.init(f"{name}.int8", np.ascontiguousarray(w.reshape(w.shape[0], -1).T))
             axis = 1
-        else:  # conv taps [E, K]: axis 0
-            q = self.init(f"{name}.int8", np.ascontiguousarray(w.reshape(w.shape[0], -1)))
+        else:  # Conv weight [E, 1, K]: axis 0
+            q = self.init(f"{name}.int8", np.ascontiguousarray(w if keep_shape else w.reshape(w.shape[0], -1)))
             axis = 0
         zero = self.init(f"{name}.zero", np.zeros(scale.shape, np.int8))
         return self.node("DequantizeLinear", [q, self.init(f"{name}.scale", scale), zero], f"{name}.dq", axis=axis)
@@ -119,13 +119,22 @@ class _OnnxBuilder:
         self.nodes.append(helper.make_node("Split", [node.inputs[0], sizes], outs, name=node.name, axis=-1))
 
     def _emit_conv1d_step(self, node: Node) -> None:
+        """A depthwise Conv over the window [state, x]: TensorRT's int8 conv with per-channel taps.
+
+        The state holds past x values, already on x's int8 grid, so the Q/DQ pair on the window is
+        exact; it marks the Conv input as int8 for TensorRT.
+        """
         x, state = node.inputs
         out, new_state = node.outputs
         window = self.node("Concat", [state, self.node("Unsqueeze", [x, self.axes(-1)], out + ".x3")],
                            out + ".window", axis=-1)
-        taps = self.dq_weight(node.weights["weight"], False)
-        acc = self.node("ReduceSum", [self.node("Mul", [window, taps], out + ".prod"), self.axes(-1)], out + ".sum",
-                        keepdims=0)
+        scale = self.const_f32(f"{x}.scale", self.qm.scales[x])
+        zero = self.init("zero_point_int8", np.array(0, np.int8))
+        window_q = self.node("QuantizeLinear", [window, scale, zero], out + ".window.q")
+        window_dq = self.node("DequantizeLinear", [window_q, scale, zero], out + ".window.dq")
+        taps = self.dq_weight(node.weights["weight"], False, keep_shape=True)  # [E, 1, K], axis 0
+        conv = self.node("Conv", [window_dq, taps], out + ".conv", group=self.qm.spec.intermediate_size)
+        acc = self.node("Squeeze", [conv, self.axes(-1)], out + ".sum")
         self.node("Identity", [self.bias(node, acc)], self.output(out))
         k = self.qm.spec.conv_kernel
         self.node("Slice", [window, self.init("slice_1", np.array([1], np.int64)),

@@ -18,7 +18,8 @@ from edgec.runtime.sim_qdq import QdqSimulator
 
 __all__ = ["BROKEN_ORT_FUSIONS", "OnnxAgreement", "compare_with_simulator", "ort_session", "simulate_logits"]
 
-BROKEN_ORT_FUSIONS = ["QDQSelectorActionTransformer"]
+#: Fusions of ONNX Runtime 1.32 that change results beyond tolerance on edgec graphs (see ort_session).
+BROKEN_ORT_FUSIONS = ["QDQSelectorActionTransformer", "MatMulAddFusion"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,9 @@ def ort_session(model: onnx.ModelProto, optimize: bool = False, extra_outputs: l
     options.intra_op_num_threads = 1
     # ONNX Runtime 1.32's QDQ selector/action fusion applies per-channel weight scales wrongly to
     # Q/DQ -> MatMul (axis 1) and Q/DQ -> Gemm (transB, axis 0): one such layer alone is off by ~20%
-    # of its output (tests/test_onnx_export.py keeps a reproducer). The other optimizations are kept.
+    # of its output (tests/test_onnx_export.py keeps a reproducer). MatMul + Add -> Gemm changed the
+    # bundled model's logits by 6% at one of 32 decode steps (cause not isolated yet). Both stay off;
+    # every other optimization is kept.
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"],
                                 disabled_optimizers=BROKEN_ORT_FUSIONS if optimize else [])
 
