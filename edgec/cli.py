@@ -147,13 +147,15 @@ def evaluate(
                 print(f"  {name:8s} int {row['int']:6.1f}   qdq {row['qdq']:6.1f}")
 
 
-TARGETS = ("fpga", "cpu")
+TARGETS = ("fpga", "cpu", "orin")
 
 
 @app.command()
 def build(
     model: Annotated[str | None, typer.Argument(help="QDIR, HF checkpoint folder or bundled name")] = None,
-    target: Annotated[str, typer.Option(help="what to build: fpga (Vitis HLS) or cpu (ONNX Runtime)")] = "fpga",
+    target: Annotated[str, typer.Option(help="fpga (Vitis HLS), orin (TensorRT) or cpu (ONNX Runtime)")] = "fpga",
+    jetpack: Annotated[str, typer.Option(help="orin: JetPack version 5, 6.0, 6.1 or 6.2")] = "6.2",
+    engine: Annotated[str, typer.Option(help="orin: build the TensorRT engine here: auto, always, never")] = "auto",
     output: Annotated[Path, typer.Option("-o", "--output", help="output folder")] = Path("out/build"),
     device: Annotated[str, typer.Option(help="FPGA device profile (zcu102, u250, kv260)")] = "zcu102",
     parallelism: Annotated[int | None, typer.Option(help="int8 MACs per cycle (default: from the device)")] = None,
@@ -169,11 +171,26 @@ def build(
     from edgec.targets.fpga.build import build_fpga
     from edgec.targets.fpga.devices import get_device
 
-    if target == "cpu":
+    if target in ("cpu", "orin"):
         from edgec.targets.onnx.build import build_cpu
+        from edgec.targets.orin.build import ENGINE_MODES, build_orin
+        from edgec.targets.orin.jetpack import resolve_jetpack
 
+        if target == "orin":
+            resolve_jetpack(jetpack)  # bad options fail before any quantization work
+            if engine not in ENGINE_MODES:
+                raise DataError(f"--engine {engine!r}: choose one of {', '.join(ENGINE_MODES)}")
         fm, _, qm = _float_and_quantized(model, calib)
-        report = build_cpu(qm, output, fm.tokenizer)
+        if target == "orin":
+            report = build_orin(qm, output, jetpack, engine, fm.tokenizer)
+            errors = sum(f["severity"] == "error" for f in report["lint"])
+            print(f"{report['tensorrt']} lint: {errors} errors, {len(report['lint']) - errors} warnings")
+            from edgec.targets.orin.roofline import format_roofline
+
+            print("decode roofline, batch 1:\n" + format_roofline(report["roofline"]))
+            print("engine: " + ("step.engine" if "engine" in report else "not built here; run build_engine.sh"))
+        else:
+            report = build_cpu(qm, output, fm.tokenizer)
         ref, opt = report["reference"], report["optimized"]
         print(f"step.onnx: ONNX Runtime vs qdq simulator over {ref['tokens']} tokens: int8 tensors within "
               f"{ref['max_lsb']} LSB, logits {ref['logits_max_rel']:.1e} (optimized: {opt['logits_max_rel']:.1e})")

@@ -22,15 +22,19 @@ from edgec.targets.fpga.build import golden_tokens
 from edgec.targets.onnx.export import export_step
 from edgec.targets.onnx.verify import compare_with_simulator, ort_session, simulate_logits
 
-__all__ = ["FORMAT", "build_cpu", "verify_output"]
+__all__ = ["FORMAT", "build_cpu", "export_verified", "verify_output", "write_onnx_folder"]
 
 FORMAT = "edgec-onnx/1"
 GOLDEN_TOKENS = 32
 LOGITS_RTOL = 1e-4  # ONNX Runtime (optimizations off) against the simulator, relative to max |logit|
 
 
-def build_cpu(qm: QuantizedModel, output: Path, tokenizer: Path | None = None) -> dict:
-    """Export, check against the qdq simulator, and write the folder; refuse if they disagree."""
+def export_verified(qm: QuantizedModel) -> tuple[onnx.ModelProto, np.ndarray, dict]:
+    """Export the step graph and check it with ONNX Runtime against the qdq simulator.
+
+    Returns the model, the golden token sequence and the agreement report; raises VerificationError
+    when an int8 tensor is off by more than 1 LSB or the logits beyond LOGITS_RTOL.
+    """
     model, quantized = export_step(qm)
     seq = golden_tokens(qm.spec.vocab_size, GOLDEN_TOKENS)
     exact = compare_with_simulator(model, quantized, qm, seq, teacher_forcing=False)
@@ -38,25 +42,40 @@ def build_cpu(qm: QuantizedModel, output: Path, tokenizer: Path | None = None) -
         raise VerificationError(f"ONNX Runtime disagrees with the qdq simulator: {exact.max_lsb} LSB on an int8 "
                                 f"tensor, logits off by {exact.logits_max_rel:.2e} of their range")
     optimized = compare_with_simulator(model, quantized, qm, seq, optimize=True)
-    report = {"format": FORMAT, "reference": asdict(exact), "optimized": asdict(optimized)}
+    return model, seq, {"reference": asdict(exact), "optimized": asdict(optimized)}
+
+
+def write_onnx_folder(tmp: Path, qm: QuantizedModel, model: onnx.ModelProto, seq: np.ndarray, report: dict,
+                      fmt: str, tokenizer: Path | None = None) -> None:
+    """step.onnx, golden.npz, tokenizer.json, report.json and a manifest hashing the rest (deterministic)."""
+    onnx.save(model, tmp / "step.onnx")
+    np.savez(tmp / "golden.npz", tokens=seq, logits=simulate_logits(qm, seq))
+    if tokenizer is not None:
+        shutil.copyfile(tokenizer, tmp / "tokenizer.json")
+    (tmp / "report.json").write_text(json.dumps({"format": fmt, **report}, indent=1, sort_keys=True,
+                                                default=str) + "\n")
+    spec = qm.spec
+    files = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file() and p.name != "report.json"}
+    manifest = {"format": fmt, "source": qm.source, "vocab_size": spec.vocab_size,
+                "layers": spec.num_hidden_layers, "d_inner": spec.intermediate_size,
+                "state_size": spec.state_size, "conv_kernel": spec.conv_kernel, "files": files}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+def build_cpu(qm: QuantizedModel, output: Path, tokenizer: Path | None = None) -> dict:
+    """Export, check against the qdq simulator, and write the folder; refuse if they disagree."""
+    model, seq, report = export_verified(qm)
     with atomic_dir(output) as tmp:
-        onnx.save(model, tmp / "step.onnx")
-        np.savez(tmp / "golden.npz", tokens=seq, logits=simulate_logits(qm, seq))
-        if tokenizer is not None:
-            shutil.copyfile(tokenizer, tmp / "tokenizer.json")
-        (tmp / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-        spec = qm.spec
-        files = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.name != "report.json"}
-        manifest = {"format": FORMAT, "source": qm.source, "vocab_size": spec.vocab_size,
-                    "layers": spec.num_hidden_layers, "d_inner": spec.intermediate_size,
-                    "state_size": spec.state_size, "conv_kernel": spec.conv_kernel, "files": files}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        write_onnx_folder(tmp, qm, model, seq, report, FORMAT, tokenizer)
     return report
 
 
 def verify_output(folder: Path) -> float:
     """Re-run ``step.onnx`` on the golden tokens with ONNX Runtime; return the logits' max relative error."""
-    manifest = json.loads((folder / "manifest.json").read_text())
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError) as err:
+        raise VerificationError(f"{folder}: not an edgec ONNX build ({err}); run edgec build --target cpu") from None
     for name, digest in manifest["files"].items():
         if sha256(folder / name) != digest:
             raise VerificationError(f"{folder / name}: does not match manifest.json; rebuild with edgec build")

@@ -1,0 +1,66 @@
+"""`edgec build --target orin`: int8 ONNX for TensorRT, linted for the JetPack's TensorRT, with its recipe.
+
+On any machine: the verified step.onnx (as for --target cpu), the TensorRT compatibility lint (errors
+stop the build), build_engine.sh and recipe.json for trtexec, the decode roofline for Orin Nano / NX /
+AGX, golden inputs and outputs. Where TensorRT and a GPU exist (a Jetson), the same command builds the
+engine too (``--engine auto``); ``--engine always`` insists, ``never`` skips it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from edgec.errors import EdgecError
+from edgec.outdir import atomic_dir
+from edgec.passes.quantize import QuantizedModel
+from edgec.targets.onnx.build import export_verified, write_onnx_folder
+from edgec.targets.orin.engine import build_engine, tensorrt_available
+from edgec.targets.orin.jetpack import resolve_jetpack
+from edgec.targets.orin.lint import format_findings, lint, require_clean
+from edgec.targets.orin.recipe import build_recipe
+from edgec.targets.orin.roofline import decode_roofline, format_roofline
+
+__all__ = ["ENGINE_MODES", "FORMAT", "build_orin"]
+
+FORMAT = "edgec-orin/1"
+ENGINE_MODES = ("auto", "always", "never")
+
+
+def _step_shapes(qm: QuantizedModel) -> dict[str, tuple[int, ...]]:
+    spec, shapes = qm.spec, {"tokens": (1,)}
+    for name in qm.graphs["step"].inputs[1:]:
+        tail = (spec.conv_kernel - 1,) if name.endswith("conv_state") else (spec.state_size,)
+        shapes[name] = (1, spec.intermediate_size, *tail)
+    return shapes
+
+
+def build_orin(qm: QuantizedModel, output: Path, jetpack: str = "6.2", engine: str = "auto",
+               tokenizer: Path | None = None) -> dict:
+    """Write the Orin artifact folder; the lint must be clean for the chosen JetPack's TensorRT."""
+    if engine not in ENGINE_MODES:
+        raise EdgecError(f"--engine {engine!r}: choose one of {', '.join(ENGINE_MODES)}")
+    trt = resolve_jetpack(jetpack)
+    if engine == "always" and not tensorrt_available():
+        raise EdgecError("--engine always needs the tensorrt package and an NVIDIA GPU; run build_engine.sh on "
+                         "the Jetson or pass --engine auto")
+    model, seq, report = export_verified(qm)
+    findings = lint(model, trt)
+    require_clean(findings)
+    shapes = _step_shapes(qm)
+    script, recipe = build_recipe(trt, "step.onnx", "step.engine", shapes)
+    roofline = decode_roofline(qm.spec)
+    report |= {"tensorrt": str(trt), "jetpack": jetpack, "lint": [asdict(f) for f in findings],
+               "roofline": roofline}
+    with atomic_dir(output) as tmp:
+        (tmp / "build_engine.sh").write_text(script)
+        (tmp / "build_engine.sh").chmod(0o755)
+        (tmp / "recipe.json").write_text(json.dumps(recipe, indent=1, sort_keys=True) + "\n")
+        (tmp / "report.txt").write_text(f"{format_findings(findings)}\n\nDecode roofline (batch 1):\n"
+                                        f"{format_roofline(roofline)}\n")
+        write_onnx_folder(tmp, qm, model, seq, report, FORMAT, tokenizer)
+        if engine != "never" and tensorrt_available():
+            build_engine(tmp / "step.onnx", tmp / "step.engine", shapes)
+            report["engine"] = "step.engine"
+    return report

@@ -1,0 +1,65 @@
+"""Build a TensorRT engine from the step graph with TensorRT's Python API, where TensorRT and a GPU exist.
+
+Engines are specific to the GPU and TensorRT version they are built on: on a Jetson this runs on the
+device itself (x86 hosts cannot build Jetson engines).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from edgec.errors import EdgecError
+
+__all__ = ["EngineError", "build_engine", "tensorrt_available"]
+
+
+class EngineError(EdgecError):
+    """TensorRT is missing or rejected the graph."""
+
+
+def tensorrt_available() -> bool:
+    """True when the ``tensorrt`` package can be imported (it needs an NVIDIA GPU and driver)."""
+    if importlib.util.find_spec("tensorrt") is None:
+        return False
+    try:
+        import tensorrt as trt
+
+        trt.Builder(trt.Logger(trt.Logger.ERROR))
+    except Exception:  # no GPU or driver: the builder cannot be created
+        return False
+    return True
+
+
+def build_engine(onnx_path: Path, engine_path: Path, shapes: dict[str, tuple[int, ...]],
+                 workspace_mib: int = 1024) -> None:
+    """Parse ``onnx_path`` and serialize an int8 + fp16 engine to ``engine_path``."""
+    if not tensorrt_available():
+        raise EngineError("TensorRT is not available here (pip package tensorrt with an NVIDIA GPU); "
+                          "run build_engine.sh on the device or pass --engine never")
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # implicit in TensorRT 10
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        first = parser.get_error(0) if parser.num_errors else "unknown error"
+        raise EngineError(f"TensorRT could not parse {onnx_path.name}: {first}")
+    config = builder.create_builder_config()
+    config.set_flag(trt.BuilderFlag.INT8)
+    config.set_flag(trt.BuilderFlag.FP16)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
+    profile = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        shape = shapes[tensor.name]
+        profile.set_shape(tensor.name, shape, shape, shape)
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EngineError(f"TensorRT could not build an engine from {onnx_path.name}; see its log above")
+    engine_path.write_bytes(bytes(serialized))
