@@ -123,3 +123,15 @@ def test_cpu_build_verify_and_run(tmp_path):
     assert res.returncode == 2 and "does not match manifest.json" in res.stderr
     res = cli("run", str(tmp_path), "--prompt", "x")
     assert res.returncode == 2 and "no step.onnx" in res.stderr
+
+
+def test_perplexity_through_step_onnx_matches_the_qdq_simulator(bundled):
+    from edgec.data import load_tokens, windows
+    from edgec.evaluate import perplexities
+    from edgec.targets.onnx.verify import step_perplexity
+
+    qm, model, _ = bundled
+    batches = windows(load_tokens(BUNDLED["mamba-tiny"].eval, 256), 512, 64)
+    onnx_ppl = step_perplexity(model, batches)
+    sim_ppl = perplexities(None, qm, batches, ("qdq",))["qdq"]
+    assert abs(onnx_ppl / sim_ppl - 1) < 0.005, (onnx_ppl, sim_ppl)

@@ -16,7 +16,8 @@ from edgec.frontends.mamba_graph import state_names
 from edgec.passes.quantize import QuantizedModel
 from edgec.runtime.sim_qdq import QdqSimulator
 
-__all__ = ["BROKEN_ORT_FUSIONS", "OnnxAgreement", "compare_with_simulator", "ort_session", "simulate_logits"]
+__all__ = ["BROKEN_ORT_FUSIONS", "OnnxAgreement", "compare_with_simulator", "ort_session", "simulate_logits",
+           "step_perplexity"]
 
 #: Fusions of ONNX Runtime 1.32 that change results beyond tolerance on edgec graphs (see ort_session).
 BROKEN_ORT_FUSIONS = ["QDQSelectorActionTransformer", "MatMulAddFusion"]
@@ -105,3 +106,23 @@ def simulate_logits(qm: QuantizedModel, tokens: np.ndarray) -> np.ndarray:
         state = {k: env[k + "_out"] for k in state}
         out.append(env["logits"][0])
     return np.stack(out)
+
+
+def step_perplexity(model: onnx.ModelProto, batches: list[np.ndarray], optimize: bool = True) -> float:
+    """Perplexity of [B, L] token windows decoded step by step through the ONNX graph (zero state each)."""
+    from edgec.evaluate import nll_sum
+
+    session = ort_session(model, optimize)
+    names = [o.name for o in session.get_outputs()]
+    total, count = 0.0, 0
+    for tokens in batches:
+        state = {i.name: np.zeros([tokens.shape[0], *i.shape[1:]], np.float32)
+                 for i in session.get_inputs() if i.name != "tokens"}
+        logits = []
+        for t in range(tokens.shape[1]):
+            out = dict(zip(names, session.run(None, {"tokens": tokens[:, t].astype(np.int64), **state}), strict=True))
+            state = {k: out[k + "_out"] for k in state}
+            logits.append(out["logits"])
+        total += nll_sum(np.stack(logits, axis=1), tokens)
+        count += tokens.shape[0] * (tokens.shape[1] - 1)
+    return float(np.exp(total / count))
