@@ -10,7 +10,7 @@ computes it; the step graph is elementwise (no Loop, Scan or CumSum).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import onnx
@@ -21,7 +21,7 @@ from edgec.ir import Node, Op
 from edgec.numerics.hadamard import hadamard_matrix
 from edgec.passes.quantize import QuantizedModel
 
-__all__ = ["OPSET", "export_step"]
+__all__ = ["OPSET", "export_step", "export_step_float"]
 
 OPSET = 17  # the highest opset TensorRT 8.5 / 8.6 (JetPack 5 / 6.0) parse
 
@@ -128,10 +128,12 @@ class _OnnxBuilder:
         out, new_state = node.outputs
         window = self.node("Concat", [state, self.node("Unsqueeze", [x, self.axes(-1)], out + ".x3")],
                            out + ".window", axis=-1)
-        scale = self.const_f32(f"{x}.scale", self.qm.scales[x])
-        zero = self.init("zero_point_int8", np.array(0, np.int8))
-        window_q = self.node("QuantizeLinear", [window, scale, zero], out + ".window.q")
-        window_dq = self.node("DequantizeLinear", [window_q, scale, zero], out + ".window.dq")
+        window_dq = window
+        if self.q_points:
+            scale = self.const_f32(f"{x}.scale", self.qm.scales[x])
+            zero = self.init("zero_point_int8", np.array(0, np.int8))
+            window_q = self.node("QuantizeLinear", [window, scale, zero], out + ".window.q")
+            window_dq = self.node("DequantizeLinear", [window_q, scale, zero], out + ".window.dq")
         taps = self.dq_weight(node.weights["weight"], False, keep_shape=True)  # [E, 1, K], axis 0
         conv = self.node("Conv", [window_dq, taps], out + ".conv", group=self.qm.spec.intermediate_size)
         acc = self.node("Squeeze", [conv, self.axes(-1)], out + ".sum")
@@ -206,7 +208,30 @@ class _OnnxBuilder:
         return model
 
 
+class _FloatOnnxBuilder(_OnnxBuilder):
+    """The same graph in fp32: float weights, no Q/DQ (the baseline the int8 graph is measured against)."""
+
+    def __init__(self, qm: QuantizedModel, weights: Mapping[str, np.ndarray]) -> None:
+        super().__init__(qm)
+        self.weights = weights
+        self.q_points = set()
+
+    def dq_weight(self, name: str, transpose: bool, keep_shape: bool = False) -> str:
+        w = self.weights[name].astype(np.float32)
+        flat = w if keep_shape else w.reshape(w.shape[0], -1)
+        return self.init(f"{name}.f32", np.ascontiguousarray(flat.T if transpose else flat))
+
+    def _emit_embed(self, node: Node) -> None:
+        table = self.init(node.weights["weight"] + ".f32", self.weights[node.weights["weight"]].astype(np.float32))
+        self.node("Gather", [table, node.inputs[0]], node.outputs[0], axis=0)
+
+
 def export_step(qm: QuantizedModel) -> tuple[onnx.ModelProto, list[str]]:
     """The step graph as ONNX, and the names of its int8 (QuantizeLinear) tensors in order."""
     builder = _OnnxBuilder(qm)
     return builder.build(), builder.quantized
+
+
+def export_step_float(qm: QuantizedModel, weights: Mapping[str, np.ndarray]) -> onnx.ModelProto:
+    """The step graph in fp32, from the float weights of the same rewritten model (fold + rotation)."""
+    return _FloatOnnxBuilder(qm, weights).build()
