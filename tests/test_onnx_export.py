@@ -135,3 +135,15 @@ def test_perplexity_through_step_onnx_matches_the_qdq_simulator(bundled):
     onnx_ppl = step_perplexity(model, batches)
     sim_ppl = perplexities(None, qm, batches, ("qdq",))["qdq"]
     assert abs(onnx_ppl / sim_ppl - 1) < 0.005, (onnx_ppl, sim_ppl)
+
+
+def test_ort_within_one_lsb_at_mamba_130m_widths():
+    hf = make_hf_mamba(13, vocab_size=512, hidden_size=768, intermediate_size=1536, time_step_rank=48,
+                       initializer_range=0.02)
+    model = edgec.from_torch(hf)
+    qm = edgec.quantize(model, [np.random.default_rng(0).integers(0, 512, (4, 128))])
+    onnx_model, quantized = export_step(qm)
+    tokens = np.random.default_rng(1).integers(0, 512, 32)
+    pinned = compare_with_simulator(onnx_model, quantized, qm, tokens, pin_int8=True)
+    assert pinned.max_lsb <= 1 and pinned.off_by_one < 1e-3 * pinned.elements, pinned
+    assert pinned.logits_max_rel < 1e-4, pinned

@@ -64,17 +64,40 @@ def _zero_state(qm: QuantizedModel) -> dict[str, np.ndarray]:
     return state
 
 
+class _PinnedQdq(QdqSimulator):
+    """The qdq simulator with every int8 tensor pinned to ONNX Runtime's codes after comparing them.
+
+    Each int8 tensor is then compared from the same int8 inputs: a code that flips by one step in an
+    early layer (float summation order) is measured where it happens, not again in every later layer.
+    """
+
+    def __init__(self, qm: QuantizedModel) -> None:
+        super().__init__(qm)
+        self.ort_codes: dict[str, np.ndarray] = {}
+        self.diffs: list[np.ndarray] = []
+
+    def emit(self, node, name, value):
+        value = super().emit(node, name, value)
+        if name in self.ort_codes:
+            scale = np.float32(self.qm.scales[name])
+            self.diffs.append(np.abs(np.rint(value / scale).astype(np.int64) - self.ort_codes[name]))
+            return self.ort_codes[name].astype(np.float32) * scale
+        return value
+
+
 def compare_with_simulator(model: onnx.ModelProto, quantized: list[str], qm: QuantizedModel, tokens: np.ndarray,
-                           optimize: bool = False, teacher_forcing: bool = True) -> OnnxAgreement:
+                           optimize: bool = False, teacher_forcing: bool = True,
+                           pin_int8: bool = False) -> OnnxAgreement:
     """Run the step graph in ONNX Runtime and the qdq simulator side by side over ``tokens``.
 
     With ``teacher_forcing`` (the default), ONNX Runtime gets the simulator's state at every step, so
     each step is compared from the same starting point; without it, both recur on their own state and
-    float rounding differences (summation order) may accumulate over the sequence.
+    float rounding differences (summation order) may accumulate over the sequence. With ``pin_int8``,
+    each int8 tensor is compared given the same int8 inputs (see _PinnedQdq).
     """
     session = ort_session(model, optimize, None if optimize else quantized)
     names = [o.name for o in session.get_outputs()]
-    sim = QdqSimulator(qm)
+    sim = _PinnedQdq(qm) if pin_int8 else QdqSimulator(qm)
     graph = qm.graphs["step"]
     ort_state, sim_state = _zero_state(qm), _zero_state(qm)
     max_lsb = off_by_one = elements = compared = 0
@@ -82,15 +105,18 @@ def compare_with_simulator(model: onnx.ModelProto, quantized: list[str], qm: Qua
     for token in tokens:
         feeds = {"tokens": np.array([token], np.int64), **ort_state}
         got = dict(zip(names, session.run(None, feeds), strict=True))
+        if pin_int8:
+            sim.ort_codes = {q.removesuffix(".q"): got[q].astype(np.int64) for q in quantized}
+            sim.diffs = []
         env = sim.run(graph, {"tokens": np.array([token]), **sim_state}, keep_all=True)
         sim_state = {k: env[k + "_out"] for k in sim_state}
         ort_state = dict(sim_state) if teacher_forcing else {k: got[k + "_out"] for k in ort_state}
         ref = env["logits"]
         max_rel = max(max_rel, float(np.abs(got["logits"] - ref).max() / np.abs(ref).max()))
-        for q in quantized if not optimize else ():
+        for i, q in enumerate(quantized if not optimize else ()):
             value = q.removesuffix(".q")
             want = np.rint(env[value] / np.float32(qm.scales[value])).astype(np.int64)
-            diff = np.abs(got[q].astype(np.int64) - want)
+            diff = sim.diffs[i] if pin_int8 else np.abs(got[q].astype(np.int64) - want)
             max_lsb = max(max_lsb, int(diff.max()))
             off_by_one += int(np.sum(diff == 1))
             elements += diff.size
