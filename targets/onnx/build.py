@@ -1,6 +1,7 @@
 """`edgec build --target cpu`: the qdq step graph as ONNX for ONNX Runtime, verified and self-describing.
 
-Output folder: ``step.onnx``; ``golden.npz`` (token ids and the qdq simulator's logits for each decode
+Output folder: ``step.onnx``; ``prefill.onnx`` (chunks of 16 tokens, state in and out, the scan in
+closed matrix form); ``golden.npz`` (token ids and the qdq simulator's logits for each decode
 step, from a zero state); ``report.json`` (agreement with the simulator); ``manifest.json`` (format,
 model sizes, file hashes); ``tokenizer.json`` when the model has one.
 """
@@ -20,6 +21,7 @@ from edgec.outdir import atomic_dir, sha256
 from edgec.passes.quantize import QuantizedModel
 from edgec.targets.fpga.build import golden_tokens
 from edgec.targets.onnx.export import export_step
+from edgec.targets.onnx.prefill import export_prefill
 from edgec.targets.onnx.verify import compare_with_simulator, ort_session, simulate_logits
 
 __all__ = ["FORMAT", "build_cpu", "export_verified", "verify_output", "write_onnx_folder"]
@@ -51,6 +53,7 @@ def write_onnx_folder(tmp: Path, qm: QuantizedModel, model: onnx.ModelProto, seq
                       fmt: str, tokenizer: Path | None = None) -> None:
     """step.onnx, golden.npz, tokenizer.json, report.json and a manifest hashing the rest (deterministic)."""
     onnx.save(model, tmp / "step.onnx")
+    onnx.save(export_prefill(qm)[0], tmp / "prefill.onnx")
     np.savez(tmp / "golden.npz", tokens=seq, logits=simulate_logits(qm, seq))
     if tokenizer is not None:
         shutil.copyfile(tokenizer, tmp / "tokenizer.json")

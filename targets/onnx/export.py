@@ -17,6 +17,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgec.errors import UnsupportedOpError
+from edgec.frontends.mamba_graph import state_names
 from edgec.ir import Node, Op
 from edgec.numerics.hadamard import hadamard_matrix
 from edgec.passes.quantize import QuantizedModel
@@ -185,6 +186,20 @@ class _OnnxBuilder:
             raise UnsupportedOpError(f"the ONNX exporter has no mapping for op {node.op.value!r} (node {node.name})")
         return fn
 
+    name = "edgec_step"
+
+    def io(self, lead: tuple) -> tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto]]:
+        """Graph inputs (tokens, then each layer's conv and SSM state) and outputs (logits, new states)."""
+        spec = self.qm.spec
+        e, k, n = spec.intermediate_size, spec.conv_kernel, spec.state_size
+        inputs = [helper.make_tensor_value_info("tokens", TensorProto.INT64, list(lead))]
+        outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [*lead, spec.vocab_size])]
+        for i in range(spec.num_hidden_layers):
+            for name, tail in zip(state_names(i), ((k - 1,), (n,)), strict=True):
+                inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", e, *tail]))
+                outputs.append(helper.make_tensor_value_info(name + "_out", TensorProto.FLOAT, ["batch", e, *tail]))
+        return inputs, outputs
+
     def build(self) -> onnx.ModelProto:
         for node in self.graph.nodes:
             self.emitter(node)
@@ -192,15 +207,8 @@ class _OnnxBuilder:
             self.emitter(node)(node)
             for out in node.outputs:
                 self.finish(out)
-        spec = self.qm.spec
-        e, k, n = spec.intermediate_size, spec.conv_kernel, spec.state_size
-        inputs = [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch"])]
-        outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", spec.vocab_size])]
-        for name in self.graph.inputs[1:]:
-            shape = ["batch", e, k - 1] if name.endswith("conv_state") else ["batch", e, n]
-            inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
-            outputs.append(helper.make_tensor_value_info(name + "_out", TensorProto.FLOAT, shape))
-        graph = helper.make_graph(self.nodes, "edgec_step", inputs, outputs, list(self.inits.values()))
+        inputs, outputs = self.io(("batch",))
+        graph = helper.make_graph(self.nodes, self.name, inputs, outputs, list(self.inits.values()))
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                                   producer_name="edgec", producer_version="0.1.0")
         model.ir_version = 8  # ONNX 1.12+: parsed by TensorRT 8.5 and later
