@@ -58,10 +58,11 @@ def bench(name: str, folder: Path, calib: list[np.ndarray], tokens: int) -> None
     model = edgec.load_checkpoint(folder)
     qm = edgec.quantize(model, calib)
     rewritten, _ = run_passes(model, [("fold_norm", fold_norm_gains), ("hadamard", rotate_ssm_output)])
-    int8, _ = export_step(qm)
+    int8_qdq, _ = export_step(qm)  # the --target orin graph (TensorRT Q/DQ pattern)
+    int8_cpu, _ = export_step(qm, integer_matmul=True)  # the --target cpu graph (MatMulInteger)
     fp32 = export_step_float(qm, rewritten.weights)
     rows = {"HF torch fp32": _torch_ms(folder, tokens), "ONNX Runtime fp32": _ort_ms(fp32, tokens),
-            "ONNX Runtime int8": _ort_ms(int8, tokens)}
+            "ORT int8 (cpu graph)": _ort_ms(int8_cpu, tokens), "ORT int8 (orin graph)": _ort_ms(int8_qdq, tokens)}
     base = rows["HF torch fp32"]
     print(f"\n{name}: decode, batch 1, {tokens} tokens")
     for label, ms in rows.items():

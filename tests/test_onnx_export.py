@@ -174,3 +174,13 @@ def test_prefill_chunks_equal_step_by_step_decoding(bundled):
     # Same math in another float order (closed-form scan): a few int8 codes flip by one step.
     assert np.abs(got - want).max() / np.abs(want).max() < 2e-2
     assert (got.argmax(-1) == want.argmax(-1)).mean() >= 0.98
+
+
+def test_cpu_graph_uses_integer_matmul_and_is_exact(bundled):
+    qm = bundled[0]
+    model, quantized = export_step(qm, integer_matmul=True)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("MatMulInteger") == 4 * 4 + 1  # in_proj, x_proj, dt_proj, out_proj per layer; lm_head
+    tokens = np.random.default_rng(2).integers(0, 256, 24)
+    exact = compare_with_simulator(model, quantized, qm, tokens, teacher_forcing=False)
+    assert exact.max_lsb == 0 and exact.logits_max_rel < 1e-6, exact  # int32 accumulation, as the simulator

@@ -31,14 +31,14 @@ GOLDEN_TOKENS = 32
 LOGITS_RTOL = 1e-4  # ONNX Runtime (optimizations off) against the simulator, relative to max |logit|
 
 
-def export_verified(qm: QuantizedModel) -> tuple[onnx.ModelProto, np.ndarray, dict]:
+def export_verified(qm: QuantizedModel, integer_matmul: bool = False) -> tuple[onnx.ModelProto, np.ndarray, dict]:
     """Export the step graph and check it with ONNX Runtime against the qdq simulator.
 
     The contract (optimizations off, each int8 tensor compared from the same int8 inputs): within 1 LSB,
     logits within LOGITS_RTOL; else VerificationError. Also reported: the free-running comparison (each
     side on its own state for the whole sequence) and ONNX Runtime with optimizations on.
     """
-    model, quantized = export_step(qm)
+    model, quantized = export_step(qm, integer_matmul)
     seq = golden_tokens(qm.spec.vocab_size, GOLDEN_TOKENS)
     exact = compare_with_simulator(model, quantized, qm, seq, pin_int8=True)
     if exact.max_lsb > 1 or exact.logits_max_rel > LOGITS_RTOL:
@@ -50,10 +50,10 @@ def export_verified(qm: QuantizedModel) -> tuple[onnx.ModelProto, np.ndarray, di
 
 
 def write_onnx_folder(tmp: Path, qm: QuantizedModel, model: onnx.ModelProto, seq: np.ndarray, report: dict,
-                      fmt: str, tokenizer: Path | None = None) -> None:
+                      fmt: str, tokenizer: Path | None = None, integer_matmul: bool = False) -> None:
     """step.onnx, golden.npz, tokenizer.json, report.json and a manifest hashing the rest (deterministic)."""
     onnx.save(model, tmp / "step.onnx")
-    onnx.save(export_prefill(qm)[0], tmp / "prefill.onnx")
+    onnx.save(export_prefill(qm, integer_matmul=integer_matmul)[0], tmp / "prefill.onnx")
     np.savez(tmp / "golden.npz", tokens=seq, logits=simulate_logits(qm, seq))
     if tokenizer is not None:
         shutil.copyfile(tokenizer, tmp / "tokenizer.json")
@@ -69,9 +69,9 @@ def write_onnx_folder(tmp: Path, qm: QuantizedModel, model: onnx.ModelProto, seq
 
 def build_cpu(qm: QuantizedModel, output: Path, tokenizer: Path | None = None) -> dict:
     """Export, check against the qdq simulator, and write the folder; refuse if they disagree."""
-    model, seq, report = export_verified(qm)
+    model, seq, report = export_verified(qm, integer_matmul=True)  # MatMulInteger: ORT's int8 CPU kernels
     with atomic_dir(output) as tmp:
-        write_onnx_folder(tmp, qm, model, seq, report, FORMAT, tokenizer)
+        write_onnx_folder(tmp, qm, model, seq, report, FORMAT, tokenizer, integer_matmul=True)
     return report
 
 

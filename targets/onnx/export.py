@@ -28,8 +28,9 @@ OPSET = 17  # the highest opset TensorRT 8.5 / 8.6 (JetPack 5 / 6.0) parse
 
 
 class _OnnxBuilder:
-    def __init__(self, qm: QuantizedModel) -> None:
+    def __init__(self, qm: QuantizedModel, integer_matmul: bool = False) -> None:
         self.qm = qm
+        self.integer_matmul = integer_matmul
         self.graph = qm.graphs["step"]
         prefill = qm.graphs["prefill"]
         self.q_points = {n.inputs[0] for n in prefill.nodes if n.op in (Op.LINEAR, Op.CONV1D_CAUSAL)}
@@ -111,8 +112,23 @@ class _OnnxBuilder:
 
     def _emit_linear(self, node: Node) -> None:
         out = node.outputs[0]
-        y = self.node("MatMul", [node.inputs[0], self.dq_weight(node.weights["weight"], True)], out + ".mm")
+        if self.integer_matmul and node.inputs[0] in self.q_points:
+            y = self._integer_matmul(node)
+        else:
+            y = self.node("MatMul", [node.inputs[0], self.dq_weight(node.weights["weight"], True)], out + ".mm")
         self.node("Identity", [self.bias(node, y)], self.output(out))
+
+    def _integer_matmul(self, node: Node) -> str:
+        """MatMulInteger on the int8 codes, exact in int32, then one float32 scale per output channel:
+        the simulator's own arithmetic, and ONNX Runtime's fast integer kernel on CPUs."""
+        x, out, name = node.inputs[0], node.outputs[0], node.weights["weight"]
+        w = self.qm.qweights[name]
+        codes = self.init(f"{name}.int8", np.ascontiguousarray(w.reshape(w.shape[0], -1).T))
+        zero = self.init("zero_point_int8", np.array(0, np.int8))
+        acc = self.node("MatMulInteger", [x + ".q", codes, zero, zero], out + ".acc")
+        scale = np.float32(self.qm.scales[x]) * self.qm.wscales[name].astype(np.float32)
+        return self.node("Mul", [self.node("Cast", [acc], out + ".accf", to=TensorProto.FLOAT),
+                                 self.const_f32(f"{out}.acc_scale", scale)], out + ".mm")
 
     def _emit_split(self, node: Node) -> None:
         sizes = self.init(f"{node.name}.sizes", np.array(node.attrs["sizes"], np.int64))
@@ -234,9 +250,13 @@ class _FloatOnnxBuilder(_OnnxBuilder):
         self.node("Gather", [table, node.inputs[0]], node.outputs[0], axis=0)
 
 
-def export_step(qm: QuantizedModel) -> tuple[onnx.ModelProto, list[str]]:
-    """The step graph as ONNX, and the names of its int8 (QuantizeLinear) tensors in order."""
-    builder = _OnnxBuilder(qm)
+def export_step(qm: QuantizedModel, integer_matmul: bool = False) -> tuple[onnx.ModelProto, list[str]]:
+    """The step graph as ONNX, and the names of its int8 (QuantizeLinear) tensors in order.
+
+    ``integer_matmul`` writes the linear layers as MatMulInteger + scale (ONNX Runtime on CPUs)
+    instead of TensorRT's Q/DQ -> MatMul pattern.
+    """
+    builder = _OnnxBuilder(qm, integer_matmul)
     return builder.build(), builder.quantized
 
 

@@ -29,8 +29,8 @@ MASKED = 1e4  # added to G_ts for s > t: exp(1e4 * A) underflows to 0 for every 
 
 
 class _PrefillBuilder(_OnnxBuilder):
-    def __init__(self, qm: QuantizedModel, chunk: int) -> None:
-        super().__init__(qm)
+    def __init__(self, qm: QuantizedModel, chunk: int, integer_matmul: bool = False) -> None:
+        super().__init__(qm, integer_matmul)
         self.graph = qm.graphs["prefill"]
         self.chunk = chunk
 
@@ -95,8 +95,9 @@ class _PrefillBuilder(_OnnxBuilder):
         return super().io(("batch", self.chunk))
 
 
-def export_prefill(qm: QuantizedModel, chunk: int = DEFAULT_CHUNK) -> tuple[onnx.ModelProto, list[str]]:
+def export_prefill(qm: QuantizedModel, chunk: int = DEFAULT_CHUNK,
+                   integer_matmul: bool = False) -> tuple[onnx.ModelProto, list[str]]:
     """The prefill graph for chunks of ``chunk`` tokens, and its int8 tensors in order."""
-    builder = _PrefillBuilder(qm, chunk)
+    builder = _PrefillBuilder(qm, chunk, integer_matmul)
     return builder.build(), builder.quantized
 
