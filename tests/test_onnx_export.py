@@ -101,6 +101,7 @@ def test_cpu_build_verify_and_run(tmp_path):
     import json
     import subprocess
     import sys
+    from pathlib import Path
 
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "edgec", *args], capture_output=True, text=True, timeout=600)
@@ -112,6 +113,11 @@ def test_cpu_build_verify_and_run(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["reference"]["max_lsb"] == 0 and report["optimized"]["logits_max_rel"] < 1e-4
     assert cli("verify", str(out)).returncode == 0
+    polygraphy = str(Path(sys.executable).with_name("polygraphy"))  # the console script beside this python
+    poly = subprocess.run([polygraphy, "run", "step.onnx", "--onnxrt", "--load-inputs",
+                           "golden_inputs.json", "--load-outputs", "golden_outputs.json", "--rtol", "1e-4", "--atol",
+                           "1e-4"], cwd=out, capture_output=True, text=True, timeout=300)
+    assert poly.returncode == 0 and "Passed: 4/4 iterations" in poly.stdout + poly.stderr, poly.stdout[-2000:]
     res = cli("run", str(out), "--prompt", "The ", "--max-new-tokens", "40")
     assert res.returncode == 0 and res.stdout.startswith("The ") and len(res.stdout.strip()) >= 40
     sampled = cli("run", str(out), "--prompt", "The ", "--max-new-tokens", "20", "--temperature", "0.8", "--seed", "3")

@@ -22,12 +22,13 @@ from edgec.passes.quantize import QuantizedModel
 from edgec.targets.fpga.build import golden_tokens
 from edgec.targets.onnx.export import export_step
 from edgec.targets.onnx.prefill import export_prefill
-from edgec.targets.onnx.verify import compare_with_simulator, ort_session, simulate_logits
+from edgec.targets.onnx.verify import compare_with_simulator, ort_session, simulate_io, simulate_logits
 
 __all__ = ["FORMAT", "build_cpu", "export_verified", "verify_output", "write_onnx_folder"]
 
 FORMAT = "edgec-onnx/1"
 GOLDEN_TOKENS = 32
+POLYGRAPHY_STEPS = 4  # golden iterations for polygraphy (each carries the full state: keep the files small)
 LOGITS_RTOL = 1e-4  # ONNX Runtime (optimizations off) against the simulator, relative to max |logit|
 
 
@@ -55,6 +56,7 @@ def write_onnx_folder(tmp: Path, qm: QuantizedModel, model: onnx.ModelProto, seq
     onnx.save(model, tmp / "step.onnx")
     onnx.save(export_prefill(qm, integer_matmul=integer_matmul)[0], tmp / "prefill.onnx")
     np.savez(tmp / "golden.npz", tokens=seq, logits=simulate_logits(qm, seq))
+    _write_polygraphy_golden(tmp, qm, seq[:POLYGRAPHY_STEPS])
     if tokenizer is not None:
         shutil.copyfile(tokenizer, tmp / "tokenizer.json")
     (tmp / "report.json").write_text(json.dumps({"format": fmt, **report}, indent=1, sort_keys=True,
@@ -65,6 +67,20 @@ def write_onnx_folder(tmp: Path, qm: QuantizedModel, model: onnx.ModelProto, seq
                 "layers": spec.num_hidden_layers, "d_inner": spec.intermediate_size,
                 "state_size": spec.state_size, "conv_kernel": spec.conv_kernel, "files": files}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+def _write_polygraphy_golden(tmp: Path, qm: QuantizedModel, tokens: np.ndarray) -> None:
+    """golden_inputs.json / golden_outputs.json in Polygraphy's formats, one iteration per decode step:
+    ``polygraphy run step.onnx --onnxrt --load-inputs golden_inputs.json --load-outputs golden_outputs.json``
+    (or ``--trt`` on the device)."""
+    from polygraphy.comparator import IterationResult, RunResults
+    from polygraphy.json import save_json
+
+    feeds, outputs = simulate_io(qm, tokens)
+    results = RunResults()
+    results.append(("edgec-qdq-simulator", [IterationResult(o, runner_name="edgec-qdq-simulator") for o in outputs]))
+    save_json(feeds, str(tmp / "golden_inputs.json"))
+    results.save(str(tmp / "golden_outputs.json"))
 
 
 def build_cpu(qm: QuantizedModel, output: Path, tokenizer: Path | None = None) -> dict:

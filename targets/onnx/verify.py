@@ -16,8 +16,15 @@ from edgec.frontends.mamba_graph import state_names
 from edgec.passes.quantize import QuantizedModel
 from edgec.runtime.sim_qdq import QdqSimulator
 
-__all__ = ["BROKEN_ORT_FUSIONS", "OnnxAgreement", "compare_with_simulator", "ort_session", "simulate_logits",
-           "step_perplexity"]
+__all__ = [
+    "BROKEN_ORT_FUSIONS",
+    "OnnxAgreement",
+    "compare_with_simulator",
+    "ort_session",
+    "simulate_io",
+    "simulate_logits",
+    "step_perplexity",
+]
 
 #: Fusions of ONNX Runtime 1.32 that change results beyond tolerance on edgec graphs (see ort_session).
 BROKEN_ORT_FUSIONS = ["QDQSelectorActionTransformer", "MatMulAddFusion"]
@@ -152,3 +159,15 @@ def step_perplexity(model: onnx.ModelProto, batches: list[np.ndarray], optimize:
         total += nll_sum(np.stack(logits, axis=1), tokens)
         count += tokens.shape[0] * (tokens.shape[1] - 1)
     return float(np.exp(total / count))
+
+
+def simulate_io(qm: QuantizedModel, tokens: np.ndarray) -> tuple[list[dict], list[dict]]:
+    """Per decode step: the step graph's inputs (token and state) and the qdq simulator's outputs."""
+    sim, state, feeds, outputs = QdqSimulator(qm), _zero_state(qm), [], []
+    for token in tokens:
+        feed = {"tokens": np.array([token], np.int64), **state}
+        env = sim.run(qm.graphs["step"], feed)
+        feeds.append(feed)
+        outputs.append({k: np.asarray(v, np.float32) for k, v in env.items()})
+        state = {k: env[k + "_out"] for k in state}
+    return feeds, outputs
