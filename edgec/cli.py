@@ -233,8 +233,14 @@ def verify(folder: Annotated[Path, typer.Argument(help="an edgec build --target 
     """Check a built ONNX artifact against its golden simulator outputs with ONNX Runtime."""
     from edgec.targets.onnx.build import verify_output
 
-    worst = verify_output(folder)
-    print(f"{folder}: step.onnx matches the golden logits (max relative difference {worst:.1e})")
+    result = verify_output(folder)
+    print(f"{folder}: step.onnx matches the golden logits (max relative difference {result['onnx']:.1e})")
+    if result["engine"] is not None:
+        print(f"{folder}: step.engine matches the golden logits (max relative difference {result['engine']:.1e})")
+    elif (folder / "step.engine").is_file():
+        print(f"{folder}: step.engine not run: TensorRT is not available here")
+    if result["int8_layers"] is not None:
+        print(f"{folder}: {result['int8_layers']} engine layers ran in INT8 (layers.json)")
 
 
 def main() -> None:

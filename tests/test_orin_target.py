@@ -48,3 +48,21 @@ def test_engine_is_built_where_tensorrt_exists(tmp_path):
     out = tmp_path / "orin"
     assert cli("build", "--target", "orin", "--engine", "always", "-o", str(out)).returncode == 0
     assert (out / "step.engine").stat().st_size > 0
+
+
+def test_verify_reads_which_layers_ran_int8(tmp_path):
+    out = tmp_path / "orin"
+    assert cli("build", "--target", "orin", "--engine", "never", "-o", str(out)).returncode == 0
+    (out / "step.engine").write_bytes(b"engine built on the device")  # not in the manifest: device-specific
+    layers = {"Layers": [{"Name": "in_proj", "Outputs": [{"Format/Datatype": "Row major linear INT8 format"}]},
+                         {"Name": "scan", "Outputs": [{"Format/Datatype": "Row major linear FP16 format"}]}]}
+    (out / "layers.json").write_text(json.dumps(layers))
+    res = cli("verify", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "1 engine layers ran in INT8" in res.stdout
+    if not tensorrt_available():
+        assert "step.engine not run: TensorRT is not available here" in res.stdout
+    layers["Layers"].pop(0)
+    (out / "layers.json").write_text(json.dumps(layers))
+    res = cli("verify", str(out))
+    assert res.returncode == 2 and "no layer ran in INT8" in res.stderr

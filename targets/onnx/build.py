@@ -91,8 +91,20 @@ def build_cpu(qm: QuantizedModel, output: Path, tokenizer: Path | None = None) -
     return report
 
 
-def verify_output(folder: Path) -> float:
-    """Re-run ``step.onnx`` on the golden tokens with ONNX Runtime; return the logits' max relative error."""
+def replay_golden(run, golden, state: dict[str, np.ndarray]) -> float:
+    """Decode the golden tokens with ``run(feeds) -> outputs``; the logits' max relative error."""
+    worst = 0.0
+    for token, want in zip(golden["tokens"], golden["logits"], strict=True):
+        out = run({"tokens": np.array([token], np.int64), **state})
+        state = {k: np.asarray(out[k + "_out"], np.float32) for k in state}
+        got = np.asarray(out["logits"], np.float32).reshape(-1)
+        worst = max(worst, float(np.abs(got - want).max() / np.abs(want).max()))
+    return worst
+
+
+def verify_output(folder: Path) -> dict:
+    """Re-run ``step.onnx`` on the golden tokens with ONNX Runtime (and ``step.engine`` with TensorRT
+    where both exist); return the logits' max relative errors and the engine's int8 layer count."""
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError) as err:
@@ -104,11 +116,12 @@ def verify_output(folder: Path) -> float:
     session = ort_session(onnx.load(folder / "step.onnx"))
     state = {i.name: np.zeros([1, *i.shape[1:]], np.float32) for i in session.get_inputs() if i.name != "tokens"}
     names = [o.name for o in session.get_outputs()]
-    worst = 0.0
-    for token, want in zip(golden["tokens"], golden["logits"], strict=True):
-        out = dict(zip(names, session.run(None, {"tokens": np.array([token], np.int64), **state}), strict=True))
-        state = {k: out[k + "_out"] for k in state}
-        worst = max(worst, float(np.abs(out["logits"][0] - want).max() / np.abs(want).max()))
+    worst = replay_golden(lambda feeds: dict(zip(names, session.run(None, feeds), strict=True)), golden, state)
     if worst > LOGITS_RTOL:
         raise VerificationError(f"{folder}: step.onnx logits differ from the golden ones by {worst:.2e} of their range")
-    return worst
+    result: dict = {"onnx": worst, "engine": None, "int8_layers": None}
+    if (folder / "step.engine").is_file():
+        from edgec.targets.orin.engine import check_engine
+
+        result |= check_engine(folder, golden, state)
+    return result

@@ -11,7 +11,10 @@ from pathlib import Path
 
 from edgec.errors import EdgecError
 
-__all__ = ["EngineError", "build_engine", "tensorrt_available"]
+__all__ = ["ENGINE_RTOL", "EngineError", "build_engine", "check_engine", "int8_layer_count", "tensorrt_available"]
+
+#: The engine runs fp16 between its int8 layers: its logits against the fp32 simulator, relative to range.
+ENGINE_RTOL = 2e-2
 
 
 class EngineError(EdgecError):
@@ -63,3 +66,38 @@ def build_engine(onnx_path: Path, engine_path: Path, shapes: dict[str, tuple[int
     if serialized is None:
         raise EngineError(f"TensorRT could not build an engine from {onnx_path.name}; see its log above")
     engine_path.write_bytes(bytes(serialized))
+
+
+def int8_layer_count(layer_info: Path) -> int:
+    """Layers that TensorRT ran in INT8, from trtexec's ``--exportLayerInfo`` JSON (detailed verbosity)."""
+    import json
+
+    try:
+        info = json.loads(layer_info.read_text())
+    except (OSError, ValueError) as err:
+        raise EngineError(f"{layer_info}: unreadable trtexec layer info ({err})") from None
+    layers = info.get("Layers", []) if isinstance(info, dict) else info
+    text = [json.dumps(layer) for layer in layers]
+    return sum('"Int8"' in t or "INT8" in t for t in text)
+
+
+def check_engine(folder: Path, golden, state: dict) -> dict:
+    """Replay the golden tokens through ``step.engine`` (Polygraphy's TensorRT runner) and check that
+    INT8 layers really ran INT8 (``layers.json`` from build_engine.sh). Skipped without TensorRT."""
+    from edgec.targets.onnx.build import replay_golden
+
+    result: dict = {"engine": None, "int8_layers": None}
+    if (folder / "layers.json").is_file():
+        result["int8_layers"] = int8_layer_count(folder / "layers.json")
+        if result["int8_layers"] == 0:
+            raise EngineError(f"{folder}/layers.json: no layer ran in INT8; rebuild with build_engine.sh (--int8)")
+    if not tensorrt_available():
+        return result
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    with TrtRunner(EngineFromBytes((folder / "step.engine").read_bytes())) as runner:
+        worst = replay_golden(runner.infer, golden, state)
+    if worst > ENGINE_RTOL:
+        raise EngineError(f"{folder}/step.engine: logits differ from the golden ones by {worst:.2e} of their range")
+    result["engine"] = worst
+    return result
