@@ -190,3 +190,28 @@ def test_cpu_graph_uses_integer_matmul_and_is_exact(bundled):
     tokens = np.random.default_rng(2).integers(0, 256, 24)
     exact = compare_with_simulator(model, quantized, qm, tokens, teacher_forcing=False)
     assert exact.max_lsb == 0 and exact.logits_max_rel < 1e-6, exact  # int32 accumulation, as the simulator
+
+
+def test_prefill_and_step_give_the_same_perplexity(bundled):
+    from edgec.data import load_tokens, windows
+    from edgec.evaluate import nll_sum
+    from edgec.targets.onnx.prefill import export_prefill
+    from edgec.targets.onnx.verify import ort_session, step_perplexity
+
+    qm, step_model, _ = bundled
+    batches = windows(load_tokens(BUNDLED["mamba-tiny"].eval, 256), 512, 64)
+    session = ort_session(export_prefill(qm, chunk=16)[0], optimize=True)
+    names = [o.name for o in session.get_outputs()]
+    total = count = 0
+    for tokens in batches:
+        state = {i.name: np.zeros([tokens.shape[0], *i.shape[1:]], np.float32)
+                 for i in session.get_inputs() if i.name != "tokens"}
+        logits = []
+        for c in range(0, tokens.shape[1], 16):
+            out = dict(zip(names, session.run(None, {"tokens": tokens[:, c:c + 16], **state}), strict=True))
+            state = {k: out[k + "_out"] for k in state}
+            logits.append(out["logits"])
+        total += nll_sum(np.concatenate(logits, axis=1), tokens)
+        count += tokens.shape[0] * (tokens.shape[1] - 1)
+    prefill_ppl = float(np.exp(total / count))
+    assert abs(prefill_ppl / step_perplexity(step_model, batches) - 1) < 1e-3
