@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from edgec.errors import DataError, EdgecError
-from edgec.zoo import BUNDLED, DEFAULT_MODEL
+from edgec.resolve import float_and_quantized, load_float, source_name
+from edgec.zoo import BUNDLED
 
 __all__ = ["app", "main"]
 
@@ -29,43 +30,6 @@ def _require_at_least(minimum: int, **options: int | None) -> None:
     for name, value in options.items():
         if value is not None and value < minimum:
             raise DataError(f"--{name.replace('_', '-')} {value} is too small; use at least {minimum}")
-
-
-def _load_float(arg: str | None):
-    from edgec.frontends.hf_mamba import load_checkpoint
-
-    name = arg or DEFAULT_MODEL
-    if name in BUNDLED:
-        return load_checkpoint(BUNDLED[name].folder), BUNDLED[name]
-    return load_checkpoint(Path(name)), None
-
-
-def _float_and_quantized(model: str | None, calib: Path | None):
-    """(float model, zoo entry or None, QuantizedModel): a QDIR is loaded, a checkpoint is quantized."""
-    from edgec.data import model_tokens, windows
-    from edgec.passes.pipeline import quantize as run_pipeline
-    from edgec.qdir import is_qdir, load_qdir
-
-    if model is not None and is_qdir(model):
-        qm = load_qdir(model)
-        fm, entry = _load_float(qm.source)
-        if fm.spec != qm.spec:
-            raise DataError(f"{model}: its float model {qm.source} has changed since quantization "
-                            "(config differs); re-run edgec quantize")
-        return fm, entry, qm
-    fm, entry = _load_float(model)
-    calib_path = calib or (entry.calib if entry else None)
-    if calib_path is None:
-        raise DataError("MODEL is a checkpoint: pass --calib FILE (held out from evaluation data), or a QDIR")
-    qm = run_pipeline(fm, windows(model_tokens(fm, calib_path), 256, 8, 8192))
-    qm.source = _source_name(model)
-    return fm, entry, qm
-
-
-def _source_name(model: str | None) -> str:
-    """How a QDIR names its float model: a bundled name, or an absolute path (eval reloads it)."""
-    name = model or DEFAULT_MODEL
-    return name if name in BUNDLED else str(Path(name).resolve())
 
 
 @app.command()
@@ -96,14 +60,14 @@ def quantize(
     _require_at_least(2, calib_tokens=calib_tokens, seq_len=seq_len)
     if not 0.5 < alpha <= 1.0:
         raise DataError(f"--alpha {alpha} is outside (0.5, 1]; use e.g. 0.99999")
-    fm, entry = _load_float(model)
+    fm, entry = load_float(model)
     calib_path = calib or (entry.calib if entry else None)
     if calib_path is None:
         raise DataError("no calibration data: pass --calib FILE (text or .npy token ids)")
     batches = windows(model_tokens(fm, calib_path), seq_len, batch=8, max_tokens=calib_tokens)
     qm = run_pipeline(fm, batches, QuantOptions(hadamard=hadamard, percentile=percentile,
                                                 per_channel=per_channel, alpha=alpha))
-    qm.source = _source_name(model)
+    qm.source = source_name(model)
     save_qdir(qm, output)
     for note in qm.notes:
         print(f"note: {note}")
@@ -125,7 +89,7 @@ def evaluate(
     from edgec.data import model_tokens, windows
     from edgec.evaluate import perplexities
 
-    fm, entry, qm = _float_and_quantized(model, calib)
+    fm, entry, qm = float_and_quantized(model, calib)
     data_path = data or (entry.eval if entry else None)
     if data_path is None:
         raise DataError("no evaluation data: pass --data FILE (text or .npy token ids)")
@@ -180,7 +144,7 @@ def build(
             resolve_jetpack(jetpack)  # bad options fail before any quantization work
             if engine not in ENGINE_MODES:
                 raise DataError(f"--engine {engine!r}: choose one of {', '.join(ENGINE_MODES)}")
-        fm, _, qm = _float_and_quantized(model, calib)
+        fm, _, qm = float_and_quantized(model, calib)
         if target == "orin":
             report = build_orin(qm, output, jetpack, engine, fm.tokenizer)
             errors = sum(f["severity"] == "error" for f in report["lint"])
@@ -199,7 +163,7 @@ def build(
     get_device(device)  # an unknown device fails before any quantization work
     if trace and not csim:
         raise DataError("--trace compares C simulation layer by layer: drop --no-csim")
-    _, _, qm = _float_and_quantized(model, calib)
+    _, _, qm = float_and_quantized(model, calib)
     report = build_fpga(qm, output, device, parallelism, csim=csim, trace=trace, tokens=tokens)
     print((output / "report.txt").read_text().rstrip())
     if "csim" in report:

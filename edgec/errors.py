@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "ArtifactError",
     "CheckpointError",
     "DataError",
     "EdgecError",
@@ -28,6 +29,10 @@ class UnsupportedModelError(EdgecError):
 
 class DataError(EdgecError):
     """Calibration or evaluation data is missing, empty, undecodable or non-finite."""
+
+
+class ArtifactError(EdgecError):
+    """An edgec output folder (a QDIR or a build) is missing files, garbled, or altered since it was written."""
 
 
 class OutputError(EdgecError):

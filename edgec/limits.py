@@ -1,0 +1,52 @@
+"""Documented bounds on what edgec accepts, checked before any allocation or long-running work.
+
+Each limit is far above any real model or sensible run (mamba-2.8b: 64 layers, d_inner 5120;
+xLSTM-7B: 32 blocks, FFN 10944; vocabularies up to ~256k) and far below what would exhaust this
+machine or run forever. A value past a limit is refused with one line naming the value and the limit.
+"""
+
+from __future__ import annotations
+
+from edgec.errors import DataError
+
+__all__ = [
+    "MAX_CALIB_TOKENS",
+    "MAX_CONV_KERNEL",
+    "MAX_DATA_BYTES",
+    "MAX_GOLDEN_TOKENS",
+    "MAX_LAYERS",
+    "MAX_NEW_TOKENS",
+    "MAX_PARALLELISM",
+    "MAX_PROMPT_BYTES",
+    "MAX_SEQ_LEN",
+    "MAX_STATE_SIZE",
+    "MAX_TEMPERATURE",
+    "MAX_VOCAB",
+    "MAX_WIDTH",
+    "check_range",
+]
+
+# Model dimensions (config.json), checked before the config is expanded into tensor names.
+MAX_LAYERS = 1024
+MAX_WIDTH = 65_536  # hidden and intermediate sizes
+MAX_VOCAB = 4_194_304  # 2^22 tokens
+MAX_STATE_SIZE = 1024
+MAX_CONV_KERNEL = 64
+
+# Data and run lengths (CLI options and data files).
+MAX_DATA_BYTES = 1 << 30  # a calibration or evaluation file: 1 GiB
+MAX_CALIB_TOKENS = 1 << 20  # --calib-tokens
+MAX_SEQ_LEN = 65_536  # --seq-len
+MAX_GOLDEN_TOKENS = 4096  # --tokens (golden sequence of a build)
+MAX_NEW_TOKENS = 1_000_000  # --max-new-tokens of edgec run
+MAX_PROMPT_BYTES = 1 << 20  # --prompt
+MAX_PARALLELISM = 65_536  # --parallelism (int8 MACs per cycle)
+MAX_TEMPERATURE = 100.0
+
+
+def check_range(option: str, value: int | float | None, low: float, high: float) -> None:
+    """Refuse ``value`` (named as ``option``) unless it is finite and low <= value <= high."""
+    if value is None:
+        return
+    if value != value or not low <= value <= high:  # NaN fails both comparisons
+        raise DataError(f"{option} {value} is outside [{low:g}, {high:g}]; pass a value in that range")

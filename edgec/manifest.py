@@ -1,0 +1,98 @@
+"""manifest.json: what an edgec output folder (a QDIR or a build) holds, with a hash of every file.
+
+The convention every output follows:
+
+- ``format``: ``"edgec-<kind>/<version>"`` (``edgec-qdir/1``, ``edgec-onnx/1``, ...);
+- ``files``: relative path -> sha256 of every file edgec wrote except manifest.json itself and
+  the ``unhashed`` ones;
+- ``unhashed``: relative paths whose bytes legitimately vary (timings in report.json) or that
+  the folder's own recipe may add later (step.engine, layers.json). They belong to edgec too.
+
+A consumer reads a file only after :func:`check_files` has matched it against its hash; a file it
+needs that has no hash is itself an error (a manifest stripped of an entry proves nothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from edgec.errors import ArtifactError
+
+__all__ = ["MANIFEST", "check_files", "owned_files", "read_manifest", "sha256", "write_manifest"]
+
+MANIFEST = "manifest.json"
+_CHUNK = 1 << 20
+
+
+def sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB chunks (constant memory for multi-GB files)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path, fields: dict[str, Any], unhashed: Iterable[str] = ()) -> dict[str, Any]:
+    """Hash every file below ``folder`` (but manifest.json and ``unhashed``) and write manifest.json.
+
+    ``fields`` must hold ``format``; the result is deterministic (sorted keys, sorted paths).
+    """
+    skip = {MANIFEST, *unhashed}
+    files = {str(p.relative_to(folder)): sha256(p) for p in sorted(folder.rglob("*"))
+             if p.is_file() and str(p.relative_to(folder)) not in skip}
+    manifest = {**fields, "files": files, "unhashed": sorted(set(unhashed))}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return manifest
+
+
+def read_manifest(folder: Path, kinds: tuple[str, ...] = (), what: str = "an edgec output") -> dict[str, Any]:
+    """The manifest of ``folder``, structurally checked; ``kinds`` restricts ``format`` (e.g. "edgec-qdir/").
+
+    Every failure is one :class:`ArtifactError` line naming the folder and what is wrong.
+    """
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(f"{folder}: no {MANIFEST}, so it is not {what}")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ArtifactError(f"{path}: garbled ({err}); the folder was altered: rebuild it") from None
+    except OSError as err:
+        raise ArtifactError(f"{path}: cannot be read ({err.strerror})") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path}: not a JSON object; the folder was altered: rebuild it")
+    fmt = manifest.get("format")
+    if not isinstance(fmt, str) or not fmt.startswith("edgec-"):
+        raise ArtifactError(f"{path}: format {fmt!r} is not an edgec format, so {folder} is not {what}")
+    if kinds and not fmt.startswith(kinds):
+        raise ArtifactError(f"{folder}: is an {fmt} folder, not {what}")
+    files, unhashed = manifest.get("files"), manifest.get("unhashed", [])
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise ArtifactError(f"{path}: its 'files' table is missing or garbled; the folder was altered: rebuild it")
+    if not isinstance(unhashed, list) or not all(isinstance(u, str) for u in unhashed):
+        raise ArtifactError(f"{path}: its 'unhashed' list is garbled; the folder was altered: rebuild it")
+    return manifest
+
+
+def check_files(folder: Path, manifest: dict[str, Any], names: Iterable[str]) -> None:
+    """Each of ``names`` (files a consumer is about to read) must be listed and match its hash."""
+    for name in names:
+        digest = manifest["files"].get(name)
+        path = Path(folder) / name
+        if digest is None:
+            raise ArtifactError(f"{folder}: {MANIFEST} has no hash for {name}, so it cannot be trusted; "
+                                "the folder was altered: rebuild it")
+        if not path.is_file():
+            raise ArtifactError(f"{path}: missing (listed in {MANIFEST}); the folder was altered: rebuild it")
+        if sha256(path) != digest:
+            raise ArtifactError(f"{path}: does not match its hash in {MANIFEST}; the folder was altered: rebuild it")
+
+
+def owned_files(manifest: dict[str, Any]) -> set[str]:
+    """Relative paths edgec wrote (or its recipe may add) in a folder with this manifest."""
+    return {MANIFEST, *manifest.get("files", {}), *manifest.get("unhashed", [])}
