@@ -9,9 +9,21 @@ from typing import Annotated
 
 import typer
 
+from edgec import exits
 from edgec.errors import DataError, EdgecError
-from edgec.resolve import float_and_quantized, load_float, source_name
-from edgec.zoo import BUNDLED
+from edgec.limits import (
+    MAX_CALIB_TOKENS,
+    MAX_GOLDEN_TOKENS,
+    MAX_NEW_TOKENS,
+    MAX_PARALLELISM,
+    MAX_PROMPT_BYTES,
+    MAX_SEQ_LEN,
+    MAX_TEMPERATURE,
+    check_range,
+)
+from edgec.outdir import check_output
+from edgec.resolve import float_and_quantized, load_float, quantized_model, source_name
+from edgec.zoo import BUNDLED, DEFAULT_MODEL
 
 __all__ = ["app", "main"]
 
@@ -22,14 +34,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="edgec: compile state-space models to int8 edge artifacts, checked by a bit-accurate simulator.")
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr)
-
-
-def _require_at_least(minimum: int, **options: int | None) -> None:
-    for name, value in options.items():
-        if value is not None and value < minimum:
-            raise DataError(f"--{name.replace('_', '-')} {value} is too small; use at least {minimum}")
+def _model_paths(model: str | None, *files: Path | None) -> list[Path]:
+    """The input paths of a command: the model folder (bundled or given) and the data files."""
+    name = model or DEFAULT_MODEL
+    paths = [BUNDLED[name].folder if name in BUNDLED else Path(name)]
+    return paths + [f for f in files if f is not None]
 
 
 @app.command()
@@ -57,9 +66,11 @@ def quantize(
     from edgec.passes.quantize import QuantOptions
     from edgec.qdir import save_qdir
 
-    _require_at_least(2, calib_tokens=calib_tokens, seq_len=seq_len)
+    check_range("--calib-tokens", calib_tokens, 2, MAX_CALIB_TOKENS)
+    check_range("--seq-len", seq_len, 2, MAX_SEQ_LEN)
     if not 0.5 < alpha <= 1.0:
         raise DataError(f"--alpha {alpha} is outside (0.5, 1]; use e.g. 0.99999")
+    check_output(output, _model_paths(model, calib))
     fm, entry = load_float(model)
     calib_path = calib or (entry.calib if entry else None)
     if calib_path is None:
@@ -85,7 +96,8 @@ def evaluate(
     max_tokens: Annotated[int | None, typer.Option(help="use at most this many tokens")] = None,
 ) -> None:
     """Perplexity of the float model and of the int and qdq simulators on the same tokens."""
-    _require_at_least(2, seq_len=seq_len, max_tokens=max_tokens)
+    check_range("--seq-len", seq_len, 2, MAX_SEQ_LEN)
+    check_range("--max-tokens", max_tokens, 2, 1 << 40)
     from edgec.data import model_tokens, windows
     from edgec.evaluate import perplexities
 
@@ -129,9 +141,11 @@ def build(
     calib: Annotated[Path | None, typer.Option(help="calibration data, when MODEL is a checkpoint")] = None,
 ) -> None:
     """Build a deployable artifact: a Vitis HLS project (fpga, C-simulated bit-exact) or int8 ONNX (cpu)."""
-    _require_at_least(1, tokens=tokens, parallelism=parallelism)
+    check_range("--tokens", tokens, 1, MAX_GOLDEN_TOKENS)
+    check_range("--parallelism", parallelism, 1, MAX_PARALLELISM)
     if target not in TARGETS:
         raise DataError(f"--target {target!r} is not available in this version; choose one of: {', '.join(TARGETS)}")
+    check_output(output, _model_paths(model, calib))
     from edgec.targets.fpga.build import build_fpga
     from edgec.targets.fpga.devices import get_device
 
@@ -144,9 +158,9 @@ def build(
             resolve_jetpack(jetpack)  # bad options fail before any quantization work
             if engine not in ENGINE_MODES:
                 raise DataError(f"--engine {engine!r}: choose one of {', '.join(ENGINE_MODES)}")
-        fm, _, qm = float_and_quantized(model, calib)
+        qm, tokenizer = quantized_model(model, calib)
         if target == "orin":
-            report = build_orin(qm, output, jetpack, engine, fm.tokenizer)
+            report = build_orin(qm, output, jetpack, engine, tokenizer)
             errors = sum(f["severity"] == "error" for f in report["lint"])
             print(f"{report['tensorrt']} lint: {errors} errors, {len(report['lint']) - errors} warnings")
             from edgec.targets.orin.roofline import format_roofline
@@ -154,7 +168,7 @@ def build(
             print("decode roofline, batch 1:\n" + format_roofline(report["roofline"]))
             print("engine: " + ("step.engine" if "engine" in report else "not built here; run build_engine.sh"))
         else:
-            report = build_cpu(qm, output, fm.tokenizer)
+            report = build_cpu(qm, output, tokenizer)
         ref, opt = report["reference"], report["optimized"]
         print(f"step.onnx: ONNX Runtime vs qdq simulator over {ref['tokens']} tokens: int8 tensors within "
               f"{ref['max_lsb']} LSB, logits {ref['logits_max_rel']:.1e} (optimized: {opt['logits_max_rel']:.1e})")
@@ -163,7 +177,7 @@ def build(
     get_device(device)  # an unknown device fails before any quantization work
     if trace and not csim:
         raise DataError("--trace compares C simulation layer by layer: drop --no-csim")
-    _, _, qm = float_and_quantized(model, calib)
+    qm, _ = quantized_model(model, calib)
     report = build_fpga(qm, output, device, parallelism, csim=csim, trace=trace, tokens=tokens)
     print((output / "report.txt").read_text().rstrip())
     if "csim" in report:
@@ -184,20 +198,40 @@ def run(
     """Stream generated text from the step graph with ONNX Runtime (constant memory)."""
     from edgec.targets.onnx.generate import generate
 
-    _require_at_least(1, max_new_tokens=max_new_tokens)
+    check_range("--max-new-tokens", max_new_tokens, 1, MAX_NEW_TOKENS)
+    check_range("--temperature", temperature, 0.0, MAX_TEMPERATURE)
+    check_range("--seed", seed, 0, 2**32 - 1)
+    if len(prompt.encode("utf-8", errors="surrogatepass")) > MAX_PROMPT_BYTES:
+        raise DataError(f"--prompt is longer than {MAX_PROMPT_BYTES} bytes; pass a shorter prompt")
+    pieces = generate(folder, prompt, max_new_tokens, temperature, seed)  # checks the folder before any output
     sys.stdout.write(prompt)
-    for piece in generate(folder, prompt, max_new_tokens, temperature, seed):
+    for piece in pieces:
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
 
 
 @app.command()
-def verify(folder: Annotated[Path, typer.Argument(help="an edgec build --target cpu output folder")]) -> None:
-    """Check a built ONNX artifact against its golden simulator outputs with ONNX Runtime."""
+def verify(folder: Annotated[Path, typer.Argument(help="an edgec build output folder (fpga, cpu or orin)")]) -> None:
+    """Check a build: every file against its hash, then FPGA C simulation (g++) or ONNX Runtime on the golden data."""
+    from edgec.errors import ArtifactError
+    from edgec.manifest import describe, read_manifest, uses
+
+    manifest = read_manifest(folder, what="an edgec build")
+    fmt = manifest["format"]
+    if not fmt.startswith(("edgec-fpga/", "edgec-onnx/", "edgec-orin/")):
+        raise ArtifactError(f"{folder}: is {describe(fmt)}, not a build (edgec verify checks the output of edgec "
+                            f"build); {uses(fmt, folder)}")
+    if fmt.startswith("edgec-fpga/"):
+        from edgec.targets.fpga.verify import verify_fpga
+
+        c = verify_fpga(folder, manifest)
+        print(f"{folder}: C simulation (g++, hls4ml ap_types) is bit-exact with the golden logits: "
+              f"{c['logits_equal']}/{c['logits_total']} logits over {c['tokens']} tokens")
+        return
     from edgec.targets.onnx.build import verify_output
 
-    result = verify_output(folder)
+    result = verify_output(folder, manifest)
     print(f"{folder}: step.onnx matches the golden logits (max relative difference {result['onnx']:.1e})")
     if result["engine"] is not None:
         print(f"{folder}: step.engine matches the golden logits (max relative difference {result['engine']:.1e})")
@@ -208,16 +242,29 @@ def verify(folder: Annotated[Path, typer.Argument(help="an edgec build --target 
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2."""
-    try:
-        app(standalone_mode=False)
-    except EdgecError as err:
-        _stderr(f"edgec: error: {err}")
-        sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        _stderr("edgec: aborted")
-        sys.exit(130)
-    except _USAGE_ERROR as err:  # bad options or arguments: one line too
-        if err.format_message():  # empty when the help was shown for a bare `edgec`
-            _stderr(f"edgec: error: {err.format_message()} (see edgec --help)")
-        sys.exit(err.exit_code)
+    """Console entry point: exit 0 on success, 2 on bad input (one line, no traceback), 130 on Ctrl-C,
+    143 on SIGTERM, 1 on an internal error (one line; EDGEC_DEBUG=1 shows the traceback)."""
+    sys.exit(run_cli(sys.argv[1:]))
+
+
+def run_cli(args: list[str]) -> int:
+    """Run the CLI on ``args`` and return its exit code; every failure becomes one line on stderr."""
+    with exits.interrupts_as_exceptions():
+        try:
+            code = app(args=args, prog_name="edgec", standalone_mode=False)
+        except EdgecError as err:
+            return exits.fail(f"edgec: error: {err}", exits.BAD_INPUT)
+        except _USAGE_ERROR as err:  # bad options or arguments: one line too
+            message = err.format_message()  # empty when the help was shown for a bare `edgec`
+            return exits.fail(f"edgec: error: {message} (see edgec --help)" if message else "", exits.BAD_INPUT)
+        except exits.Interrupted as sig:
+            return exits.fail("edgec: interrupted", sig.exit_code)
+        except BrokenPipeError:
+            return exits.broken_pipe()
+        except typer.Abort:
+            return exits.fail("edgec: interrupted", exits.SIGINT_EXIT)
+        except Exception as err:
+            return exits.fail(exits.describe_unexpected(err), exits.exit_code_of(err), traceback_too=True)
+    if code == exits.SIGINT_EXIT:  # a KeyboardInterrupt that typer turned into Exit(130) (not the main thread)
+        return exits.fail("edgec: interrupted", code)
+    return code if isinstance(code, int) else exits.OK

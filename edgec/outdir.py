@@ -1,74 +1,177 @@
-"""Write an output folder atomically: build it in a temporary sibling, then move it into place.
+"""Write an output folder safely: staged beside the target, moved into place whole, never over data.
 
-An existing folder is only ever replaced when it is itself an edgec output (it holds an edgec
-manifest.json); anything else — a user's project, the current directory — is refused.
+Rules (each refusal is one OutputError line):
+- the output is never an input, nor a folder that contains an input or lies inside one;
+- an existing folder is replaced only when it is an edgec output holding nothing but edgec's own
+  files (those its manifest.json lists); anything else is refused and the strangers are named;
+- the new output is built in a staging folder ``PARENT/.NAME.edgec-<pid>-<random>/out`` and
+  swapped in with two renames while SIGINT/SIGTERM are held back; the staging folder is removed on
+  every exit path (errors, Ctrl-C, SIGTERM). A run killed outright (SIGKILL, power loss) leaves it
+  behind; the next run for the same target removes it, and puts the earlier output back if the kill
+  came between the two renames.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
+import os
 import shutil
+import signal
+import socket
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from edgec.errors import OutputError
+from edgec.errors import ArtifactError, OutputError
+from edgec.manifest import owned_files, read_manifest, sha256
 
-__all__ = ["atomic_dir", "sha256"]
+__all__ = ["atomic_dir", "check_output", "sha256"]  # sha256: until every writer uses edgec.manifest
+
+_OWNER = ".owner"  # "<host> <pid>" of the run that made a staging folder
+_ABANDONED_AFTER_S = 600  # a staging folder with no owner file is someone's only after this long
+_MAX_NAMED = 5
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _is_edgec_output(folder: Path) -> bool:
+def _resolved(path: Path) -> Path:
     try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        return isinstance(manifest, dict) and str(manifest.get("format", "")).startswith("edgec-")
-    except (OSError, ValueError):
-        return False
+        return path.resolve()
+    except (OSError, RuntimeError) as err:  # a symlink loop
+        raise OutputError(f"{path}: cannot be resolved ({err}); choose another output path") from None
+
+
+def _check_not_input(target: Path, inputs: Iterable[Path]) -> None:
+    out = _resolved(target)
+    for given in inputs:
+        inp = _resolved(Path(given))
+        if out == inp or out in inp.parents:
+            raise OutputError(f"{target}: is or contains the input {given}; write the output to a separate "
+                              "folder with -o")
+        if inp in out.parents:
+            raise OutputError(f"{target}: lies inside the input {given}; write the output to a separate folder "
+                              "with -o")
+
+
+def _strangers(target: Path) -> list[str]:
+    """Files in ``target`` that its edgec manifest does not account for (raises if it is no edgec output)."""
+    owned = owned_files(read_manifest(target))  # an owned folder (a tool's project folder) covers its contents
+
+    def is_owned(rel: Path) -> bool:
+        return any(str(part) in owned for part in (rel, *rel.parents))
+
+    found = (p.relative_to(target) for p in sorted(target.rglob("*")) if not p.is_dir() or p.is_symlink())
+    return [str(rel) for rel in found if not is_owned(rel)]
 
 
 def _check_replaceable(target: Path) -> None:
+    if target.is_symlink():
+        raise OutputError(f"{target}: is a symbolic link; pass the folder it points to, or a new path, with -o")
     if not target.exists():
         return
     if not target.is_dir():
         raise OutputError(f"{target}: exists and is not a folder; choose another output path")
-    resolved = target.resolve()
-    if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents or resolved == Path.home():
+    resolved, cwd = _resolved(target), Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents or resolved == Path.home().resolve():
         raise OutputError(f"{target}: refusing to replace the current, a parent or the home folder; "
                           "pass a new folder with -o")
-    if any(target.iterdir()) and not _is_edgec_output(target):
+    if not any(target.iterdir()):
+        return
+    try:
+        strangers = _strangers(target)
+    except ArtifactError:
         raise OutputError(f"{target}: exists, is not empty and is not an edgec output; "
-                          "choose a new or empty folder with -o")
+                          "choose a new or empty folder with -o") from None
+    if strangers:
+        named = ", ".join(strangers[:_MAX_NAMED]) + (f" and {len(strangers) - _MAX_NAMED} more"
+                                                    if len(strangers) > _MAX_NAMED else "")
+        raise OutputError(f"{target}: holds files edgec did not write ({named}); move them away or choose "
+                          "another folder with -o")
+
+
+def check_output(target: str | Path, inputs: Iterable[str | Path] = ()) -> None:
+    """Refuse, before any work, an output path that would overwrite an input or a user's files."""
+    target = Path(target)
+    _check_not_input(target, [Path(i) for i in inputs])
+    _check_replaceable(target)
+
+
+def _owner_alive(staging: Path) -> bool:
+    try:
+        host, pid = (staging / _OWNER).read_text().split()
+    except (OSError, ValueError):
+        return time.time() - staging.stat().st_mtime < _ABANDONED_AFTER_S
+    if host != socket.gethostname():
+        return True  # another machine's run (a shared folder): not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def _clean_stale(target: Path) -> None:
+    """Remove staging folders of killed runs for ``target``; restore an output caught mid-swap."""
+    for staging in target.parent.glob(f".{target.name}.edgec-*"):
+        try:
+            if not staging.is_dir() or _owner_alive(staging):
+                continue
+            old = staging / "old"
+            if old.is_dir() and not target.exists():
+                old.rename(target)
+            shutil.rmtree(staging, ignore_errors=True)
+        except OSError:
+            continue  # not ours to remove after all (permissions): leave it
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back for a few renames, so an interrupt cannot split them."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextlib.contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder that replaces ``target`` only if the block succeeds."""
+    """Yield an empty folder that becomes ``target`` only if the block succeeds.
+
+    The yielded folder's parent is the private staging folder: scratch files put there (compiler
+    output, temporary runs) are removed with it on every exit path.
+    """
     target = Path(target)
     _check_replaceable(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it private; the output is an ordinary folder
+        _clean_stale(target)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.edgec-{os.getpid()}-", dir=target.parent))
+        (staging / _OWNER).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+        out = staging / "out"
+        out.mkdir()
+        out.chmod(0o755)  # an ordinary folder, whatever the umask of mkdtemp
     except OSError as err:
-        raise OutputError(
-            f"{target}: cannot write the output folder ({err.strerror}); choose a writable path") from None
+        raise OutputError(f"{target}: cannot write the output folder ({err.strerror}); choose a writable path") \
+            from None
     try:
         try:
-            yield tmp
+            yield out
         except OSError as err:
-            raise OutputError(f"{target}: writing the output failed ({err}); nothing was changed") from None
-        backup = None
-        if target.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            backup.rmdir()
-            target.rename(backup)
-        tmp.rename(target)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
+            raise OutputError(f"{target}: writing the output failed ({err.strerror or err}); nothing was "
+                              "changed") from None
+        _check_replaceable(target)  # it may have changed during a long build
+        with _signals_held():
+            if target.exists():
+                target.rename(staging / "old")
+            try:
+                out.rename(target)
+            except OSError:
+                if (staging / "old").exists():
+                    (staging / "old").rename(target)
+                raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with _signals_held():
+            shutil.rmtree(staging, ignore_errors=True)

@@ -1,39 +1,92 @@
 """A persisted quantized model (QDIR): IR, int8 weights, scales, calibration settings, manifest.
 
-Layout: manifest.json (format, source, config, options, calibration, notes, file hashes),
-graphs.json (both entry graphs), weights.safetensors (int8 weights ``q/<name>``, per-channel scales
-``scale/<name>``, float parameters ``float/<name>``, the int profile's lowered constants
-``int/<node>/<key>``: LUTs, multipliers, shifts, decay coefficients), scales.json (activation and state scales,
-storage widths). Later builds load this instead of recalibrating.
+Layout: manifest.json (edgec.manifest convention: format, file hashes; plus source, config, options,
+calibration, notes), graphs.json (both entry graphs), weights.safetensors (int8 weights ``q/<name>``,
+per-channel scales ``scale/<name>``, float parameters ``float/<name>``, the int profile's lowered
+constants ``int/<node>/<key>``: LUTs, multipliers, shifts, decay coefficients), scales.json (activation
+and state scales, storage widths), tokenizer.json (a copy of the source's, when it has one: a build
+needs nothing but the QDIR). Later builds load this instead of recalibrating.
+
+``source`` in the manifest records where the float model came from, for eval's float reference:
+``{"kind": "checkpoint", "path": ABSOLUTE, "files": {name: sha256}}`` (config.json, the safetensors
+files and index, tokenizer.json), ``{"kind": "bundled", "name": NAME, "files": ...}``, or
+``{"kind": "live", "name": DESCRIPTION, "files": {}}`` for a model quantized in memory.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import shutil
+from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edgec.errors import CheckpointError
+from edgec.errors import ArtifactError, EdgecError
 from edgec.frontends.mamba_spec import MambaSpec
 from edgec.ir.serde import graph_from_json, graph_to_json
-from edgec.outdir import atomic_dir, sha256
+from edgec.manifest import MANIFEST, check_files, describe, manifest_field, read_manifest, sha256, uses, write_manifest
+from edgec.outdir import atomic_dir
 from edgec.passes.quantize import QuantizedModel, QuantOptions
 
-__all__ = ["FORMAT", "is_qdir", "load_qdir", "save_qdir"]
+__all__ = ["FORMAT", "TOKENIZER", "is_edgec_output", "is_qdir", "load_qdir", "qdir_tokenizer", "read_qdir_manifest",
+           "save_qdir", "source_files", "source_folder"]
 
 FORMAT = "edgec-qdir/1"
+TOKENIZER = "tokenizer.json"
+FIX = "re-run edgec quantize"
+_READ = ("weights.safetensors", "graphs.json", "scales.json")  # what load_qdir reads, besides the manifest
 
 
 def _dump(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def save_qdir(qm: QuantizedModel, target: str | Path) -> Path:
-    """Write ``qm`` to ``target`` atomically (nothing half-written on failure)."""
+def source_folder(source: dict[str, Any]) -> Path | None:
+    """The checkpoint folder a QDIR's ``source`` record names (None for a live model or an unknown bundled name)."""
+    from edgec.zoo import BUNDLED
+
+    if source.get("kind") == "checkpoint":
+        return Path(source["path"])
+    if source.get("kind") == "bundled" and source.get("name") in BUNDLED:
+        return BUNDLED[source["name"]].folder
+    return None
+
+
+def source_files(folder: Path) -> list[str]:
+    """The files of a checkpoint folder that loading it reads: config, safetensors (and index), tokenizer."""
+    names = ["config.json", "model.safetensors.index.json", TOKENIZER]
+    names += [p.name for p in folder.glob("*.safetensors")]
+    return sorted(n for n in set(names) if (folder / n).is_file())
+
+
+def _source_record(name: str) -> dict[str, Any]:
+    from edgec.zoo import BUNDLED
+
+    if name in BUNDLED:
+        record: dict[str, Any] = {"kind": "bundled", "name": name}
+        folder = BUNDLED[name].folder
+    elif name and (Path(name) / "config.json").is_file():  # edgec quantize passes an absolute path
+        folder = Path(name).resolve()
+        record = {"kind": "checkpoint", "path": str(folder)}
+    else:
+        return {"kind": "live", "name": name, "files": {}}
+    return record | {"files": {n: sha256(folder / n) for n in source_files(folder)}}
+
+
+def save_qdir(qm: QuantizedModel, target: str | Path, tokenizer: Path | None = None) -> Path:
+    """Write ``qm`` to ``target`` atomically (nothing half-written on failure).
+
+    ``qm.source`` (a bundled name or an absolute checkpoint path) is recorded with the hashes of the
+    checkpoint's files; its tokenizer.json (or ``tokenizer``) is copied in.
+    """
     from safetensors.numpy import save_file
 
+    source = _source_record(qm.source)
+    folder = source_folder(source)
+    if tokenizer is None and folder is not None and TOKENIZER in source["files"]:
+        tokenizer = folder / TOKENIZER
     with atomic_dir(target) as tmp:
         tensors = {f"q/{k}": v for k, v in qm.qweights.items()}
         tensors |= {f"scale/{k}": v.astype(np.float32) for k, v in qm.wscales.items()}
@@ -42,49 +95,131 @@ def save_qdir(qm: QuantizedModel, target: str | Path) -> Path:
         save_file({k: np.array(v, order="C") for k, v in sorted(tensors.items())}, str(tmp / "weights.safetensors"))
         _dump(tmp / "graphs.json", {k: graph_to_json(g) for k, g in qm.graphs.items()})
         _dump(tmp / "scales.json", {"activations": qm.scales, "state": qm.state_scales, "bits": qm.bits})
-        files = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
-        _dump(tmp / "manifest.json", {
-            "format": FORMAT, "family": "mamba", "source": qm.source, "config": qm.spec.to_config(),
-            "options": asdict(qm.options), "calibration": qm.calibration, "notes": qm.notes, "files": files})
+        if tokenizer is not None:
+            shutil.copyfile(tokenizer, tmp / TOKENIZER)
+        write_manifest(tmp, {"format": FORMAT, "family": "mamba", "source": source, "config": qm.spec.to_config(),
+                             "options": asdict(qm.options), "calibration": qm.calibration, "notes": qm.notes})
     return Path(target)
 
 
+def is_edgec_output(path: str | Path) -> bool:
+    """True when ``path`` is a folder holding a manifest.json: an edgec output, sound or not."""
+    return (Path(path) / MANIFEST).is_file()
+
+
 def is_qdir(path: str | Path) -> bool:
-    manifest = Path(path) / "manifest.json"
-    if not manifest.is_file():
-        return False
+    """True when ``path`` holds a manifest.json whose format is a QDIR's (nothing else is checked)."""
     try:
-        return json.loads(manifest.read_text()).get("format", "").startswith("edgec-qdir/")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return read_manifest(Path(path))["format"].startswith("edgec-qdir/")
+    except ArtifactError:
         return False
 
 
-def load_qdir(path: str | Path) -> QuantizedModel:
-    """Read a QDIR written by save_qdir, checking every file against the manifest's hashes."""
+def read_qdir_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of the QDIR ``path``, with every key load_qdir uses type-checked (one line if not)."""
+    manifest = read_manifest(path, what="a QDIR", fix=FIX)
+    fmt = manifest["format"]
+    if not fmt.startswith("edgec-qdir/"):
+        raise ArtifactError(f"{path}: is {describe(fmt)}, not a model (eval and build take a QDIR, a "
+                            f"checkpoint folder or a bundled name); {uses(fmt, path)}")
+    if fmt != FORMAT:
+        raise ArtifactError(f"{path}: QDIR format {fmt!r} is not {FORMAT!r} (another edgec version); {FIX}")
+    if isinstance(manifest.get("source"), str):
+        raise ArtifactError(f"{path}: written by an older edgec (its source checkpoint has no hashes); {FIX}")
+    for key, kind in (("config", dict), ("options", dict), ("calibration", dict), ("notes", list),
+                      ("source", dict)):
+        manifest_field(path, manifest, key, kind, FIX)
+    source, where = manifest["source"], f"{path / MANIFEST}: its 'source' entry"
+    if source.get("kind") not in ("checkpoint", "bundled", "live"):
+        raise ArtifactError(f"{where} has no known kind; the folder was altered: {FIX}")
+    key = "path" if source["kind"] == "checkpoint" else "name"
+    files = source.get("files")
+    if not isinstance(source.get(key), str) or not isinstance(files, dict) or not all(
+            isinstance(k, str) and "/" not in k and isinstance(v, str) for k, v in files.items()):
+        raise ArtifactError(f"{where} is garbled ({key!r} or 'files'); the folder was altered: {FIX}")
+    if not all(isinstance(n, str) for n in manifest["notes"]):
+        raise ArtifactError(f"{path / MANIFEST}: its 'notes' entry is not a list of strings; the folder was "
+                            f"altered: {FIX}")
+    options = _dataclass_types(QuantOptions)
+    unknown = sorted(set(manifest["options"]) - set(options))
+    if unknown:
+        raise ArtifactError(f"{path / MANIFEST}: options[{unknown[0]!r}] is not a known option; the folder was "
+                            f"altered: {FIX}")
+    _check_types(path / MANIFEST, "options", manifest["options"], options)
+    _check_types(path / MANIFEST, "config", manifest["config"], _dataclass_types(MambaSpec))
+    return manifest
+
+
+def qdir_tokenizer(path: Path, manifest: dict[str, Any]) -> Path | None:
+    """The QDIR's tokenizer.json, checked against its hash (None when the source had none).
+
+    A tokenizer.json on disk that the manifest does not list, or a listed one that is gone, is an error.
+    """
+    path = Path(path)
+    if TOKENIZER in manifest["files"] or (path / TOKENIZER).exists() or TOKENIZER in manifest["source"]["files"]:
+        check_files(path, manifest, [TOKENIZER], FIX)
+        return path / TOKENIZER
+    return None
+
+
+_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a JSON object"}
+
+
+def _check_types(where: Path, what: str, table: Any, expected: dict[str, tuple[type, ...]]) -> None:
+    """Each ``expected`` key of ``table`` must hold one of its types (a bool is no number); else one line."""
+    if not isinstance(table, dict):
+        raise ArtifactError(f"{where}: {what} is not a JSON object; the folder was altered: {FIX}")
+    for key, types in expected.items():
+        value = table.get(key)
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            state = "missing" if key not in table else f"{json.dumps(value)[:40]}, not {_NAMES[types[-1]]}"
+            raise ArtifactError(f"{where}: {what}[{key!r}] is {state}; the folder was altered: {FIX}")
+
+
+def _dataclass_types(cls: type) -> dict[str, tuple[type, ...]]:
+    return {f.name: _TYPES[str(f.type)] for f in fields(cls)}
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ArtifactError(f"{path}: garbled ({err}); {FIX}") from None
+
+
+def load_qdir(path: str | Path, manifest: dict[str, Any] | None = None) -> QuantizedModel:
+    """Read a QDIR written by save_qdir; every file is checked against its manifest hash before it is read."""
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     path = Path(path)
+    manifest = manifest if manifest is not None else read_qdir_manifest(path)
+    check_files(path, manifest, _READ, FIX)
     try:
-        manifest = json.loads((path / "manifest.json").read_text())
-        if not isinstance(manifest, dict):
-            raise ValueError("manifest.json is not an object")
-        if manifest.get("format") != FORMAT:
-            raise CheckpointError(f"{path}: unsupported QDIR format {manifest.get('format')!r}; re-run edgec quantize")
-        for name, digest in manifest["files"].items():
-            if sha256(path / name) != digest:
-                raise CheckpointError(f"{path / name}: does not match the manifest hash; re-run edgec quantize")
         tensors = load_file(str(path / "weights.safetensors"))
-        graphs = {k: graph_from_json(g) for k, g in json.loads((path / "graphs.json").read_text()).items()}
-        scales = json.loads((path / "scales.json").read_text())
+    except (SafetensorError, ValueError, OSError) as err:
+        raise ArtifactError(f"{path / 'weights.safetensors'}: unreadable ({err}); {FIX}") from None
+    graphs_json, scales = _json(path / "graphs.json"), _json(path / "scales.json")
+    _check_types(path / "scales.json", "the file", scales, {k: (dict,) for k in ("activations", "state", "bits")})
+    for key, kind in (("activations", (int, float)), ("state", (int, float)), ("bits", (int,))):
+        _check_types(path / "scales.json", key, scales[key], dict.fromkeys(scales[key], kind))
+    try:
+        spec = MambaSpec.from_config(manifest["config"], source=str(path / MANIFEST))
+    except EdgecError as err:
+        raise ArtifactError(f"{err}; {FIX}") from None
+    try:
+        graphs = {k: graph_from_json(g) for k, g in graphs_json.items()}
+    except (KeyError, ValueError, TypeError, AttributeError) as err:
+        raise ArtifactError(f"{path / 'graphs.json'}: garbled ({err!r}); {FIX}") from None
 
-        def group(prefix: str) -> dict[str, np.ndarray]:
-            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    def group(prefix: str) -> dict[str, np.ndarray]:
+        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
-        return QuantizedModel(
-            spec=MambaSpec.from_config(manifest["config"], source=str(path / "manifest.json")),
-            graphs=graphs, qweights=group("q/"), wscales=group("scale/"), fparams=group("float/"),
-            scales=scales["activations"], state_scales=scales["state"], bits=scales["bits"],
-            options=QuantOptions(**manifest["options"]), notes=manifest["notes"],
-            calibration=manifest["calibration"], source=manifest["source"], int_constants=group("int/"))
-    except (OSError, KeyError, ValueError, TypeError, AttributeError) as err:
-        raise CheckpointError(f"{path}: incomplete or garbled QDIR ({err!r}); re-run edgec quantize") from None
+    source = manifest["source"]
+    return QuantizedModel(
+        spec=spec, graphs=graphs, qweights=group("q/"), wscales=group("scale/"), fparams=group("float/"),
+        scales=scales["activations"], state_scales=scales["state"], bits=scales["bits"],
+        options=QuantOptions(**manifest["options"]), notes=list(manifest["notes"]),
+        calibration=manifest["calibration"], source=source.get("path") or source["name"],
+        int_constants=group("int/"))

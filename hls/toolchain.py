@@ -7,9 +7,11 @@ to install or fix.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -79,6 +81,24 @@ def _first_error_line(stderr: str) -> str:
     return lines[0] if lines else ""
 
 
+def _run_group(cmd: list[str], timeout: float, env: Mapping[str, str] | None) -> subprocess.CompletedProcess:
+    """subprocess.run in a process group of its own, killed whole if edgec stops waiting for any reason.
+
+    g++ runs cc1plus and as as children: killing only g++ (what subprocess.run does on an
+    interrupt or a timeout) would leave them running, and writing, after edgec has exited.
+    """
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                          start_new_session=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
 def compile_program(sources: list[Path], output: Path, include_dirs: list[Path],
                     defines: dict[str, str] | None = None, opt: str = "-O2", timeout: float = 600.0) -> Path:
     """Compile and link ``sources`` into the executable ``output`` with -std=c++14; return ``output``.
@@ -99,8 +119,9 @@ def compile_program(sources: list[Path], output: Path, include_dirs: list[Path],
     cmd += [f"-D{name}" if value == "" else f"-D{name}={value}" for name, value in sorted((defines or {}).items())]
     cmd += ["-o", str(output), *(str(Path(s)) for s in sources)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, **_COMPILER_ENV}, check=False)
+        # The compiler's own temporary files go beside the output: if edgec is interrupted and the
+        # compiler killed, they are removed with the output's scratch folder instead of littering $TMPDIR.
+        proc = _run_group(cmd, timeout, {**os.environ, **_COMPILER_ENV, "TMPDIR": str(output.parent.resolve())})
     except subprocess.TimeoutExpired as exc:
         raise ToolchainError(f"C++ compilation of {Path(sources[0]).name} took over {timeout:g} s") from exc
     except OSError as exc:
@@ -120,8 +141,7 @@ def run_program(exe: Path, args: Sequence[str | os.PathLike[str]] = (), timeout:
     """
     cmd = [str(exe), *(os.fspath(a) for a in args)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              env=None if env is None else {**os.environ, **env}, check=False)
+        proc = _run_group(cmd, timeout, None if env is None else {**os.environ, **env})
     except subprocess.TimeoutExpired as exc:
         raise ToolchainError(f"{Path(exe).name} did not finish within {timeout:g} s") from exc
     except OSError as exc:

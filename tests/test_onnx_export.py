@@ -126,7 +126,7 @@ def test_cpu_build_verify_and_run(tmp_path):
     model.graph.initializer[0].raw_data = bytes(len(model.graph.initializer[0].raw_data))
     onnx.save(model, out / "step.onnx")
     res = cli("verify", str(out))
-    assert res.returncode == 2 and "does not match manifest.json" in res.stderr
+    assert res.returncode == 2 and "step.onnx: does not match its hash in manifest.json" in res.stderr
     res = cli("run", str(tmp_path), "--prompt", "x")
     assert res.returncode == 2 and "no step.onnx" in res.stderr
 

@@ -81,11 +81,11 @@ def test_qdir_round_trip_is_bit_exact_and_deterministic(quantized, tmp_path):
 
 
 def test_qdir_tampering_is_detected(quantized, tmp_path):
-    from edgec.errors import CheckpointError
+    from edgec.errors import ArtifactError
 
     save_qdir(quantized[1], tmp_path / "q")
     (tmp_path / "q" / "scales.json").write_text("{}")
-    with pytest.raises(CheckpointError, match="does not match the manifest hash"):
+    with pytest.raises(ArtifactError, match=r"scales\.json: does not match its hash"):
         load_qdir(tmp_path / "q")
 
 

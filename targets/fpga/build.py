@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from edgec.errors import EdgecError
-from edgec.outdir import atomic_dir, sha256
+from edgec.manifest import write_manifest
+from edgec.outdir import atomic_dir
 from edgec.passes.pipeline import lower_int_constants
 from edgec.passes.quantize import QuantizedModel
 from edgec.runtime.sim_int import IntSimulator
@@ -19,9 +20,12 @@ from edgec.targets.fpga.emit import emit_design
 from edgec.targets.fpga.estimate import estimate, format_estimate
 from edgec.targets.fpga.project import write_project
 
-__all__ = ["FORMAT", "build_fpga", "golden_tokens"]
+__all__ = ["FORMAT", "UNHASHED", "build_fpga", "golden_tokens"]
 
 FORMAT = "edgec-fpga/1"
+#: Files of a project that are edgec's but not hashed: report.json (timings), and what the project's own
+#: recipes write into it: csim.sh (tb_edgec, csim_logits.bin), vitis_hls -f build_prj.tcl (the rest).
+UNHASHED = ("report.json", "tb_edgec", "csim_logits.bin", "edgec_prj", "vitis_hls.log")
 KERNEL_LANES = 1
 DEFAULT_PARALLELISM = 64
 
@@ -56,15 +60,11 @@ def build_fpga(qm: QuantizedModel, output: Path, device_name: str = "zcu102", pa
                       IntSimulator(qm).logits_scale())
         result: CsimResult | None = None
         if csim:
-            result = run_csim(tmp, qm, seq, design.traced, trace=trace, expected=expected)
+            result = run_csim(tmp, qm, seq, design.traced, trace=trace, expected=expected, workdir=tmp.parent)
             require_bit_exact(result)
             report["csim"] = asdict(result) | {"bit_exact": result.bit_exact,
                                                 "ms_per_token": 1000 * result.run_s / max(result.tokens, 1)}
         (tmp / "report.txt").write_text(format_estimate(est) + "\n")
         (tmp / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True, default=str) + "\n")
-        # The artifacts are deterministic; report.json (timings) is described, not hashed.
-        files = {str(p.relative_to(tmp)): sha256(p) for p in sorted(tmp.rglob("*"))
-                 if p.is_file() and p.name != "report.json"}
-        (tmp / "manifest.json").write_text(json.dumps({"format": FORMAT, "source": qm.source, "files": files},
-                                                      indent=1, sort_keys=True) + "\n")
+        write_manifest(tmp, {"format": FORMAT, "source": qm.source}, UNHASHED)  # deterministic: no timings
     return report

@@ -79,14 +79,16 @@ def _first_difference(records: list[tuple[str, np.ndarray]], envs: list[dict], p
 
 
 def run_csim(project: Path, qm: QuantizedModel, tokens: np.ndarray, traced: list[str], trace: bool = False,
-             expected: np.ndarray | None = None) -> CsimResult:
+             expected: np.ndarray | None = None, workdir: Path | None = None) -> CsimResult:
     """Compile the project's testbench, run it on ``tokens`` and compare every logit with the simulator.
 
     With ``trace``, every node output of every step is compared and the first difference is named.
+    Scratch files (executable, logits, trace) go to a folder inside ``workdir`` (default: $TMPDIR),
+    removed on return.
     """
     if expected is None or trace:
         expected, envs = simulate_steps(qm, tokens, trace)
-    with tempfile.TemporaryDirectory(prefix="edgec-csim-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgec-csim-", dir=workdir) as tmp:
         tmp_path = Path(tmp)
         start = time.perf_counter()
         exe = compile_program([project / "tb" / "tb_edgec.cpp", project / "firmware" / "edgec_top.cpp"],

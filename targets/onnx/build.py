@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from edgec.errors import VerificationError
-from edgec.outdir import atomic_dir, sha256
+from edgec.errors import ArtifactError, VerificationError
+from edgec.manifest import check_files, describe, read_manifest, uses, write_manifest
+from edgec.outdir import atomic_dir
 from edgec.passes.quantize import QuantizedModel
 from edgec.targets.fpga.build import golden_tokens
 from edgec.targets.onnx.export import export_step
+from edgec.targets.onnx.polygraphy_json import save_inputs, save_outputs
 from edgec.targets.onnx.prefill import export_prefill
-from edgec.targets.onnx.verify import compare_with_simulator, ort_session, simulate_io, simulate_logits
+from edgec.targets.onnx.verify import compare_with_simulator, simulate_io, simulate_logits
 
-__all__ = ["FORMAT", "build_cpu", "export_verified", "verify_output", "write_onnx_folder"]
+__all__ = ["FORMAT", "build_cpu", "export_verified", "load_golden", "read_onnx_manifest", "verify_output",
+           "write_onnx_folder"]
 
 FORMAT = "edgec-onnx/1"
 GOLDEN_TOKENS = 32
@@ -51,8 +56,10 @@ def export_verified(qm: QuantizedModel, integer_matmul: bool = False) -> tuple[o
 
 
 def write_onnx_folder(tmp: Path, qm: QuantizedModel, model: onnx.ModelProto, seq: np.ndarray, report: dict,
-                      fmt: str, tokenizer: Path | None = None, integer_matmul: bool = False) -> None:
-    """step.onnx, golden.npz, tokenizer.json, report.json and a manifest hashing the rest (deterministic)."""
+                      fmt: str, tokenizer: Path | None = None, integer_matmul: bool = False,
+                      unhashed: tuple[str, ...] = ()) -> None:
+    """step.onnx, golden.npz, tokenizer.json, report.json and a manifest hashing every file in ``tmp`` but
+    report.json and ``unhashed`` (deterministic)."""
     onnx.save(model, tmp / "step.onnx")
     onnx.save(export_prefill(qm, integer_matmul=integer_matmul)[0], tmp / "prefill.onnx")
     np.savez(tmp / "golden.npz", tokens=seq, logits=simulate_logits(qm, seq))
@@ -62,25 +69,19 @@ def write_onnx_folder(tmp: Path, qm: QuantizedModel, model: onnx.ModelProto, seq
     (tmp / "report.json").write_text(json.dumps({"format": fmt, **report}, indent=1, sort_keys=True,
                                                 default=str) + "\n")
     spec = qm.spec
-    files = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file() and p.name != "report.json"}
-    manifest = {"format": fmt, "source": qm.source, "vocab_size": spec.vocab_size,
-                "layers": spec.num_hidden_layers, "d_inner": spec.intermediate_size,
-                "state_size": spec.state_size, "conv_kernel": spec.conv_kernel, "files": files}
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    write_manifest(tmp, {"format": fmt, "source": qm.source, "vocab_size": spec.vocab_size,
+                         "layers": spec.num_hidden_layers, "d_inner": spec.intermediate_size,
+                         "state_size": spec.state_size, "conv_kernel": spec.conv_kernel},
+                   ("report.json", *unhashed))
 
 
 def _write_polygraphy_golden(tmp: Path, qm: QuantizedModel, tokens: np.ndarray) -> None:
     """golden_inputs.json / golden_outputs.json in Polygraphy's formats, one iteration per decode step:
     ``polygraphy run step.onnx --onnxrt --load-inputs golden_inputs.json --load-outputs golden_outputs.json``
     (or ``--trt`` on the device)."""
-    from polygraphy.comparator import IterationResult, RunResults
-    from polygraphy.json import save_json
-
     feeds, outputs = simulate_io(qm, tokens)
-    results = RunResults()
-    results.append(("edgec-qdq-simulator", [IterationResult(o, runner_name="edgec-qdq-simulator") for o in outputs]))
-    save_json(feeds, str(tmp / "golden_inputs.json"))
-    results.save(str(tmp / "golden_outputs.json"))
+    save_inputs(feeds, tmp / "golden_inputs.json")
+    save_outputs(outputs, tmp / "golden_outputs.json", runner="edgec-qdq-simulator")
 
 
 def build_cpu(qm: QuantizedModel, output: Path, tokenizer: Path | None = None) -> dict:
@@ -102,21 +103,53 @@ def replay_golden(run, golden, state: dict[str, np.ndarray]) -> float:
     return worst
 
 
-def verify_output(folder: Path) -> dict:
-    """Re-run ``step.onnx`` on the golden tokens with ONNX Runtime (and ``step.engine`` with TensorRT
-    where both exist); return the logits' max relative errors and the engine's int8 layer count."""
+def read_onnx_manifest(folder: Path, command: str) -> dict:
+    """The manifest of an ONNX build (cpu or orin); any other edgec folder is named with the command that fits."""
+    manifest = read_manifest(folder, what="an edgec ONNX build")
+    fmt = manifest["format"]
+    if not fmt.startswith(("edgec-onnx/", "edgec-orin/")):
+        if fmt.startswith("edgec-qdir/"):
+            advice = f"build one with edgec build {folder} --target cpu -o OUT, then edgec {command} OUT"
+        else:
+            advice = uses(fmt, folder)
+        raise ArtifactError(f"{folder}: is {describe(fmt)}, not an ONNX build (edgec {command} takes the output "
+                            f"of edgec build --target cpu or orin); {advice}")
+    return manifest
+
+
+def load_golden(folder: Path) -> dict[str, np.ndarray]:
+    """golden.npz's token ids and logits (checked against the manifest by the caller)."""
+    path = folder / "golden.npz"
     try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-    except (OSError, ValueError) as err:
-        raise VerificationError(f"{folder}: not an edgec ONNX build ({err}); run edgec build --target cpu") from None
-    for name, digest in manifest["files"].items():
-        if sha256(folder / name) != digest:
-            raise VerificationError(f"{folder / name}: does not match manifest.json; rebuild with edgec build")
-    golden = np.load(folder / "golden.npz", allow_pickle=False)
-    session = ort_session(onnx.load(folder / "step.onnx"))
+        with np.load(path, allow_pickle=False) as npz:
+            golden = {"tokens": npz["tokens"], "logits": npz["logits"]}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise ArtifactError(f"{path}: unreadable ({err}); rebuild the folder with edgec build") from None
+    tokens, logits = golden["tokens"], golden["logits"]
+    if tokens.ndim != 1 or logits.ndim != 2 or len(tokens) != len(logits) or tokens.dtype.kind not in "iu":
+        raise ArtifactError(f"{path}: tokens {tokens.shape} and logits {logits.shape} do not match; rebuild the "
+                            "folder with edgec build")
+    return golden
+
+
+def verify_output(folder: Path, manifest: dict | None = None) -> dict:
+    """Check every hash, then re-run ``step.onnx`` on the golden tokens with ONNX Runtime (and ``step.engine``
+    with TensorRT where both exist); return the logits' max relative errors and the engine's int8 layer count."""
+    from edgec.targets.onnx.generate import open_session
+
+    manifest = manifest if manifest is not None else read_onnx_manifest(folder, "verify")
+    check_files(folder, manifest, ["step.onnx", "golden.npz"])
+    check_files(folder, manifest, sorted(manifest["files"]))
+    golden = load_golden(folder)
+    session = open_session(folder / "step.onnx")
     state = {i.name: np.zeros([1, *i.shape[1:]], np.float32) for i in session.get_inputs() if i.name != "tokens"}
     names = [o.name for o in session.get_outputs()]
-    worst = replay_golden(lambda feeds: dict(zip(names, session.run(None, feeds), strict=True)), golden, state)
+    try:
+        worst = replay_golden(lambda feeds: dict(zip(names, session.run(None, feeds), strict=True)), golden, state)
+    except Exception as err:  # ONNX Runtime raises its own types: a graph that loads but does not run
+        raise ArtifactError(f"{folder / 'step.onnx'}: does not run on the golden tokens of golden.npz "
+                            f"({str(err).splitlines()[0][:200] if str(err) else type(err).__name__}); "
+                            f"rebuild the folder with edgec build") from None
     if worst > LOGITS_RTOL:
         raise VerificationError(f"{folder}: step.onnx logits differ from the golden ones by {worst:.2e} of their range")
     result: dict = {"onnx": worst, "engine": None, "int8_layers": None}

@@ -3,28 +3,58 @@
 from __future__ import annotations
 
 import codecs
-import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import onnx
 
-from edgec.errors import DataError, EdgecError
-from edgec.targets.onnx.verify import ort_session
+from edgec.errors import ArtifactError, DataError
+from edgec.manifest import check_files, manifest_field
 
-__all__ = ["generate"]
+__all__ = ["generate", "open_session"]
+
+TOKENIZER = "tokenizer.json"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
+
+
+def open_session(path: Path, optimize: bool = False):
+    """An ONNX Runtime session for the ONNX file ``path`` (hash-checked by the caller); a file that does not
+    parse or that ONNX Runtime refuses is one ArtifactError line."""
+    import onnx
+
+    from edgec.targets.onnx.verify import ort_session
+
+    try:
+        model = onnx.load(path)
+    except Exception as err:  # protobuf's DecodeError and friends: a truncated or garbled file
+        raise ArtifactError(f"{path}: not a readable ONNX model ({_first_line(err)}); rebuild the folder with "
+                            "edgec build") from None
+    try:
+        return ort_session(model, optimize=optimize)
+    except Exception as err:  # ONNX Runtime's own exception types (Fail, InvalidGraph, ...)
+        raise ArtifactError(f"{path}: ONNX Runtime cannot load it ({_first_line(err)}); rebuild the folder with "
+                            "edgec build") from None
 
 
 class _Codec:
     """Token ids <-> text: the folder's tokenizer.json, or bytes for a 256-token vocabulary."""
 
-    def __init__(self, folder: Path, vocab_size: int) -> None:
+    def __init__(self, folder: Path, vocab_size: int, manifest: dict[str, Any]) -> None:
         self.tokenizer = None
-        if (folder / "tokenizer.json").is_file():
+        if TOKENIZER in manifest["files"] or (folder / TOKENIZER).exists():
             from tokenizers import Tokenizer
 
-            self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            check_files(folder, manifest, [TOKENIZER])
+            try:
+                self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER))
+            except Exception as err:  # tokenizers raises its own Exception type
+                raise ArtifactError(f"{folder / TOKENIZER}: not a readable tokenizer ({_first_line(err)}); "
+                                    "rebuild the folder with edgec build") from None
         elif vocab_size != 256:
             raise DataError(f"{folder}: no tokenizer.json and vocab_size {vocab_size} is not byte-level")
         self.bytes = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -38,15 +68,32 @@ class _Codec:
 
 def generate(folder: Path, prompt: str, max_new_tokens: int = 64, temperature: float = 0.0,
              seed: int = 0) -> Iterator[str]:
-    """Yield generated text piece by piece (greedy when ``temperature`` is 0)."""
-    if not (folder / "step.onnx").is_file():
-        raise EdgecError(f"{folder}: no step.onnx; build one with edgec build --target cpu (or orin)")
-    manifest = json.loads((folder / "manifest.json").read_text())
-    codec = _Codec(folder, int(manifest["vocab_size"]))
+    """An iterator of generated text, piece by piece (greedy when ``temperature`` is 0).
+
+    Everything read (manifest, step.onnx, tokenizer.json) is checked against the manifest, and the
+    session is loaded, before this returns: errors come before any output.
+    """
+    from edgec.targets.onnx.build import read_onnx_manifest
+
+    folder = Path(folder)
+    if not (folder / "manifest.json").is_file() and not (folder / "step.onnx").is_file():
+        raise DataError(f"{folder}: no step.onnx; build one with edgec build --target cpu (or orin)")
+    manifest = read_onnx_manifest(folder, "run")
+    vocab_size = manifest_field(folder, manifest, "vocab_size", int)
+    check_files(folder, manifest, ["step.onnx"])
+    codec = _Codec(folder, vocab_size, manifest)
     ids = codec.encode(prompt)
     if not ids:
         raise DataError("the prompt is empty; pass --prompt with some text")
-    session = ort_session(onnx.load(folder / "step.onnx"), optimize=True)
+    if max(ids) >= vocab_size:
+        raise ArtifactError(f"{folder / TOKENIZER}: gives token id {max(ids)}, outside the vocabulary of step.onnx "
+                            f"({vocab_size}); rebuild the folder with edgec build")
+    session = open_session(folder / "step.onnx", optimize=True)
+    return _stream(session, codec, ids, max_new_tokens, temperature, seed)
+
+
+def _stream(session, codec: _Codec, ids: list[int], max_new_tokens: int, temperature: float,
+            seed: int) -> Iterator[str]:
     names = [o.name for o in session.get_outputs()]
     state = {i.name: np.zeros([1, *i.shape[1:]], np.float32) for i in session.get_inputs() if i.name != "tokens"}
     rng = np.random.default_rng(seed)

@@ -19,13 +19,17 @@ from edgec.targets.onnx.build import export_verified, write_onnx_folder
 from edgec.targets.orin.engine import build_engine, tensorrt_available
 from edgec.targets.orin.jetpack import resolve_jetpack
 from edgec.targets.orin.lint import format_findings, lint, require_clean
-from edgec.targets.orin.recipe import build_recipe
+from edgec.targets.orin.recipe import LAYER_INFO, build_recipe
 from edgec.targets.orin.roofline import decode_roofline, format_roofline
 
-__all__ = ["ENGINE_MODES", "FORMAT", "build_orin"]
+__all__ = ["ENGINE_MODES", "FORMAT", "UNHASHED", "build_orin"]
 
 FORMAT = "edgec-orin/1"
 ENGINE_MODES = ("auto", "always", "never")
+ENGINE = "step.engine"
+#: Written later by the folder's own recipe (build_engine.sh: the engine and trtexec's layer info) or by
+#: --engine here; device-specific, so edgec's but not hashed.
+UNHASHED = (ENGINE, LAYER_INFO)
 
 
 def _step_shapes(qm: QuantizedModel) -> dict[str, tuple[int, ...]]:
@@ -49,7 +53,7 @@ def build_orin(qm: QuantizedModel, output: Path, jetpack: str = "6.2", engine: s
     findings = lint(model, trt)
     require_clean(findings)
     shapes = _step_shapes(qm)
-    script, recipe = build_recipe(trt, "step.onnx", "step.engine", shapes)
+    script, recipe = build_recipe(trt, "step.onnx", ENGINE, shapes)
     roofline = decode_roofline(qm.spec)
     report |= {"tensorrt": str(trt), "jetpack": jetpack, "lint": [asdict(f) for f in findings],
                "roofline": roofline}
@@ -59,8 +63,8 @@ def build_orin(qm: QuantizedModel, output: Path, jetpack: str = "6.2", engine: s
         (tmp / "recipe.json").write_text(json.dumps(recipe, indent=1, sort_keys=True) + "\n")
         (tmp / "report.txt").write_text(f"{format_findings(findings)}\n\nDecode roofline (batch 1):\n"
                                         f"{format_roofline(roofline)}\n")
-        write_onnx_folder(tmp, qm, model, seq, report, FORMAT, tokenizer)
+        write_onnx_folder(tmp, qm, model, seq, report, FORMAT, tokenizer, unhashed=UNHASHED)
         if engine != "never" and tensorrt_available():
-            build_engine(tmp / "step.onnx", tmp / "step.engine", shapes)
-            report["engine"] = "step.engine"
+            build_engine(tmp / "step.onnx", tmp / ENGINE, shapes)
+            report["engine"] = ENGINE
     return report

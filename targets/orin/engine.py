@@ -77,6 +77,8 @@ def int8_layer_count(layer_info: Path) -> int:
     except (OSError, ValueError) as err:
         raise EngineError(f"{layer_info}: unreadable trtexec layer info ({err})") from None
     layers = info.get("Layers", []) if isinstance(info, dict) else info
+    if not isinstance(layers, list):
+        raise EngineError(f"{layer_info}: not trtexec layer info (no list of layers); rerun build_engine.sh")
     text = [json.dumps(layer) for layer in layers]
     return sum('"Int8"' in t or "INT8" in t for t in text)
 
@@ -95,8 +97,13 @@ def check_engine(folder: Path, golden, state: dict) -> dict:
         return result
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
-    with TrtRunner(EngineFromBytes((folder / "step.engine").read_bytes())) as runner:
-        worst = replay_golden(runner.infer, golden, state)
+    try:
+        with TrtRunner(EngineFromBytes((folder / "step.engine").read_bytes())) as runner:
+            worst = replay_golden(runner.infer, golden, state)
+    except Exception as err:  # TensorRT/Polygraphy raise their own types for an engine from another device
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise EngineError(f"{folder}/step.engine: TensorRT cannot run it ({first}); rebuild it on this device "
+                          "with build_engine.sh") from None
     if worst > ENGINE_RTOL:
         raise EngineError(f"{folder}/step.engine: logits differ from the golden ones by {worst:.2e} of their range")
     result["engine"] = worst
