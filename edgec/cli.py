@@ -98,9 +98,12 @@ def evaluate(
     """Perplexity of the float model and of the int and qdq simulators on the same tokens."""
     check_range("--seq-len", seq_len, 2, MAX_SEQ_LEN)
     check_range("--max-tokens", max_tokens, 2, 1 << 40)
-    from edgec.data import model_tokens, windows
+    from edgec.data import check_data_file, model_tokens, windows
     from edgec.evaluate import perplexities
 
+    for path in (data, calib):  # bad data files fail before any quantization work
+        if path is not None:
+            check_data_file(path)
     fm, entry, qm = float_and_quantized(model, calib)
     data_path = data or (entry.eval if entry else None)
     if data_path is None:

@@ -32,6 +32,7 @@ __all__ = [
     "exit_code_of",
     "fail",
     "interrupts_as_exceptions",
+    "one_line",
 ]
 
 OK, INTERNAL, BAD_INPUT = 0, 1, 2
@@ -66,12 +67,17 @@ def interrupts_as_exceptions() -> Iterator[None]:
             signal.signal(s, handler)
 
 
+def one_line(message: str) -> str:
+    """``message`` with its line breaks escaped (a path may hold one): an error is always one line."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def fail(line: str, code: int, traceback_too: bool = False) -> int:
     """Print ``line`` (if any) on stderr, the traceback too when asked and EDGEC_DEBUG is set; return ``code``."""
     if traceback_too and os.environ.get("EDGEC_DEBUG"):
         traceback.print_exc()
     if line:
-        print(line, file=sys.stderr)
+        print(one_line(line), file=sys.stderr)
     return code
 
 

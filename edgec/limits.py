@@ -49,4 +49,18 @@ def check_range(option: str, value: int | float | None, low: float, high: float)
     if value is None:
         return
     if value != value or not low <= value <= high:  # NaN fails both comparisons
-        raise DataError(f"{option} {value} is outside [{low:g}, {high:g}]; pass a value in that range")
+        raise DataError(f"{option} {value} is outside [{_show(low)}, {_show(high)}]; pass a value in that range")
+
+
+def _show(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
+# Checkpoint files (config.json, model.safetensors.index.json, safetensors headers, tokenizer.json).
+MAX_CONFIG_BYTES = 16 << 20  # config.json or a shard index: real ones are a few kB to a few MB
+MAX_HEADER_BYTES = 100_000_000  # a safetensors JSON header (the safetensors library's own limit)
+MAX_TENSOR_RANK = 16  # dimensions of one safetensors tensor
+MAX_TOKENIZER_BYTES = 1 << 28  # tokenizer.json: 256 MiB
+MAX_DATA_TOKENS = 1 << 27  # token ids of one data file (1 GiB as int64)
+
+__all__ += ["MAX_CONFIG_BYTES", "MAX_DATA_TOKENS", "MAX_HEADER_BYTES", "MAX_TENSOR_RANK", "MAX_TOKENIZER_BYTES"]

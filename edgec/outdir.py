@@ -43,7 +43,10 @@ def _resolved(path: Path) -> Path:
 def _check_not_input(target: Path, inputs: Iterable[Path]) -> None:
     out = _resolved(target)
     for given in inputs:
-        inp = _resolved(Path(given))
+        try:
+            inp = Path(given).resolve()
+        except (OSError, RuntimeError):  # a symlink loop: its reader names the problem
+            inp = Path(os.path.abspath(given))
         if out == inp or out in inp.parents:
             raise OutputError(f"{target}: is or contains the input {given}; write the output to a separate "
                               "folder with -o")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,68 +11,117 @@ from edgec.errors import CheckpointError
 from edgec.frontends.mamba_graph import build_graphs
 from edgec.frontends.mamba_spec import MambaSpec
 from edgec.frontends.model import Model
+from edgec.frontends.validate import is_present, load_tokenizer, loads_json, path_problem, read_bytes, short
 from edgec.frontends.weights import WeightStore
+from edgec.limits import MAX_CONFIG_BYTES
 
 __all__ = ["from_torch", "load_checkpoint"]
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
+    """config.json as a dict: a small regular UTF-8 file of strict JSON holding an object."""
     path = folder / "config.json"
-    if not path.is_file():
+    if not is_present(path):
         raise CheckpointError(f"{folder}: no config.json; pass a folder written by "
                               "MambaForCausalLM.save_pretrained, or a bundled model name (edgec models)")
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+    raw = read_bytes(path, "a config.json written by MambaConfig.save_pretrained", CheckpointError,
+                     MAX_CONFIG_BYTES, "MAX_CONFIG_BYTES")
+    cfg = loads_json(raw, path)
     if not isinstance(cfg, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
+        raise CheckpointError(f"{path}: expected a JSON object, got a JSON {type(cfg).__name__}; "
+                              "pass a config.json written by MambaConfig.save_pretrained")
     return cfg
 
 
-def _weight_files(folder: Path) -> list[Path]:
+def _plain_shard_name(name: str) -> bool:
+    """A .safetensors file name directly in the checkpoint folder: no path, no '..', no NUL."""
+    return name.endswith(".safetensors") and not name.startswith("..") and not any(c in name for c in "/\\\0")
+
+
+def _read_index(index: Path) -> dict[str, str]:
+    """The weight_map (tensor name -> shard file name) of model.safetensors.index.json."""
+    raw = read_bytes(index, "a model.safetensors.index.json written by save_pretrained", CheckpointError,
+                     MAX_CONFIG_BYTES, "MAX_CONFIG_BYTES")
+    data = loads_json(raw, index)
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index}: garbled shard index (weight_map is {short(weight_map)}, not a non-empty "
+                              "object of tensor name -> shard file); re-save the checkpoint")
+    for name, shard in weight_map.items():
+        if not isinstance(shard, str):
+            raise CheckpointError(f"{index}: garbled shard index (weight_map[{short(name)}] is {short(shard)}, not "
+                                  "a shard file name); re-save the checkpoint")
+        if not _plain_shard_name(shard):
+            raise CheckpointError(f"{index}: shard {short(shard)} of tensor {short(name)} is not a .safetensors "
+                                  "file name inside the checkpoint folder (paths and '..' are refused)")
+    return weight_map
+
+
+def _weight_files(folder: Path) -> tuple[list[Path], dict[str, str] | None]:
+    """The safetensors files of a checkpoint and, if it is sharded, its weight_map."""
     index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            shards = sorted({str(s) for s in json.loads(index.read_text())["weight_map"].values()})
-        except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as err:
-            raise CheckpointError(f"{index}: garbled shard index ({err})") from None
-        files = [folder / s for s in shards]
-    else:
-        files = sorted(folder.glob("*.safetensors"))
-    missing = [f for f in files if not f.is_file()]
-    if missing:
-        raise CheckpointError(f"{missing[0]}: shard listed in the index is missing")
+    if is_present(index):
+        weight_map = _read_index(index)
+        files = [folder / s for s in sorted(set(weight_map.values()))]
+        for f in files:
+            problem = path_problem(f)
+            if problem is not None:
+                problem = "is missing" if problem == "does not exist" else problem
+                raise CheckpointError(f"{f}: shard listed in the index {problem}; download it again")
+        return files, weight_map
+    files = sorted(folder.glob("*.safetensors"))
     if not files:
         pickled = any(folder.glob("*.bin")) or any(folder.glob("*.pt"))
         hint = (" (only pickled .bin/.pt weights found; edgec never unpickles: re-save with "
                 "safe_serialization=True)") if pickled else ""
         raise CheckpointError(f"{folder}: no .safetensors weights{hint}")
-    return files
+    return files, None
 
 
-def check_weights(spec: MambaSpec, store: WeightStore, source: str) -> None:
+def _intermediate_hint(cfg: dict[str, Any], spec: MambaSpec) -> str:
+    """Why shapes may disagree: intermediate_size given unlike expand * hidden_size (transformers uses the latter)."""
+    expand = cfg.get("expand")
+    if (cfg.get("intermediate_size") is None or not isinstance(expand, int | float) or isinstance(expand, bool)
+            or expand * spec.hidden_size == spec.intermediate_size):
+        return ""
+    return (f" (its intermediate_size {spec.intermediate_size} disagrees with expand {expand} x hidden_size "
+            f"{spec.hidden_size}, which transformers uses)")
+
+
+def check_weights(spec: MambaSpec, store: WeightStore, source: str, hint: str = "") -> None:
     """Every tensor the config implies must exist with exactly the implied shape."""
     for name, shape in spec.expected_shapes().items():
         if name not in store:
             raise CheckpointError(f"{source}: tensor {name!r} is missing (config implies shape {shape})")
         if tuple(store.shape(name)) != shape:
             raise CheckpointError(f"{source}: tensor {name!r} has shape {tuple(store.shape(name))}, "
-                                  f"but config.json implies {shape}")
+                                  f"but config.json implies {shape}{hint}")
 
 
 def load_checkpoint(folder: str | Path) -> Model:
-    """Read a Hugging Face Mamba checkpoint folder (config.json + safetensors) into the IR."""
+    """Read a Hugging Face Mamba checkpoint folder (config.json + safetensors) into the IR.
+
+    Every file is validated (config fields, safetensors headers, shard index, tokenizer.json) before
+    any tensor data is read or any graph is built.
+    """
     folder = Path(folder)
-    if not folder.is_dir():
+    problem = path_problem(folder, want_dir=True)
+    if problem == "does not exist":
         raise CheckpointError(f"{folder}: no such model folder; pass a checkpoint folder or a bundled "
                               "model name (edgec models)")
-    spec = MambaSpec.from_config(_read_config(folder), source=str(folder / "config.json"))
-    store = WeightStore.from_safetensors(_weight_files(folder))
-    check_weights(spec, store, str(folder))
+    if problem is not None:
+        raise CheckpointError(f"{folder}: {problem}; pass a checkpoint folder or a bundled model name (edgec models)")
+    cfg = _read_config(folder)
+    spec = MambaSpec.from_config(cfg, source=str(folder / "config.json"))
+    files, weight_map = _weight_files(folder)
+    store = WeightStore.from_safetensors(files, weight_map)
+    check_weights(spec, store, str(folder), _intermediate_hint(cfg, spec))
     tokenizer = folder / "tokenizer.json"
-    return Model(spec=spec, weights=store, graphs=build_graphs(spec), source=str(folder),
-                 tokenizer=tokenizer if tokenizer.is_file() else None)
+    if is_present(tokenizer):
+        load_tokenizer(tokenizer)  # a garbled tokenizer.json fails now, not after calibration
+    else:
+        tokenizer = None
+    return Model(spec=spec, weights=store, graphs=build_graphs(spec), source=str(folder), tokenizer=tokenizer)
 
 
 def from_torch(model: Any) -> Model:

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from edgec.errors import CheckpointError, UnsupportedModelError
+from edgec.frontends.validate import short
+from edgec.limits import MAX_CONV_KERNEL, MAX_LAYERS, MAX_STATE_SIZE, MAX_VOCAB, MAX_WIDTH
 
 __all__ = ["MambaSpec"]
 
@@ -32,44 +34,40 @@ class MambaSpec:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], source: str = "config.json") -> MambaSpec:
-        """Validate a config dict; raise a one-line error naming what is wrong."""
-        arch = list(cfg.get("architectures") or [])
-        model_type = cfg.get("model_type")
-        if model_type != "mamba" or (arch and not set(arch) & _MAMBA_ARCHS):
-            name = arch[0] if arch else model_type or "an unnamed model"
-            raise UnsupportedModelError(
-                f"{source}: architecture {name!r} (model_type {model_type!r}) is not Mamba; "
-                "edgec compiles MambaForCausalLM checkpoints"
-            )
-        act = cfg.get("hidden_act", "silu")
-        if act != "silu":
-            raise UnsupportedModelError(f"{source}: hidden_act {act!r} is not supported (Mamba uses 'silu')")
-        try:
-            hidden = int(cfg["hidden_size"])
-            inter = int(cfg.get("intermediate_size") or int(cfg.get("expand", 2)) * hidden)
-            rank = cfg.get("time_step_rank", "auto")
-            rank = math.ceil(hidden / 16) if rank == "auto" else int(rank)
-            spec = cls(
-                vocab_size=int(cfg["vocab_size"]),
-                hidden_size=hidden,
-                state_size=int(cfg["state_size"]),
-                num_hidden_layers=int(cfg["num_hidden_layers"]),
-                intermediate_size=inter,
-                conv_kernel=int(cfg["conv_kernel"]),
-                time_step_rank=rank,
-                layer_norm_epsilon=float(cfg.get("layer_norm_epsilon", 1e-5)),
-                use_bias=bool(cfg.get("use_bias", False)),
-                use_conv_bias=bool(cfg.get("use_conv_bias", True)),
-                tie_word_embeddings=bool(cfg.get("tie_word_embeddings", True)),
-            )
-        except KeyError as err:
-            raise CheckpointError(f"{source}: required field {err.args[0]!r} is missing") from None
-        except (TypeError, ValueError) as err:
-            raise CheckpointError(f"{source}: a size field is not a number ({err})") from None
-        for field_name, value in asdict(spec).items():
-            if isinstance(value, int) and not isinstance(value, bool) and value <= 0:
-                raise CheckpointError(f"{source}: {field_name} must be positive, got {value}")
-        return spec
+        """Validate a config dict (types, ranges, cross-field) before anything is sized from it.
+
+        Raises a one-line CheckpointError (UnsupportedModelError for another family) naming the field.
+        """
+        if not isinstance(cfg, Mapping):
+            raise CheckpointError(f"{source}: expected a JSON object, got {type(cfg).__name__}")
+        _check_family(cfg, source)
+        hidden = _int(cfg, "hidden_size", source, MAX_WIDTH, "MAX_WIDTH")
+        expand = _int(cfg, "expand", source, MAX_WIDTH, "MAX_WIDTH", default=2)
+        inter = _int(cfg, "intermediate_size", source, MAX_WIDTH, "MAX_WIDTH", default=expand * hidden)
+        rank = cfg.get("time_step_rank")
+        if rank is None or rank == "auto":
+            rank = math.ceil(hidden / 16)
+        elif isinstance(rank, str):
+            raise CheckpointError(f"{source}: time_step_rank {short(rank)} is neither 'auto' nor an integer; "
+                                  "write \"auto\" or a positive integer")
+        else:
+            rank = _as_int(rank, "time_step_rank", source, MAX_WIDTH, "MAX_WIDTH")
+        if rank > inter:
+            raise CheckpointError(f"{source}: time_step_rank {rank} is larger than intermediate_size {inter}; "
+                                  "the dt projection is low-rank: use at most intermediate_size (or \"auto\")")
+        return cls(
+            vocab_size=_int(cfg, "vocab_size", source, MAX_VOCAB, "MAX_VOCAB"),
+            hidden_size=hidden,
+            state_size=_int(cfg, "state_size", source, MAX_STATE_SIZE, "MAX_STATE_SIZE"),
+            num_hidden_layers=_int(cfg, "num_hidden_layers", source, MAX_LAYERS, "MAX_LAYERS"),
+            intermediate_size=inter,
+            conv_kernel=_int(cfg, "conv_kernel", source, MAX_CONV_KERNEL, "MAX_CONV_KERNEL"),
+            time_step_rank=rank,
+            layer_norm_epsilon=_epsilon(cfg, source),
+            use_bias=_bool(cfg, "use_bias", source, False),
+            use_conv_bias=_bool(cfg, "use_conv_bias", source, True),
+            tie_word_embeddings=_bool(cfg, "tie_word_embeddings", source, True),
+        )
 
     def to_config(self) -> dict[str, Any]:
         """A transformers-compatible config.json dict."""
@@ -108,3 +106,74 @@ class MambaSpec:
     @property
     def lm_head_name(self) -> str:
         return "backbone.embeddings.weight" if self.tie_word_embeddings else "lm_head.weight"
+
+
+def _check_family(cfg: Mapping[str, Any], source: str) -> None:
+    """model_type "mamba", a Mamba architecture if any is listed, and the silu activation."""
+    model_type = cfg.get("model_type")
+    if model_type is not None and not isinstance(model_type, str):
+        raise CheckpointError(f"{source}: model_type must be a string, got {short(model_type)}; write \"mamba\"")
+    arch = cfg.get("architectures")
+    if arch is None:
+        arch = []
+    if not isinstance(arch, list) or not all(isinstance(a, str) for a in arch):
+        raise CheckpointError(f"{source}: architectures must be a list of strings, got {short(arch)}; "
+                              'write ["MambaForCausalLM"]')
+    if model_type != "mamba" or (arch and not set(arch) & _MAMBA_ARCHS):
+        name = arch[0] if arch else model_type or "an unnamed model"
+        raise UnsupportedModelError(
+            f"{source}: architecture {short(name)} (model_type {short(model_type)}) is not Mamba; "
+            "edgec compiles MambaForCausalLM checkpoints"
+        )
+    act = cfg.get("hidden_act")
+    if act is not None and act != "silu":
+        raise UnsupportedModelError(f"{source}: hidden_act {short(act)} is not supported (Mamba uses 'silu')")
+
+
+def _as_int(value: Any, name: str, source: str, high: int, limit: str) -> int:
+    """A JSON integer (or integral float like 64.0) in [1, high]; bools, strings and 96.7 are refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CheckpointError(f"{source}: {name} must be a JSON integer, got {short(value)}; write a whole number")
+    if isinstance(value, float):
+        if not (math.isfinite(value) and value.is_integer()):
+            raise CheckpointError(f"{source}: {name} {short(value)} is not a whole number; write an integer")
+        value = int(value)
+    if not 1 <= value <= high:
+        raise CheckpointError(f"{source}: {name} {short(value)} is outside [1, {high}] ({limit}); "
+                              "fix config.json")
+    return value
+
+
+def _int(cfg: Mapping[str, Any], name: str, source: str, high: int, limit: str, default: int | None = None) -> int:
+    """Field ``name`` as in :func:`_as_int`; only a missing or null field takes ``default``."""
+    value = cfg.get(name)
+    if value is None:
+        if default is None:
+            raise CheckpointError(f"{source}: required field {name!r} is missing; "
+                                  "pass a config.json written by MambaConfig.save_pretrained")
+        if not 1 <= default <= high:
+            raise CheckpointError(f"{source}: {name} defaults to {default}, outside [1, {high}] ({limit}); "
+                                  f"set {name} explicitly")
+        return default
+    return _as_int(value, name, source, high, limit)
+
+
+def _epsilon(cfg: Mapping[str, Any], source: str) -> float:
+    """layer_norm_epsilon: a finite number in (0, 1), 1e-5 when missing."""
+    value = cfg.get("layer_norm_epsilon")
+    if value is None:
+        return 1e-5
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise CheckpointError(f"{source}: layer_norm_epsilon {short(value)} is not a number in (0, 1); "
+                              "write e.g. 1e-05")
+    return float(value)
+
+
+def _bool(cfg: Mapping[str, Any], name: str, source: str, default: bool) -> bool:
+    """A JSON true/false (``default`` when missing or null); 0, 1 and "false" are refused."""
+    value = cfg.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise CheckpointError(f"{source}: {name} must be true or false, got {short(value)}")
+    return value

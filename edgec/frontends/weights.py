@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import math
 import struct
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -10,44 +10,107 @@ from pathlib import Path
 import numpy as np
 
 from edgec.errors import CheckpointError
+from edgec.frontends.validate import check_file, loads_json, one_line, short
+from edgec.limits import MAX_HEADER_BYTES, MAX_TENSOR_RANK
 
 __all__ = ["WeightStore", "read_safetensors_header"]
 
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                 "BOOL": 1}
+_RESAVE = "re-save it with save_pretrained(..., safe_serialization=True)"
 
 
 def read_safetensors_header(path: Path) -> dict[str, dict]:
-    """Parse and check a safetensors header (names, dtypes, shapes, offsets) without reading data."""
+    """Parse and check a safetensors header (names, dtypes, shapes, offsets) without reading tensor data.
+
+    Every entry must have a known dtype and a shape whose byte count equals its offsets; together the
+    entries must tile the data buffer exactly (no overlap, no hole, nothing past the end of the file).
+    """
+    return _read_header(path)[0]
+
+
+def _read_header(path: Path) -> tuple[dict[str, dict], int]:
+    """The checked header of :func:`read_safetensors_header` and the file offset where tensor data starts."""
+    size = check_file(path, "a .safetensors file written by save_pretrained(..., safe_serialization=True)",
+                      CheckpointError)
     try:
-        size = path.stat().st_size
         with path.open("rb") as f:
             raw = f.read(8)
             if len(raw) < 8:
-                raise ValueError("file shorter than its 8-byte header length")
+                raise CheckpointError(f"{path}: {size} bytes is shorter than the 8-byte safetensors header "
+                                      f"length (truncated download?); {_RESAVE}")
             (n,) = struct.unpack("<Q", raw)
-            if n > size - 8 or n > 100_000_000:
-                raise ValueError("header length exceeds the file")
-            header = json.loads(f.read(n))
-    except (OSError, ValueError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({err}); re-save it with "
-                              "save_pretrained(..., safe_serialization=True)") from None
+            if n > MAX_HEADER_BYTES:
+                raise CheckpointError(f"{path}: safetensors header length {n} is larger than MAX_HEADER_BYTES = "
+                                      f"{MAX_HEADER_BYTES} (not a safetensors file?); {_RESAVE}")
+            if n > size - 8:
+                raise CheckpointError(f"{path}: safetensors header length {n} exceeds the file's {size - 8} bytes "
+                                      f"after it (truncated download?); {_RESAVE}")
+            text = f.read(n)
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read it ({one_line(err)})") from None
+    header = loads_json(text, f"{path}: safetensors header")
     if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: safetensors header is not a JSON object; the file is corrupt")
-    header.pop("__metadata__", None)
+        raise CheckpointError(f"{path}: safetensors header is a JSON {type(header).__name__}, not an object; "
+                              f"the file is corrupt; {_RESAVE}")
+    _check_metadata(path, header.pop("__metadata__", {}))
     data_len = size - 8 - n
     for name, info in header.items():
-        try:
-            start, end = (int(v) for v in info["data_offsets"])
-            shape = [int(d) for d in info["shape"]]
-            nbytes = _DTYPE_BYTES[info["dtype"]] * int(np.prod(shape, dtype=np.int64))
-            if start < 0 or end < start or min(shape, default=0) < 0:
-                raise ValueError("negative offset or size")
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: garbled safetensors entry for {name!r}") from None
-        if end - start != nbytes or end > data_len:
-            raise CheckpointError(f"{path}: tensor {name!r} lies outside the file (truncated download?)")
-    return header
+        _check_entry(path, name, info, data_len)
+    _check_tiling(path, header, data_len)
+    return header, 8 + n
+
+
+def _check_metadata(path: Path, meta: object) -> None:
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise CheckpointError(f"{path}: safetensors __metadata__ must map strings to strings, got {short(meta)}; "
+                              f"{_RESAVE}")
+
+
+def _check_entry(path: Path, name: str, info: object, data_len: int) -> None:
+    """One tensor entry: dtype known, shape of non-negative ints, offsets consistent with the shape."""
+    where = f"{path}: tensor {short(name)}"
+    if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
+        raise CheckpointError(f"{where}: entry {short(info)} lacks dtype, shape or data_offsets; {_RESAVE}")
+    dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in _DTYPE_BYTES:
+        raise CheckpointError(f"{where} has dtype {short(dtype)}, which edgec cannot read (supported: "
+                              f"{', '.join(_DTYPE_BYTES)}); convert it to float32, float16 or bfloat16")
+    if not _int_list(shape) or len(shape) > MAX_TENSOR_RANK:
+        raise CheckpointError(f"{where}: shape {short(shape)} is not a list of at most MAX_TENSOR_RANK = "
+                              f"{MAX_TENSOR_RANK} non-negative integers; {_RESAVE}")
+    if not _int_list(offsets) or len(offsets) != 2 or offsets[1] < offsets[0]:
+        raise CheckpointError(f"{where}: data_offsets {short(offsets)} is not [begin, end] with 0 <= begin <= end; "
+                              f"{_RESAVE}")
+    nbytes = _DTYPE_BYTES[dtype] * math.prod(shape)
+    begin, end = offsets
+    if end - begin != nbytes:
+        raise CheckpointError(f"{where}: shape {shape} of {dtype} needs {nbytes} bytes, but its data_offsets "
+                              f"[{begin}, {end}] span {end - begin}; the header is corrupt; {_RESAVE}")
+    if end > data_len:
+        raise CheckpointError(f"{where}: data ends at byte {end}, past the {data_len} data bytes in the file "
+                              "(truncated download?); download it again")
+
+
+def _int_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+
+
+def _check_tiling(path: Path, header: dict[str, dict], data_len: int) -> None:
+    """The entries cover the data buffer exactly once, as the safetensors format requires."""
+    spans = sorted((info["data_offsets"][0], info["data_offsets"][1], name) for name, info in header.items())
+    covered, last = 0, None
+    for begin, end, name in spans:
+        if begin < covered:
+            raise CheckpointError(f"{path}: tensors {short(last)} and {short(name)} overlap (bytes {begin} to "
+                                  f"{covered}); the header is corrupt; {_RESAVE}")
+        if begin > covered:
+            raise CheckpointError(f"{path}: bytes {covered} to {begin} (before tensor {short(name)}) belong to no "
+                                  f"tensor; the header is corrupt; {_RESAVE}")
+        covered, last = end, name
+    if covered != data_len:
+        raise CheckpointError(f"{path}: {data_len - covered} bytes after the last tensor belong to no tensor; "
+                              f"the file is corrupt; {_RESAVE}")
 
 
 def _decode(raw: np.ndarray, dtype: str) -> np.ndarray:
@@ -73,14 +136,30 @@ class WeightStore(Mapping[str, np.ndarray]):
             self[name] = arr
 
     @classmethod
-    def from_safetensors(cls, files: list[Path]) -> WeightStore:
+    def from_safetensors(cls, files: list[Path], weight_map: Mapping[str, str] | None = None) -> WeightStore:
+        """Index the tensors of ``files`` (headers only); with a shard index, each tensor must be where it says.
+
+        A tensor in two files is refused, as is (with ``weight_map``, tensor name -> shard file name) a tensor
+        the index puts in another shard, or one the index lists that no shard holds.
+        """
         store = cls()
         for path in files:
-            header = read_safetensors_header(path)
-            data_start = 8 + struct.unpack("<Q", path.open("rb").read(8))[0]
+            header, data_start = _read_header(path)
             for name, info in header.items():
+                if name in store._files:
+                    raise CheckpointError(f"{path}: tensor {short(name)} is also in {store._files[name][0]}; "
+                                          "a tensor must be in exactly one shard: re-save the checkpoint")
+                if weight_map is not None and weight_map.get(name) != path.name:
+                    where = (f"maps it to {short(weight_map[name])}" if name in weight_map else "does not list it")
+                    raise CheckpointError(f"{path}: holds tensor {short(name)}, but the shard index {where}; "
+                                          "re-save the checkpoint")
                 store._files[name] = (path, data_start, info)
                 store._shapes[name] = tuple(info["shape"])
+        paths = {p.name: p for p in files}
+        for name, shard in (weight_map or {}).items():
+            if name not in store._files:
+                raise CheckpointError(f"{paths.get(shard, shard)}: the shard index maps tensor {short(name)} to this "
+                                      "shard, which does not hold it; re-save the checkpoint")
         return store
 
     def __setitem__(self, name: str, arr: np.ndarray) -> None:
@@ -99,7 +178,10 @@ class WeightStore(Mapping[str, np.ndarray]):
         try:
             raw = np.fromfile(path, dtype=np.uint8, count=end - start, offset=data_start + start)
         except OSError as err:
-            raise CheckpointError(f"{path}: cannot read tensor {name!r} ({err})") from None
+            raise CheckpointError(f"{path}: cannot read tensor {name!r} ({one_line(err)})") from None
+        if raw.size != end - start:
+            raise CheckpointError(f"{path}: tensor {name!r} ends past the end of the file (it shrank since it was "
+                                  "opened?); download it again")
         arr = _decode(raw, info["dtype"]).reshape(info["shape"])
         if not np.isfinite(arr).all():
             raise CheckpointError(f"{path}: weight {name!r} contains NaN or Inf; the checkpoint is corrupt")
