@@ -1,5 +1,5 @@
 """``python -m edgec`` is the ``edgec`` command."""
 
-from edgec.cli import main
+from edgec.entry import main
 
 main()

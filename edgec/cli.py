@@ -25,7 +25,7 @@ from edgec.outdir import check_output
 from edgec.resolve import float_and_quantized, load_float, quantized_model, source_name
 from edgec.zoo import BUNDLED, DEFAULT_MODEL
 
-__all__ = ["app", "main"]
+__all__ = ["app", "run_cli"]
 
 # Typer raises click's ClickException, from click or from its vendored copy depending on its version.
 _USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -100,7 +100,11 @@ def evaluate(
     check_range("--max-tokens", max_tokens, 2, 1 << 40)
     from edgec.data import check_data_file, model_tokens, windows
     from edgec.evaluate import perplexities
+    from edgec.qdir import is_edgec_output
 
+    if calib is not None and model is not None and is_edgec_output(model):
+        raise DataError(f"--calib is for a checkpoint MODEL, and {model} is an edgec output (a QDIR is calibrated "
+                        "already): drop --calib")
     for path in (data, calib):  # bad data files fail before any quantization work
         if path is not None:
             check_data_file(path)
@@ -126,68 +130,34 @@ def evaluate(
                 print(f"  {name:8s} int {row['int']:6.1f}   qdq {row['qdq']:6.1f}")
 
 
-TARGETS = ("fpga", "cpu", "orin")
-
-
 @app.command()
 def build(
     model: Annotated[str | None, typer.Argument(help="QDIR, HF checkpoint folder or bundled name")] = None,
     target: Annotated[str, typer.Option(help="fpga (Vitis HLS), orin (TensorRT) or cpu (ONNX Runtime)")] = "fpga",
-    jetpack: Annotated[str, typer.Option(help="orin: JetPack version 5, 6.0, 6.1 or 6.2")] = "6.2",
-    engine: Annotated[str, typer.Option(help="orin: build the TensorRT engine here: auto, always, never")] = "auto",
     output: Annotated[Path, typer.Option("-o", "--output", help="output folder")] = Path("out/build"),
-    device: Annotated[str, typer.Option(help="FPGA device profile (zcu102, u250, kv260)")] = "zcu102",
-    parallelism: Annotated[int | None, typer.Option(help="int8 MACs per cycle (default: from the device)")] = None,
-    csim: Annotated[bool, typer.Option(help="C-simulate with g++ and compare with the simulator")] = True,
-    trace: Annotated[bool, typer.Option(help="compare every layer and name the first that differs")] = False,
-    tokens: Annotated[int, typer.Option(help="length of the golden token sequence")] = 128,
     calib: Annotated[Path | None, typer.Option(help="calibration data, when MODEL is a checkpoint")] = None,
+    tokens: Annotated[int | None, typer.Option(help="golden sequence length (fpga 128, cpu/orin 32)")] = None,
+    jetpack: Annotated[str | None, typer.Option(help="orin: JetPack version 5, 6.0, 6.1 or 6.2")] = None,
+    engine: Annotated[str | None, typer.Option(help="orin: build the TensorRT engine: auto, always, never")] = None,
+    device: Annotated[str | None, typer.Option(help="fpga: device profile (zcu102, u250, kv260)")] = None,
+    parallelism: Annotated[int | None, typer.Option(help="fpga: int8 MACs per cycle (default: the device's)")] = None,
+    csim: Annotated[bool | None, typer.Option(help="fpga: C-simulate with g++ against the simulator")] = None,
+    trace: Annotated[bool | None, typer.Option(help="fpga: compare every layer, name the first that differs")] = None,
 ) -> None:
-    """Build a deployable artifact: a Vitis HLS project (fpga, C-simulated bit-exact) or int8 ONNX (cpu)."""
-    check_range("--tokens", tokens, 1, MAX_GOLDEN_TOKENS)
-    check_range("--parallelism", parallelism, 1, MAX_PARALLELISM)
-    if target not in TARGETS:
-        raise DataError(f"--target {target!r} is not available in this version; choose one of: {', '.join(TARGETS)}")
+    """Build a deployable artifact: a Vitis HLS project (fpga), int8 ONNX for TensorRT (orin) or ONNX Runtime (cpu)."""
+    from edgec.targets.registry import load_target, target_options
+
+    given = {"tokens": tokens, "jetpack": jetpack, "engine": engine, "device": device, "parallelism": parallelism,
+             "csim": csim, "trace": trace}
+    options = target_options(target, {k: v for k, v in given.items() if v is not None})
+    check_range("--tokens", options["tokens"], 1, MAX_GOLDEN_TOKENS)
+    check_range("--parallelism", options.get("parallelism"), 1, MAX_PARALLELISM)
+    plugin = load_target(target)
+    plugin.check_options(options)  # bad options fail before any quantization work
     check_output(output, _model_paths(model, calib))
-    from edgec.targets.fpga.build import build_fpga
-    from edgec.targets.fpga.devices import get_device
-
-    if target in ("cpu", "orin"):
-        from edgec.targets.onnx.build import build_cpu
-        from edgec.targets.orin.build import ENGINE_MODES, build_orin
-        from edgec.targets.orin.jetpack import resolve_jetpack
-
-        if target == "orin":
-            resolve_jetpack(jetpack)  # bad options fail before any quantization work
-            if engine not in ENGINE_MODES:
-                raise DataError(f"--engine {engine!r}: choose one of {', '.join(ENGINE_MODES)}")
-        qm, tokenizer = quantized_model(model, calib)
-        if target == "orin":
-            report = build_orin(qm, output, jetpack, engine, tokenizer)
-            errors = sum(f["severity"] == "error" for f in report["lint"])
-            print(f"{report['tensorrt']} lint: {errors} errors, {len(report['lint']) - errors} warnings")
-            from edgec.targets.orin.roofline import format_roofline
-
-            print("decode roofline, batch 1:\n" + format_roofline(report["roofline"]))
-            print("engine: " + ("step.engine" if "engine" in report else "not built here; run build_engine.sh"))
-        else:
-            report = build_cpu(qm, output, tokenizer)
-        ref, opt = report["reference"], report["optimized"]
-        print(f"step.onnx: ONNX Runtime vs qdq simulator over {ref['tokens']} tokens: int8 tensors within "
-              f"{ref['max_lsb']} LSB, logits {ref['logits_max_rel']:.1e} (optimized: {opt['logits_max_rel']:.1e})")
-        print(f"wrote {output}")
-        return
-    get_device(device)  # an unknown device fails before any quantization work
-    if trace and not csim:
-        raise DataError("--trace compares C simulation layer by layer: drop --no-csim")
-    qm, _ = quantized_model(model, calib)
-    report = build_fpga(qm, output, device, parallelism, csim=csim, trace=trace, tokens=tokens)
-    print((output / "report.txt").read_text().rstrip())
-    if "csim" in report:
-        c = report["csim"]
-        print(f"csim: {c['logits_equal']}/{c['logits_total']} logits bit-exact over {c['tokens']} tokens "
-              f"(compile {c['compile_s']:.1f} s, {c['ms_per_token']:.2f} ms/token)")
-    print(f"wrote {output}")
+    qm, tokenizer = quantized_model(model, calib)
+    report = plugin.build_target(qm, output, options, tokenizer)
+    print(plugin.summarize(report, output))
 
 
 @app.command()
@@ -204,7 +174,11 @@ def run(
     check_range("--max-new-tokens", max_new_tokens, 1, MAX_NEW_TOKENS)
     check_range("--temperature", temperature, 0.0, MAX_TEMPERATURE)
     check_range("--seed", seed, 0, 2**32 - 1)
-    if len(prompt.encode("utf-8", errors="surrogatepass")) > MAX_PROMPT_BYTES:
+    try:
+        size = len(prompt.encode("utf-8"))
+    except UnicodeEncodeError:  # bytes the terminal's encoding could not decode reach Python as surrogates
+        raise DataError("--prompt is not valid UTF-8 text; pass UTF-8 (check the terminal's encoding)") from None
+    if size > MAX_PROMPT_BYTES:
         raise DataError(f"--prompt is longer than {MAX_PROMPT_BYTES} bytes; pass a shorter prompt")
     pieces = generate(folder, prompt, max_new_tokens, temperature, seed)  # checks the folder before any output
     sys.stdout.write(prompt)
@@ -244,30 +218,37 @@ def verify(folder: Annotated[Path, typer.Argument(help="an edgec build output fo
         print(f"{folder}: {result['int8_layers']} engine layers ran in INT8 (layers.json)")
 
 
-def main() -> None:
-    """Console entry point: exit 0 on success, 2 on bad input (one line, no traceback), 130 on Ctrl-C,
-    143 on SIGTERM, 1 on an internal error (one line; EDGEC_DEBUG=1 shows the traceback)."""
-    sys.exit(run_cli(sys.argv[1:]))
-
-
 def run_cli(args: list[str]) -> int:
     """Run the CLI on ``args`` and return its exit code; every failure becomes one line on stderr."""
-    with exits.interrupts_as_exceptions():
-        try:
-            code = app(args=args, prog_name="edgec", standalone_mode=False)
-        except EdgecError as err:
-            return exits.fail(f"edgec: error: {err}", exits.BAD_INPUT)
-        except _USAGE_ERROR as err:  # bad options or arguments: one line too
-            message = err.format_message()  # empty when the help was shown for a bare `edgec`
-            return exits.fail(f"edgec: error: {message} (see edgec --help)" if message else "", exits.BAD_INPUT)
-        except exits.Interrupted as sig:
-            return exits.fail("edgec: interrupted", sig.exit_code)
-        except BrokenPipeError:
-            return exits.broken_pipe()
-        except typer.Abort:
-            return exits.fail("edgec: interrupted", exits.SIGINT_EXIT)
-        except Exception as err:
-            return exits.fail(exits.describe_unexpected(err), exits.exit_code_of(err), traceback_too=True)
+    try:
+        code = app(args=args, prog_name="edgec", standalone_mode=False)
+    except BaseException as err:
+        return _failure(err)
+    if exits.pending_exit_code() is not None:  # a signal Python swallowed (raised inside a callback)
+        return exits.fail("edgec: interrupted", exits.pending_exit_code())
     if code == exits.SIGINT_EXIT:  # a KeyboardInterrupt that typer turned into Exit(130) (not the main thread)
         return exits.fail("edgec: interrupted", code)
     return code if isinstance(code, int) else exits.OK
+
+
+def _failure(err: BaseException) -> int:
+    """The exit code of a run that raised ``err``, after printing its one line."""
+    interrupted = exits.pending_exit_code()
+    if interrupted is not None:  # whatever the clean-up on the way out raised, the run was interrupted
+        return exits.fail("edgec: interrupted", interrupted)
+    if isinstance(err, exits.Interrupted):
+        return exits.fail("edgec: interrupted", err.exit_code)
+    if isinstance(err, KeyboardInterrupt | typer.Abort):
+        return exits.fail("edgec: interrupted", exits.SIGINT_EXIT)
+    if isinstance(err, EdgecError):
+        return exits.fail(f"edgec: error: {err}", exits.BAD_INPUT)
+    if isinstance(err, _USAGE_ERROR):  # bad options or arguments: one line too
+        message = err.format_message()  # empty when the help was shown for a bare `edgec`
+        return exits.fail(f"edgec: error: {message} (see edgec --help)" if message else "", exits.BAD_INPUT)
+    if isinstance(err, BrokenPipeError):
+        return exits.broken_pipe()
+    if isinstance(err, SystemExit):
+        if isinstance(err.__context__, BrokenPipeError):  # typer turns a closed stdout into exit 1
+            return exits.broken_pipe()
+        raise err
+    return exits.fail(exits.describe_unexpected(err), exits.exit_code_of(err), traceback_too=True)

@@ -5,7 +5,8 @@
 | 0 | success |
 | 1 | internal error (a bug in edgec), or out of memory; EDGEC_DEBUG=1 prints the traceback |
 | 2 | bad input: a file, option or environment problem the user can fix (EdgecError, usage, OSError) |
-| 130 / 143 | interrupted by SIGINT (Ctrl-C) / SIGTERM; outputs are left as they were before the run |
+| 130 / 143 / 129 | interrupted by SIGINT (Ctrl-C) / SIGTERM / SIGHUP; an output is either as it was before the run |
+| | or, when the signal came during the final swap, the complete new one; never a mix |
 | 141 | stdout closed early (``edgec run ... | head``) |
 """
 
@@ -17,7 +18,8 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 __all__ = [
     "BAD_INPUT",
@@ -28,14 +30,19 @@ __all__ = [
     "SIGTERM_EXIT",
     "Interrupted",
     "broken_pipe",
+    "debugging",
     "describe_unexpected",
     "exit_code_of",
     "fail",
     "interrupts_as_exceptions",
     "one_line",
+    "pending_exit_code",
+    "raise_if_pending",
+    "signals_deferred",
 ]
 
 OK, INTERNAL, BAD_INPUT = 0, 1, 2
+_HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 SIGINT_EXIT, SIGTERM_EXIT, BROKEN_PIPE = 128 + signal.SIGINT, 128 + signal.SIGTERM, 141
 
 
@@ -47,24 +54,79 @@ class Interrupted(BaseException):  # a signal, like KeyboardInterrupt, not an er
         self.exit_code = 128 + signum
 
 
-def _raise_interrupted(signum: int, _frame: object) -> None:
-    raise Interrupted(signum)
+class _SignalState:
+    """The last SIGINT/SIGTERM received (kept until the CLI reports it) and whether raising is deferred."""
+
+    pending: int | None = None
+    deferring: int = 0
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    # Recorded as well as raised: an exception raised inside a weakref callback or __del__ is printed and
+    # dropped by Python, and the recorded signal still ends the run (raise_if_pending, run_cli's exit code).
+    _SignalState.pending = signum
+    if not _SignalState.deferring:
+        raise Interrupted(signum)
+
+
+def raise_if_pending() -> None:
+    """Raise :class:`Interrupted` for a signal that arrived but was swallowed or deferred."""
+    if _SignalState.pending is not None:
+        raise Interrupted(_SignalState.pending)
+
+
+def pending_exit_code() -> int | None:
+    """128 + the signal received during this run, if any."""
+    return None if _SignalState.pending is None else 128 + _SignalState.pending
 
 
 @contextlib.contextmanager
-def interrupts_as_exceptions() -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM raise :class:`Interrupted` (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    # A signal the parent set to be ignored (SIGINT of a background job) stays ignored.
-    previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)
-                if signal.getsignal(s) is not signal.SIG_IGN}
+def signals_deferred() -> Iterator[None]:
+    """Within the block a signal is only recorded (a few renames must not be split); callers check
+    :func:`raise_if_pending` where stopping is safe."""
+    _SignalState.deferring += 1
     try:
         yield
     finally:
+        _SignalState.deferring -= 1
+
+
+@contextlib.contextmanager
+def interrupts_as_exceptions(restore: bool = True) -> Iterator[None]:
+    """Within the block, SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` (main thread only).
+
+    Afterwards the previous handlers come back (``restore``), or these signals are ignored: the run's
+    outcome is decided, and the process is about to exit with it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _SignalState.pending = None
+    # A signal the parent set to be ignored (SIGINT of a background job, SIGHUP under nohup) stays ignored.
+    previous = {s: signal.signal(s, _on_signal) for s in _HANDLED if signal.getsignal(s) is not signal.SIG_IGN}
+    hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_about_interrupts(hook)
+    try:
+        yield
+    finally:
+        sys.unraisablehook = hook
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            signal.signal(s, handler if restore else signal.SIG_IGN)
+
+
+def debugging() -> bool:
+    """EDGEC_DEBUG is set: show tracebacks and library warnings."""
+    return bool(os.environ.get("EDGEC_DEBUG"))
+
+
+def _quiet_about_interrupts(hook: Callable[[Any], object]) -> Callable[[Any], None]:
+    """An unraisable-exception hook that drops :class:`Interrupted` (recorded already) and passes the rest on."""
+
+    def quiet(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, Interrupted):
+            hook(unraisable)
+
+    return quiet
 
 
 def one_line(message: str) -> str:
@@ -74,7 +136,7 @@ def one_line(message: str) -> str:
 
 def fail(line: str, code: int, traceback_too: bool = False) -> int:
     """Print ``line`` (if any) on stderr, the traceback too when asked and EDGEC_DEBUG is set; return ``code``."""
-    if traceback_too and os.environ.get("EDGEC_DEBUG"):
+    if traceback_too and debugging():
         traceback.print_exc()
     if line:
         print(one_line(line), file=sys.stderr)

@@ -5,7 +5,7 @@ Rules (each refusal is one OutputError line):
 - an existing folder is replaced only when it is an edgec output holding nothing but edgec's own
   files (those its manifest.json lists); anything else is refused and the strangers are named;
 - the new output is built in a staging folder ``PARENT/.NAME.edgec-<pid>-<random>/out`` and
-  swapped in with two renames while SIGINT/SIGTERM are held back; the staging folder is removed on
+  swapped in with two renames during which SIGINT/SIGTERM are only recorded; the staging folder is removed on
   every exit path (errors, Ctrl-C, SIGTERM). A run killed outright (SIGKILL, power loss) leaves it
   behind; the next run for the same target removes it, and puts the earlier output back if the kill
   came between the two renames.
@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import tempfile
 import time
@@ -24,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from edgec.errors import ArtifactError, OutputError
+from edgec.exits import raise_if_pending, signals_deferred
 from edgec.manifest import owned_files, read_manifest, sha256
 
 __all__ = ["atomic_dir", "check_output", "sha256"]  # sha256: until every writer uses edgec.manifest
@@ -31,6 +31,7 @@ __all__ = ["atomic_dir", "check_output", "sha256"]  # sha256: until every writer
 _OWNER = ".owner"  # "<host> <pid>" of the run that made a staging folder
 _ABANDONED_AFTER_S = 600  # a staging folder with no owner file is someone's only after this long
 _MAX_NAMED = 5
+_NAME_IN_PREFIX = 100  # characters of the output's name in its staging folder's name
 
 
 def _resolved(path: Path) -> Path:
@@ -66,7 +67,30 @@ def _strangers(target: Path) -> list[str]:
     return [str(rel) for rel in found if not is_owned(rel)]
 
 
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed run made for its output, deepest first, as long as they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _check_name(target: Path) -> None:
+    """Refuse a path the file system cannot hold (a name over NAME_MAX bytes), before any work."""
+    existing = next((p for p in target.absolute().parents if p.is_dir()), Path("/"))
+    try:
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    for part in target.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise OutputError(f"{target}: the name {part[:40]}... is longer than this file system's {name_max} "
+                              "bytes; choose a shorter output path")
+
+
 def _check_replaceable(target: Path) -> None:
+    _check_name(target)
     if target.is_symlink():
         raise OutputError(f"{target}: is a symbolic link; pass the folder it points to, or a new path, with -o")
     if not target.exists():
@@ -98,9 +122,14 @@ def check_output(target: str | Path, inputs: Iterable[str | Path] = ()) -> None:
     _check_replaceable(target)
 
 
+def _staging_prefix(target: Path) -> str:
+    """Staging folders are ``.NAME.edgec-*``, NAME cut so that a legal output name never becomes too long."""
+    return f".{target.name[:_NAME_IN_PREFIX]}.edgec-"
+
+
 def _owner_alive(staging: Path) -> bool:
     try:
-        host, pid = (staging / _OWNER).read_text().split()
+        host, pid = (staging / _OWNER).read_text().split("\n")[0].split()
     except (OSError, ValueError):
         return time.time() - staging.stat().st_mtime < _ABANDONED_AFTER_S
     if host != socket.gethostname():
@@ -116,27 +145,29 @@ def _owner_alive(staging: Path) -> bool:
 
 def _clean_stale(target: Path) -> None:
     """Remove staging folders of killed runs for ``target``; restore an output caught mid-swap."""
-    for staging in target.parent.glob(f".{target.name}.edgec-*"):
+    for staging in target.parent.glob(_staging_prefix(target) + "*"):
         try:
             if not staging.is_dir() or _owner_alive(staging):
                 continue
             old = staging / "old"
-            if old.is_dir() and not target.exists():
+            if old.is_dir() and not target.exists() and _staged_for(staging) == target.name:
                 old.rename(target)
             shutil.rmtree(staging, ignore_errors=True)
         except OSError:
             continue  # not ours to remove after all (permissions): leave it
 
 
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM back for a few renames, so an interrupt cannot split them."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+def _staged_for(staging: Path) -> str | None:
+    """The output name a staging folder was made for (line 2 of its owner file)."""
     try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        return (staging / _OWNER).read_text().split("\n")[1]
+    except (OSError, IndexError):
+        return None
+
+
+def _missing_parents(target: Path) -> list[Path]:
+    """The ancestors of ``target`` that do not exist yet, deepest first (made now, removed if nothing lands)."""
+    return [p for p in target.absolute().parents if not p.exists()]
 
 
 @contextlib.contextmanager
@@ -148,15 +179,17 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     _check_replaceable(target)
+    made = _missing_parents(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _clean_stale(target)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.edgec-{os.getpid()}-", dir=target.parent))
-        (staging / _OWNER).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+        staging = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix(target)}{os.getpid()}-", dir=target.parent))
+        (staging / _OWNER).write_text(f"{socket.gethostname()} {os.getpid()}\n{target.name}\n")
         out = staging / "out"
         out.mkdir()
         out.chmod(0o755)  # an ordinary folder, whatever the umask of mkdtemp
     except OSError as err:
+        _remove_empty(made)
         raise OutputError(f"{target}: cannot write the output folder ({err.strerror}); choose a writable path") \
             from None
     try:
@@ -166,7 +199,8 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
             raise OutputError(f"{target}: writing the output failed ({err.strerror or err}); nothing was "
                               "changed") from None
         _check_replaceable(target)  # it may have changed during a long build
-        with _signals_held():
+        raise_if_pending()  # a signal swallowed on the way (in a callback) stops the run before the swap
+        with signals_deferred():
             if target.exists():
                 target.rename(staging / "old")
             try:
@@ -176,5 +210,8 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
                     (staging / "old").rename(target)
                 raise
     finally:
-        with _signals_held():
+        with signals_deferred():
             shutil.rmtree(staging, ignore_errors=True)
+            if not os.path.lexists(target):
+                _remove_empty(made)
+    raise_if_pending()  # one that came during the swap: the new output is complete, but the run was stopped

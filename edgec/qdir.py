@@ -15,6 +15,7 @@ files and index, tokenizer.json), ``{"kind": "bundled", "name": NAME, "files": .
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import asdict, fields
@@ -36,11 +37,28 @@ __all__ = ["FORMAT", "TOKENIZER", "is_edgec_output", "is_qdir", "load_qdir", "qd
 FORMAT = "edgec-qdir/1"
 TOKENIZER = "tokenizer.json"
 FIX = "re-run edgec quantize"
+_CONTENT_ID = "edgec_qdir_content"  # weights.safetensors metadata key, see _content_id
 _READ = ("weights.safetensors", "graphs.json", "scales.json")  # what load_qdir reads, besides the manifest
 
 
-def _dump(path: Path, data: object) -> None:
-    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+def _json_text(data: object) -> str:
+    return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+
+def _content_id(manifest_fields: dict[str, Any], graphs: bytes, scales: bytes, tensors: dict[str, np.ndarray]) -> str:
+    """A digest binding a QDIR's parts together: config and options, graphs.json, scales.json and every tensor.
+
+    Stored in weights.safetensors' metadata: files swapped in from another QDIR (with the manifest
+    hashes rewritten to match) no longer agree with it.
+    """
+    digest = hashlib.sha256(_json_text({k: manifest_fields[k] for k in ("config", "options")}).encode())
+    digest.update(graphs)
+    digest.update(scales)
+    for name in sorted(tensors):
+        arr = np.ascontiguousarray(tensors[name])
+        digest.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
+        digest.update(arr.tobytes())
+    return digest.hexdigest()
 
 
 def source_folder(source: dict[str, Any]) -> Path | None:
@@ -92,13 +110,18 @@ def save_qdir(qm: QuantizedModel, target: str | Path, tokenizer: Path | None = N
         tensors |= {f"scale/{k}": v.astype(np.float32) for k, v in qm.wscales.items()}
         tensors |= {f"float/{k}": v.astype(np.float32) for k, v in qm.fparams.items()}
         tensors |= {f"int/{k}": v.astype(np.int64) for k, v in qm.int_constants.items()}
-        save_file({k: np.array(v, order="C") for k, v in sorted(tensors.items())}, str(tmp / "weights.safetensors"))
-        _dump(tmp / "graphs.json", {k: graph_to_json(g) for k, g in qm.graphs.items()})
-        _dump(tmp / "scales.json", {"activations": qm.scales, "state": qm.state_scales, "bits": qm.bits})
+        tensors = {k: np.array(v, order="C") for k, v in sorted(tensors.items())}
+        graphs = _json_text({k: graph_to_json(g) for k, g in qm.graphs.items()})
+        scales = _json_text({"activations": qm.scales, "state": qm.state_scales, "bits": qm.bits})
+        fields = {"format": FORMAT, "family": "mamba", "source": source, "config": qm.spec.to_config(),
+                  "options": asdict(qm.options), "calibration": qm.calibration, "notes": qm.notes}
+        content_id = _content_id(fields, graphs.encode(), scales.encode(), tensors)
+        save_file(tensors, str(tmp / "weights.safetensors"), metadata={_CONTENT_ID: content_id})
+        (tmp / "graphs.json").write_text(graphs, encoding="utf-8")
+        (tmp / "scales.json").write_text(scales, encoding="utf-8")
         if tokenizer is not None:
             shutil.copyfile(tokenizer, tmp / TOKENIZER)
-        write_manifest(tmp, {"format": FORMAT, "family": "mamba", "source": source, "config": qm.spec.to_config(),
-                             "options": asdict(qm.options), "calibration": qm.calibration, "notes": qm.notes})
+        write_manifest(tmp, fields)
     return Path(target)
 
 
@@ -190,7 +213,7 @@ def _json(path: Path) -> Any:
 
 def load_qdir(path: str | Path, manifest: dict[str, Any] | None = None) -> QuantizedModel:
     """Read a QDIR written by save_qdir; every file is checked against its manifest hash before it is read."""
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.numpy import load_file
 
     path = Path(path)
@@ -198,8 +221,14 @@ def load_qdir(path: str | Path, manifest: dict[str, Any] | None = None) -> Quant
     check_files(path, manifest, _READ, FIX)
     try:
         tensors = load_file(str(path / "weights.safetensors"))
+        with safe_open(str(path / "weights.safetensors"), "np") as f:
+            stored_id = (f.metadata() or {}).get(_CONTENT_ID)
     except (SafetensorError, ValueError, OSError) as err:
         raise ArtifactError(f"{path / 'weights.safetensors'}: unreadable ({err}); {FIX}") from None
+    graphs_bytes, scales_bytes = (path / "graphs.json").read_bytes(), (path / "scales.json").read_bytes()
+    if stored_id != _content_id(manifest, graphs_bytes, scales_bytes, tensors):
+        raise ArtifactError(f"{path}: its files do not belong together (weights.safetensors was written with "
+                            f"another graphs.json, scales.json or config); {FIX}")
     graphs_json, scales = _json(path / "graphs.json"), _json(path / "scales.json")
     _check_types(path / "scales.json", "the file", scales, {k: (dict,) for k in ("activations", "state", "bits")})
     for key, kind in (("activations", (int, float)), ("state", (int, float)), ("bits", (int,))):

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -81,6 +82,20 @@ def _first_error_line(stderr: str) -> str:
     return lines[0] if lines else ""
 
 
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL a process group and wait until every member is gone (not only its leader)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.01)
+
+
 def _run_group(cmd: list[str], timeout: float, env: Mapping[str, str] | None) -> subprocess.CompletedProcess:
     """subprocess.run in a process group of its own, killed whole if edgec stops waiting for any reason.
 
@@ -92,9 +107,7 @@ def _run_group(cmd: list[str], timeout: float, env: Mapping[str, str] | None) ->
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
         except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            _kill_group(proc)
             raise
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
@@ -127,7 +140,8 @@ def compile_program(sources: list[Path], output: Path, include_dirs: list[Path],
     except OSError as exc:
         raise ToolchainError(f"cannot run the C++ compiler {cmd[0]}: {exc.strerror or exc}") from exc
     if proc.returncode != 0:
-        line = _first_error_line(proc.stderr) or f"compiler exit status {proc.returncode}"
+        line = _first_error_line(proc.stderr) or (f"the compiler {cmd[0]} exited with status {proc.returncode} "
+                                                   "and no message (check CXX, or install g++)")
         raise ToolchainError(f"C++ compilation of {Path(sources[0]).name} failed: {line}")
     return output
 

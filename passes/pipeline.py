@@ -28,7 +28,11 @@ def quantize(model: Model, calib_batches: list[np.ndarray], options: QuantOption
     rewritten, notes = run_passes(model, passes)
     stats = calibrate(rewritten, calib_batches, alpha=options.alpha)
     qm = quantize_model(rewritten, stats, options, notes)
-    lower_int_constants(qm, calib_batches[0][:1, :4])
+    try:
+        lower_int_constants(qm, calib_batches[0][:1, :4])
+    except PassError as err:
+        raise PassError(f"{model.source or 'the model'}: {err}; its weights are degenerate or extreme for int8 "
+                        "(e.g. all-zero, constant or huge tensors): check the checkpoint") from None
     return qm
 
 
@@ -45,5 +49,7 @@ def lower_int_constants(qm: QuantizedModel, tokens: np.ndarray) -> None:
     try:
         sim.run(qm.graphs["prefill"], {"tokens": tokens})
     except (ValueError, OverflowError) as err:
-        raise PassError(f"int lowering failed: {err} ({' '.join(getattr(err, '__notes__', []))})") from None
+        where = " ".join(getattr(err, "__notes__", []))
+        raise PassError(f"the integer (int profile) lowering failed: {err}" + (f" ({where})" if where else "")) \
+            from None
     qm.int_constants = sim.export_constants()

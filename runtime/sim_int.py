@@ -22,7 +22,7 @@ from edgec.numerics.lut import build_lut, lookup
 from edgec.passes.quantize import QuantizedModel
 from edgec.runtime.base import Interpreter
 from edgec.runtime.float_ref import silu, softplus
-from edgec.runtime.int_ops import int_matmul, rmsnorm_int, signed_multiplier
+from edgec.runtime.int_ops import INV_BITS, int_matmul, rmsnorm_int, signed_multiplier
 
 __all__ = ["IntSimulator", "ScanConstants", "export_constants", "import_constants"]
 
@@ -54,12 +54,22 @@ class ScanConstants:
         s_y = s[node.outputs[0]]
         a = -np.exp(qm.fparams[node.weights["A_log"]].astype(np.float64)) * LOG2E * s[dt]  # per dt code
         amax = float(np.abs(a).max())
-        a_frac = max(0, A_BITS - 1 - math.floor(math.log2(amax))) if amax > 0 else 0
+        # exp2_fixed takes at most 62 fractional bits; a smaller |A| (no decay to speak of) keeps fewer bits
+        a_frac = min(62, max(0, A_BITS - 1 - math.floor(math.log2(amax)))) if amax > 0 else 0
         return cls(a_frac, np.rint(np.ldexp(a, a_frac)).astype(np.int64),
                    *quantize_multiplier(s[dt] * s[u] * s[b] / s_h),
                    *quantize_multiplier(s[c] * s_h / s_y),
                    *signed_multiplier(qm.fparams[node.weights["D"]].astype(np.float64) * s[u] / s_y),
                    qm.bits[node.outputs[0]])
+
+
+def _rmsnorm_multiplier(node: Node, s_out: float, in_bits: int) -> tuple[int, int]:
+    """The output requant of an integer RMSNorm; its total shift (shift + rms bits + INV_BITS) must stay <= 62."""
+    m, shift = quantize_multiplier(1.0 / s_out)
+    if int(shift) + in_bits + INV_BITS > 62:
+        raise ValueError(f"{node.name}: output scale {s_out:.3g} is too large for the 62-bit requant of the "
+                         "integer RMSNorm (its input is not normalized as expected)")
+    return m, shift
 
 
 class IntSimulator(Interpreter):
@@ -125,7 +135,8 @@ class IntSimulator(Interpreter):
 
     def op_rmsnorm(self, node: Node, x: np.ndarray) -> np.ndarray:
         s_in, s_out = self.qm.scales[node.inputs[0]], self.qm.scales[node.outputs[0]]
-        m, shift = self.const(node, "inv", lambda: quantize_multiplier(1.0 / s_out))
+        m, shift = self.const(node, "inv", lambda: _rmsnorm_multiplier(
+            node, s_out, self.qm.bits[node.inputs[0]]))
         eps_q = self.const(node, "eps", lambda: min(round(node.attrs["eps"] / s_in**2), 1 << 40))
         return rmsnorm_int(x, eps_q, m, shift)
 

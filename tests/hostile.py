@@ -1,6 +1,6 @@
 """Shared tools of the hostile-input corpus (tests/test_hostile_*.py): run the CLI, check how it failed.
 
-``run_cli`` runs ``edgec.cli.main`` in this process (fast: no interpreter start per case);
+``run_cli`` runs ``edgec.entry.main`` in this process (fast: no interpreter start per case);
 ``run_cli_subprocess`` runs ``python -m edgec`` (for signals and anything process-wide).
 """
 
@@ -28,7 +28,7 @@ class CliResult:
 
 def run_cli(*args: str | Path) -> CliResult:
     """Run ``edgec ARGS`` in-process; the exit code is what ``main()`` passed to ``sys.exit`` (0 if none)."""
-    from edgec.cli import main
+    from edgec.entry import main
 
     out, err = io.StringIO(), io.StringIO()
     argv = sys.argv
@@ -36,7 +36,7 @@ def run_cli(*args: str | Path) -> CliResult:
     code = 0
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
+            main(restore_handlers=True)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:

@@ -50,6 +50,16 @@ def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen, timeout: fl
         time.sleep(0.02)
 
 
+def _handles_sigterm(proc: subprocess.Popen) -> bool:
+    """edgec's main() is running: it has installed its SIGTERM handler (the SigCgt mask of /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
 def _staged(parent: Path, name: str = "") -> Callable[[], bool]:
     """The staging folder exists (and holds ``out/name``, if given)."""
     return lambda: any(".edgec-" in p.name and (not name or (p / "out" / name).exists()) for p in parent.iterdir())
@@ -66,12 +76,12 @@ def _after(seconds: float) -> Callable[[], bool]:
 
 POINTS = {
     # command, earlier output, when to interrupt
-    "quantize-loading": ("quantize", "q", lambda work: _after(0.8)),
-    "quantize-calibrating": ("quantize", "q", lambda work: _after(2.5)),
+    "quantize-loading": ("quantize", "q", lambda work: _after(0.2)),
+    "quantize-calibrating": ("quantize", "q", lambda work: _after(1.5)),
     "fpga-compiling": ("fpga", "fpga", lambda work: _child_running("g++", work)),
     "fpga-csim-running": ("fpga", "fpga", lambda work: _child_running("tb_edgec", work)),
     "fpga-staged": ("fpga", "fpga", lambda work: _staged(work)),
-    "cpu-verifying": ("cpu", "q2", lambda work: _after(1.5)),
+    "cpu-exporting": ("cpu", "q2", lambda work: _after(0.3)),
     "cpu-staged": ("cpu", "q2", lambda work: _staged(work, "step.onnx")),
 }
 
@@ -95,6 +105,7 @@ def test_interrupt_leaves_the_earlier_output_intact(tmp_path, earlier, point, si
     proc = subprocess.Popen([sys.executable, "-m", "edgec", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
+        _wait_for(lambda: _handles_sigterm(proc), proc)  # a signal before that is Python's, not edgec's
         _wait_for(when(work), proc)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
@@ -112,7 +123,8 @@ def test_interrupted_eval_exits_130(tmp_path, earlier):
     proc = subprocess.Popen([sys.executable, "-m", "edgec", "eval", str(earlier["q"])], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(_after(2.0), proc)
+        _wait_for(lambda: _handles_sigterm(proc), proc)
+        _wait_for(_after(1.0), proc)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:

@@ -188,7 +188,7 @@ def _stale_staging(parent: Path, name: str, pid: int) -> Path:
     staging = parent / f".{name}.edgec-{pid}-abc123"
     (staging / "out").mkdir(parents=True)
     (staging / "out" / "partial.bin").write_bytes(b"\0" * 100)
-    (staging / ".owner").write_text(f"{socket.gethostname()} {pid}\n")
+    (staging / ".owner").write_text(f"{socket.gethostname()} {pid}\n{name}\n")
     return staging
 
 

@@ -45,8 +45,10 @@ def base(tmp_path_factory, tiny_checkpoint, byte_text) -> dict[str, Path]:
     ckpt = root / "ckpt"
     shutil.copytree(tiny_checkpoint, ckpt)
     _byte_tokenizer(ckpt / "tokenizer.json")
-    folders = {"ckpt": ckpt, "q": root / "q", "fpga": root / "fpga", "cpu": root / "cpu"}
+    folders = {"ckpt": ckpt, "q": root / "q", "fpga": root / "fpga", "cpu": root / "cpu", "q_noh": root / "q_noh"}
     for args in (("quantize", ckpt, "--calib", byte_text, "--calib-tokens", "1024", "-o", folders["q"]),
+                 ("quantize", ckpt, "--calib", byte_text, "--calib-tokens", "1024", "--no-hadamard", "-o",
+                  folders["q_noh"]),
                  ("build", folders["q"], "--tokens", "8", "-o", folders["fpga"]),
                  ("build", folders["q"], "--target", "cpu", "-o", folders["cpu"])):
         res = run_cli(*args)
@@ -154,7 +156,23 @@ def test_qdir_scales_wrong_type_with_matching_hash(copy, tmp_path):
     scales["activations"][key] = "big"
     (q / "scales.json").write_text(json.dumps(scales))
     rehash(q, "scales.json")
-    fails(tmp_path, build_args(q, tmp_path), "scales.json", f"activations[{key!r}]")
+    fails(tmp_path, build_args(q, tmp_path), "do not belong together")
+
+
+@pytest.mark.parametrize("name", ["weights.safetensors", "graphs.json", "scales.json"])
+@pytest.mark.parametrize("command", ["build-fpga", "build-cpu", "eval"])
+def test_qdir_file_swapped_in_from_another_qdir(copy, tmp_path, base, name, command):
+    q = copy("q")
+    shutil.copyfile(base["q_noh"] / name, q / name)  # another QDIR of the same model: valid, but not this one's
+    rehash(q, name)
+    args = ("eval", q, "--max-tokens", "64") if command == "eval" else build_args(q, tmp_path, command[6:])
+    fails(tmp_path, args, str(q), "do not belong together")
+
+
+def test_qdir_config_swapped_in_from_another_model(copy, tmp_path):
+    q = copy("q")
+    edit_manifest(q, lambda m: m["config"].__setitem__("num_hidden_layers", 3))
+    fails(tmp_path, build_args(q, tmp_path, "cpu"), "do not belong together")
 
 
 def test_qdir_graphs_garbled_with_matching_hash(copy, tmp_path):

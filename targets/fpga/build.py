@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edgec.errors import EdgecError
+from edgec.errors import DataError, EdgecError
 from edgec.manifest import write_manifest
 from edgec.outdir import atomic_dir
 from edgec.passes.pipeline import lower_int_constants
@@ -68,3 +70,27 @@ def build_fpga(qm: QuantizedModel, output: Path, device_name: str = "zcu102", pa
         (tmp / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True, default=str) + "\n")
         write_manifest(tmp, {"format": FORMAT, "source": qm.source}, UNHASHED)  # deterministic: no timings
     return report
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Plug-in entry (targets/registry.py): an unknown device or --trace without C simulation fail now."""
+    get_device(options["device"])
+    if options["trace"] and not options["csim"]:
+        raise DataError("--trace compares C simulation layer by layer: drop --no-csim")
+
+
+def build_target(qm: QuantizedModel, output: Path, options: Mapping[str, Any], tokenizer: Path | None) -> dict:
+    """Plug-in entry: the HLS project (the tokenizer is not part of it: the FPGA takes token ids)."""
+    del tokenizer
+    return build_fpga(qm, output, options["device"], options["parallelism"], csim=options["csim"],
+                      trace=options["trace"], tokens=options["tokens"])
+
+
+def summarize(report: dict, output: Path) -> str:
+    """Plug-in entry: the estimate, the C simulation's agreement and timings, where it was written."""
+    lines = [(output / "report.txt").read_text().rstrip()]
+    if "csim" in report:
+        c = report["csim"]
+        lines.append(f"csim: {c['logits_equal']}/{c['logits_total']} logits bit-exact over {c['tokens']} tokens "
+                     f"(compile {c['compile_s']:.1f} s, {c['ms_per_token']:.2f} ms/token)")
+    return "\n".join([*lines, f"wrote {output}"])

@@ -12,8 +12,10 @@ import json
 import shutil
 import zipfile
 import zlib
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -28,8 +30,8 @@ from edgec.targets.onnx.polygraphy_json import save_inputs, save_outputs
 from edgec.targets.onnx.prefill import export_prefill
 from edgec.targets.onnx.verify import compare_with_simulator, simulate_io, simulate_logits
 
-__all__ = ["FORMAT", "build_cpu", "export_verified", "load_golden", "read_onnx_manifest", "verify_output",
-           "write_onnx_folder"]
+__all__ = ["FORMAT", "build_cpu", "build_target", "check_options", "export_verified", "load_golden",
+           "read_onnx_manifest", "summarize", "verify_output", "write_onnx_folder"]
 
 FORMAT = "edgec-onnx/1"
 GOLDEN_TOKENS = 32
@@ -37,7 +39,8 @@ POLYGRAPHY_STEPS = 4  # golden iterations for polygraphy (each carries the full 
 LOGITS_RTOL = 1e-4  # ONNX Runtime (optimizations off) against the simulator, relative to max |logit|
 
 
-def export_verified(qm: QuantizedModel, integer_matmul: bool = False) -> tuple[onnx.ModelProto, np.ndarray, dict]:
+def export_verified(qm: QuantizedModel, integer_matmul: bool = False,
+                    tokens: int = GOLDEN_TOKENS) -> tuple[onnx.ModelProto, np.ndarray, dict]:
     """Export the step graph and check it with ONNX Runtime against the qdq simulator.
 
     The contract (optimizations off, each int8 tensor compared from the same int8 inputs): within 1 LSB,
@@ -45,7 +48,7 @@ def export_verified(qm: QuantizedModel, integer_matmul: bool = False) -> tuple[o
     side on its own state for the whole sequence) and ONNX Runtime with optimizations on.
     """
     model, quantized = export_step(qm, integer_matmul)
-    seq = golden_tokens(qm.spec.vocab_size, GOLDEN_TOKENS)
+    seq = golden_tokens(qm.spec.vocab_size, tokens)
     exact = compare_with_simulator(model, quantized, qm, seq, pin_int8=True)
     if exact.max_lsb > 1 or exact.logits_max_rel > LOGITS_RTOL:
         raise VerificationError(f"ONNX Runtime disagrees with the qdq simulator: {exact.max_lsb} LSB on an int8 "
@@ -84,9 +87,10 @@ def _write_polygraphy_golden(tmp: Path, qm: QuantizedModel, tokens: np.ndarray) 
     save_outputs(outputs, tmp / "golden_outputs.json", runner="edgec-qdq-simulator")
 
 
-def build_cpu(qm: QuantizedModel, output: Path, tokenizer: Path | None = None) -> dict:
+def build_cpu(qm: QuantizedModel, output: Path, tokenizer: Path | None = None, tokens: int = GOLDEN_TOKENS) -> dict:
     """Export, check against the qdq simulator, and write the folder; refuse if they disagree."""
-    model, seq, report = export_verified(qm, integer_matmul=True)  # MatMulInteger: ORT's int8 CPU kernels
+    # integer_matmul: MatMulInteger, ONNX Runtime's int8 CPU kernels
+    model, seq, report = export_verified(qm, integer_matmul=True, tokens=tokens)
     with atomic_dir(output) as tmp:
         write_onnx_folder(tmp, qm, model, seq, report, FORMAT, tokenizer, integer_matmul=True)
     return report
@@ -158,3 +162,20 @@ def verify_output(folder: Path, manifest: dict | None = None) -> dict:
 
         result |= check_engine(folder, golden, state)
     return result
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Plug-in entry (targets/registry.py): the cpu target has no options of its own."""
+
+
+def build_target(qm: QuantizedModel, output: Path, options: Mapping[str, Any], tokenizer: Path | None) -> dict:
+    """Plug-in entry: the verified int8 ONNX folder for ONNX Runtime."""
+    return build_cpu(qm, output, tokenizer, options["tokens"])
+
+
+def summarize(report: dict, output: Path) -> str:
+    """Plug-in entry: how ONNX Runtime agrees with the qdq simulator, and where the folder was written."""
+    ref, opt = report["reference"], report["optimized"]
+    return (f"step.onnx: ONNX Runtime vs qdq simulator over {ref['tokens']} tokens: int8 tensors within "
+            f"{ref['max_lsb']} LSB, logits {ref['logits_max_rel']:.1e} (optimized: {opt['logits_max_rel']:.1e})\n"
+            f"wrote {output}")

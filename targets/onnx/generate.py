@@ -109,8 +109,11 @@ def _stream(session, codec: _Codec, ids: list[int], max_new_tokens: int, tempera
 
 
 def _sample(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
-    if temperature <= 0:
-        return int(np.argmax(logits))
-    z = logits.astype(np.float64) / temperature
-    p = np.exp(z - z.max())
-    return int(rng.choice(len(p), p=p / p.sum()))
+    """Greedy at temperature 0, else a draw from softmax(logits / temperature)."""
+    if temperature > 0:
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = logits.astype(np.float64) / temperature
+            p = np.exp(z - z.max())
+        if np.isfinite(p).all():  # a temperature so small that z overflows is greedy decoding in the limit
+            return int(rng.choice(len(p), p=p / p.sum()))
+    return int(np.argmax(logits))

@@ -9,20 +9,23 @@ engine too (``--engine auto``); ``--engine always`` insists, ``never`` skips it.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from edgec.errors import EdgecError
+from edgec.errors import DataError, EdgecError
 from edgec.outdir import atomic_dir
 from edgec.passes.quantize import QuantizedModel
-from edgec.targets.onnx.build import export_verified, write_onnx_folder
+from edgec.targets.onnx.build import GOLDEN_TOKENS, export_verified, write_onnx_folder
+from edgec.targets.onnx.build import summarize as onnx_summary
 from edgec.targets.orin.engine import build_engine, tensorrt_available
 from edgec.targets.orin.jetpack import resolve_jetpack
 from edgec.targets.orin.lint import format_findings, lint, require_clean
 from edgec.targets.orin.recipe import LAYER_INFO, build_recipe
 from edgec.targets.orin.roofline import decode_roofline, format_roofline
 
-__all__ = ["ENGINE_MODES", "FORMAT", "UNHASHED", "build_orin"]
+__all__ = ["ENGINE_MODES", "FORMAT", "UNHASHED", "build_orin", "build_target", "check_options", "summarize"]
 
 FORMAT = "edgec-orin/1"
 ENGINE_MODES = ("auto", "always", "never")
@@ -41,7 +44,7 @@ def _step_shapes(qm: QuantizedModel) -> dict[str, tuple[int, ...]]:
 
 
 def build_orin(qm: QuantizedModel, output: Path, jetpack: str = "6.2", engine: str = "auto",
-               tokenizer: Path | None = None) -> dict:
+               tokenizer: Path | None = None, tokens: int = GOLDEN_TOKENS) -> dict:
     """Write the Orin artifact folder; the lint must be clean for the chosen JetPack's TensorRT."""
     if engine not in ENGINE_MODES:
         raise EdgecError(f"--engine {engine!r}: choose one of {', '.join(ENGINE_MODES)}")
@@ -49,7 +52,7 @@ def build_orin(qm: QuantizedModel, output: Path, jetpack: str = "6.2", engine: s
     if engine == "always" and not tensorrt_available():
         raise EdgecError("--engine always needs the tensorrt package and an NVIDIA GPU; run build_engine.sh on "
                          "the Jetson or pass --engine auto")
-    model, seq, report = export_verified(qm)
+    model, seq, report = export_verified(qm, tokens=tokens)
     findings = lint(model, trt)
     require_clean(findings)
     shapes = _step_shapes(qm)
@@ -68,3 +71,24 @@ def build_orin(qm: QuantizedModel, output: Path, jetpack: str = "6.2", engine: s
             build_engine(tmp / "step.onnx", tmp / ENGINE, shapes)
             report["engine"] = ENGINE
     return report
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Plug-in entry (targets/registry.py): an unknown JetPack or engine mode fails before any work."""
+    resolve_jetpack(options["jetpack"])
+    if options["engine"] not in ENGINE_MODES:
+        raise DataError(f"--engine {options['engine']!r}: choose one of {', '.join(ENGINE_MODES)}")
+
+
+def build_target(qm: QuantizedModel, output: Path, options: Mapping[str, Any], tokenizer: Path | None) -> dict:
+    """Plug-in entry: the Orin folder (ONNX, lint, recipe, roofline; the engine where TensorRT runs)."""
+    return build_orin(qm, output, options["jetpack"], options["engine"], tokenizer, options["tokens"])
+
+
+def summarize(report: dict, output: Path) -> str:
+    """Plug-in entry: lint counts, the decode roofline, the engine, and the ONNX agreement."""
+    errors = sum(f["severity"] == "error" for f in report["lint"])
+    engine = ENGINE if "engine" in report else "not built here; run build_engine.sh"
+    return "\n".join([f"{report['tensorrt']} lint: {errors} errors, {len(report['lint']) - errors} warnings",
+                      "decode roofline, batch 1:\n" + format_roofline(report["roofline"]),
+                      f"engine: {engine}", onnx_summary(report, output)])
