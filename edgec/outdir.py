@@ -170,6 +170,23 @@ def _missing_parents(target: Path) -> list[Path]:
     return [p for p in target.absolute().parents if not p.exists()]
 
 
+def _make_staging(target: Path, made: list[Path]) -> tuple[Path, Path]:
+    """The staging folder for ``target`` (with its owner file) and the empty output folder inside it."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _clean_stale(target)
+        staging = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix(target)}{os.getpid()}-", dir=target.parent))
+        (staging / _OWNER).write_text(f"{socket.gethostname()} {os.getpid()}\n{target.name}\n")
+        out = staging / "out"
+        out.mkdir()
+        out.chmod(0o755)  # an ordinary folder, whatever the umask of mkdtemp
+        return staging, out
+    except OSError as err:
+        _remove_empty(made)
+        raise OutputError(f"{target}: cannot write the output folder ({err.strerror}); choose a writable path") \
+            from None
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield an empty folder that becomes ``target`` only if the block succeeds.
@@ -180,19 +197,10 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     _check_replaceable(target)
     made = _missing_parents(target)
+    with signals_deferred():  # a signal must not fall between making the staging folder and owning its clean-up
+        staging, out = _make_staging(target, made)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _clean_stale(target)
-        staging = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix(target)}{os.getpid()}-", dir=target.parent))
-        (staging / _OWNER).write_text(f"{socket.gethostname()} {os.getpid()}\n{target.name}\n")
-        out = staging / "out"
-        out.mkdir()
-        out.chmod(0o755)  # an ordinary folder, whatever the umask of mkdtemp
-    except OSError as err:
-        _remove_empty(made)
-        raise OutputError(f"{target}: cannot write the output folder ({err.strerror}); choose a writable path") \
-            from None
-    try:
+        raise_if_pending()
         try:
             yield out
         except OSError as err:

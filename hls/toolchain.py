@@ -87,7 +87,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    deadline = time.monotonic() + 5.0
+    deadline = time.monotonic() + 20.0
     while time.monotonic() < deadline:
         try:
             os.killpg(proc.pid, 0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgec.errors import PassError
+from edgec.errors import PassError, UnsupportedModelError
 from edgec.frontends.model import Model
 from edgec.passes.base import Pass, run_passes
 from edgec.passes.calibrate import calibrate
@@ -21,6 +21,12 @@ __all__ = ["lower_int_constants", "quantize"]
 
 def quantize(model: Model, calib_batches: list[np.ndarray], options: QuantOptions | None = None) -> QuantizedModel:
     """Run the whole recipe on a float model; ``calib_batches`` are [B, L] token arrays."""
+    from edgec.families import FAMILIES
+
+    family = FAMILIES[model.spec.family]
+    if not family.quantizable:
+        raise UnsupportedModelError(f"{model.source or 'the model'}: {family.hf_class} has a float reference in "
+                                    "this version, but no int8 recipe yet; quantize a MambaForCausalLM")
     options = options or QuantOptions()
     passes: list[tuple[str, Pass]] = [("fold_norm", fold_norm_gains)]
     if options.hadamard:

@@ -8,6 +8,7 @@ import numpy as np
 
 from edgec.ir import Node
 from edgec.runtime.base import Interpreter
+from edgec.runtime.mlstm_float import mlstm_sequence, mlstm_step
 
 __all__ = ["FloatInterpreter", "softplus"]
 
@@ -18,7 +19,8 @@ def softplus(x: np.ndarray) -> np.ndarray:
 
 
 def silu(x: np.ndarray) -> np.ndarray:
-    return x / (1 + np.exp(-x))
+    with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x < -88: the result is the right -0
+        return x / (1 + np.exp(-x))
 
 
 class FloatInterpreter(Interpreter):
@@ -107,3 +109,37 @@ class FloatInterpreter(Interpreter):
             self.observe_state(node, h)
             ys[..., t, :] = np.einsum("ben,bn->be", h, c[..., t, :])
         return ys + d * u
+
+    def op_sigmoid(self, node: Node, x: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return (1 / (1 + np.exp(-x))).astype(x.dtype)
+
+    def op_softcap(self, node: Node, x: np.ndarray) -> np.ndarray:
+        cap = self.dtype(node.attrs["cap"])
+        return cap * np.tanh(x / cap)
+
+    def op_head_layernorm(self, node: Node, x: np.ndarray) -> np.ndarray:
+        heads = x.reshape(*x.shape[:-1], node.attrs["heads"], -1)
+        centred = heads - heads.mean(axis=-1, keepdims=True)
+        y = centred / np.sqrt(np.square(centred).mean(axis=-1, keepdims=True) + self.dtype(node.attrs["eps"]))
+        y = y.reshape(x.shape)
+        gamma = self.w(node, "weight")
+        return y if gamma is None else y * gamma
+
+    def op_mlstm_step(self, node: Node, *args: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(q, k, v, i, f, C, n, m) -> (h, C', n', m'); q, k, v are [B, H*d], gates [B, H]."""
+        q, k, v = (_heads(x, node.attrs["heads"]) for x in args[:3])
+        h, (c, n, m) = mlstm_step(q, k, v, *args[3:], node.attrs["eps"])
+        return h.reshape(*h.shape[:-2], -1), c, n, m
+
+    def op_mlstm_sequence(self, node: Node, *args: np.ndarray) -> np.ndarray:
+        """(q, k, v, i, f) over [B, L, ...] from the zero state -> h [B, L, H*dv]."""
+        q, k, v = (np.swapaxes(_heads(x, node.attrs["heads"]), -2, -3) for x in args[:3])  # [B, H, L, d]
+        i, f = (np.swapaxes(g, -1, -2) for g in args[3:])  # [B, H, L]
+        h = mlstm_sequence(q, k, v, i, f, node.attrs["eps"], node.attrs["chunk"])
+        return np.swapaxes(h, -2, -3).reshape(*args[0].shape[:-1], -1)
+
+
+def _heads(x: np.ndarray, heads: int) -> np.ndarray:
+    """[..., H*d] -> [..., H, d]."""
+    return x.reshape(*x.shape[:-1], heads, -1)

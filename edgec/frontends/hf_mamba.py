@@ -1,4 +1,4 @@
-"""Frontends for Hugging Face Mamba: a checkpoint directory, or a live MambaForCausalLM object."""
+"""Hugging Face checkpoints of every family (edgec.families): a checkpoint folder, or a live transformers model."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from edgec.errors import CheckpointError
-from edgec.frontends.mamba_graph import build_graphs
+from edgec.families import ModelSpec, family_of
 from edgec.frontends.mamba_spec import MambaSpec
 from edgec.frontends.model import Model
 from edgec.frontends.validate import is_present, load_tokenizer, loads_json, path_problem, read_bytes, short
@@ -78,17 +78,19 @@ def _weight_files(folder: Path) -> tuple[list[Path], dict[str, str] | None]:
     return files, None
 
 
-def _intermediate_hint(cfg: dict[str, Any], spec: MambaSpec) -> str:
+def _intermediate_hint(cfg: dict[str, Any], spec: ModelSpec) -> str:
     """Why shapes may disagree: intermediate_size given unlike expand * hidden_size (transformers uses the latter)."""
     expand = cfg.get("expand")
-    if (cfg.get("intermediate_size") is None or not isinstance(expand, int | float) or isinstance(expand, bool)
+    if not isinstance(spec, MambaSpec) or cfg.get("intermediate_size") is None:
+        return ""
+    if (not isinstance(expand, int | float) or isinstance(expand, bool)
             or expand * spec.hidden_size == spec.intermediate_size):
         return ""
     return (f" (its intermediate_size {spec.intermediate_size} disagrees with expand {expand} x hidden_size "
             f"{spec.hidden_size}, which transformers uses)")
 
 
-def check_weights(spec: MambaSpec, store: WeightStore, source: str, hint: str = "") -> None:
+def check_weights(spec: ModelSpec, store: WeightStore, source: str, hint: str = "") -> None:
     """Every tensor the config implies must exist with exactly the implied shape."""
     for name, shape in spec.expected_shapes().items():
         if name not in store:
@@ -99,7 +101,7 @@ def check_weights(spec: MambaSpec, store: WeightStore, source: str, hint: str = 
 
 
 def load_checkpoint(folder: str | Path) -> Model:
-    """Read a Hugging Face Mamba checkpoint folder (config.json + safetensors) into the IR.
+    """Read a Hugging Face checkpoint folder (config.json + safetensors) of any supported family into the IR.
 
     Every file is validated (config fields, safetensors headers, shard index, tokenizer.json) before
     any tensor data is read or any graph is built.
@@ -112,7 +114,8 @@ def load_checkpoint(folder: str | Path) -> Model:
     if problem is not None:
         raise CheckpointError(f"{folder}: {problem}; pass a checkpoint folder or a bundled model name (edgec models)")
     cfg = _read_config(folder)
-    spec = MambaSpec.from_config(cfg, source=str(folder / "config.json"))
+    family = family_of(cfg, str(folder / "config.json"))
+    spec = family.spec(cfg, source=str(folder / "config.json"))
     files, weight_map = _weight_files(folder)
     store = WeightStore.from_safetensors(files, weight_map)
     check_weights(spec, store, str(folder), _intermediate_hint(cfg, spec))
@@ -121,19 +124,21 @@ def load_checkpoint(folder: str | Path) -> Model:
         load_tokenizer(tokenizer)  # a garbled tokenizer.json fails now, not after calibration
     else:
         tokenizer = None
-    return Model(spec=spec, weights=store, graphs=build_graphs(spec), source=str(folder), tokenizer=tokenizer)
+    return Model(spec=spec, weights=store, graphs=family.build_graphs(spec), source=str(folder), tokenizer=tokenizer)
 
 
 def from_torch(model: Any) -> Model:
-    """Import a live ``transformers.MambaForCausalLM`` (weights copied to float32 NumPy)."""
+    """Import a live transformers model of a supported family (``MambaForCausalLM``, ``xLSTMForCausalLM``);
+    its weights are copied to float32 NumPy."""
     cfg = model.config.to_dict()
-    spec = MambaSpec.from_config(cfg, source=f"{type(model).__name__}.config")
-    arrays = {name: t.detach().float().cpu().numpy().copy() for name, t in model.state_dict().items()}
-    if spec.tie_word_embeddings:
-        arrays.pop("lm_head.weight", None)
-    store = WeightStore({k: v for k, v in arrays.items() if k in spec.expected_shapes()})
+    source = f"{type(model).__name__}.config"
+    family = family_of(cfg, source)
+    spec = family.spec(cfg, source=source)
+    expected = spec.expected_shapes()  # a tied lm_head is not among them
+    store = WeightStore({name: t.detach().float().cpu().numpy().copy() for name, t in model.state_dict().items()
+                         if name in expected})
     for name in store:
         if not np.isfinite(store[name]).all():
             raise CheckpointError(f"live model: weight {name!r} contains NaN or Inf")
     check_weights(spec, store, "live model")
-    return Model(spec=spec, weights=store, graphs=build_graphs(spec), source=f"live {type(model).__name__}")
+    return Model(spec=spec, weights=store, graphs=family.build_graphs(spec), source=f"live {type(model).__name__}")

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from edgec.errors import CheckpointError, UnsupportedModelError
+from edgec.frontends.config_fields import as_int, bool_field, int_field
 from edgec.frontends.validate import short
 from edgec.limits import MAX_CONV_KERNEL, MAX_LAYERS, MAX_STATE_SIZE, MAX_VOCAB, MAX_WIDTH
 
@@ -32,6 +33,8 @@ class MambaSpec:
     use_conv_bias: bool = True
     tie_word_embeddings: bool = True
 
+    family = "mamba"
+
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], source: str = "config.json") -> MambaSpec:
         """Validate a config dict (types, ranges, cross-field) before anything is sized from it.
@@ -41,9 +44,9 @@ class MambaSpec:
         if not isinstance(cfg, Mapping):
             raise CheckpointError(f"{source}: expected a JSON object, got {type(cfg).__name__}")
         _check_family(cfg, source)
-        hidden = _int(cfg, "hidden_size", source, MAX_WIDTH, "MAX_WIDTH")
-        expand = _int(cfg, "expand", source, MAX_WIDTH, "MAX_WIDTH", default=2)
-        inter = _int(cfg, "intermediate_size", source, MAX_WIDTH, "MAX_WIDTH", default=expand * hidden)
+        hidden = int_field(cfg, "hidden_size", source, MAX_WIDTH, "MAX_WIDTH")
+        expand = int_field(cfg, "expand", source, MAX_WIDTH, "MAX_WIDTH", default=2)
+        inter = int_field(cfg, "intermediate_size", source, MAX_WIDTH, "MAX_WIDTH", default=expand * hidden)
         rank = cfg.get("time_step_rank")
         if rank is None or rank == "auto":
             rank = math.ceil(hidden / 16)
@@ -51,22 +54,22 @@ class MambaSpec:
             raise CheckpointError(f"{source}: time_step_rank {short(rank)} is neither 'auto' nor an integer; "
                                   "write \"auto\" or a positive integer")
         else:
-            rank = _as_int(rank, "time_step_rank", source, MAX_WIDTH, "MAX_WIDTH")
+            rank = as_int(rank, "time_step_rank", source, MAX_WIDTH, "MAX_WIDTH")
         if rank > inter:
             raise CheckpointError(f"{source}: time_step_rank {rank} is larger than intermediate_size {inter}; "
                                   "the dt projection is low-rank: use at most intermediate_size (or \"auto\")")
         return cls(
-            vocab_size=_int(cfg, "vocab_size", source, MAX_VOCAB, "MAX_VOCAB"),
+            vocab_size=int_field(cfg, "vocab_size", source, MAX_VOCAB, "MAX_VOCAB"),
             hidden_size=hidden,
-            state_size=_int(cfg, "state_size", source, MAX_STATE_SIZE, "MAX_STATE_SIZE"),
-            num_hidden_layers=_int(cfg, "num_hidden_layers", source, MAX_LAYERS, "MAX_LAYERS"),
+            state_size=int_field(cfg, "state_size", source, MAX_STATE_SIZE, "MAX_STATE_SIZE"),
+            num_hidden_layers=int_field(cfg, "num_hidden_layers", source, MAX_LAYERS, "MAX_LAYERS"),
             intermediate_size=inter,
-            conv_kernel=_int(cfg, "conv_kernel", source, MAX_CONV_KERNEL, "MAX_CONV_KERNEL"),
+            conv_kernel=int_field(cfg, "conv_kernel", source, MAX_CONV_KERNEL, "MAX_CONV_KERNEL"),
             time_step_rank=rank,
             layer_norm_epsilon=_epsilon(cfg, source),
-            use_bias=_bool(cfg, "use_bias", source, False),
-            use_conv_bias=_bool(cfg, "use_conv_bias", source, True),
-            tie_word_embeddings=_bool(cfg, "tie_word_embeddings", source, True),
+            use_bias=bool_field(cfg, "use_bias", source, False),
+            use_conv_bias=bool_field(cfg, "use_conv_bias", source, True),
+            tie_word_embeddings=bool_field(cfg, "tie_word_embeddings", source, True),
         )
 
     def to_config(self) -> dict[str, Any]:
@@ -130,34 +133,6 @@ def _check_family(cfg: Mapping[str, Any], source: str) -> None:
         raise UnsupportedModelError(f"{source}: hidden_act {short(act)} is not supported (Mamba uses 'silu')")
 
 
-def _as_int(value: Any, name: str, source: str, high: int, limit: str) -> int:
-    """A JSON integer (or integral float like 64.0) in [1, high]; bools, strings and 96.7 are refused."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise CheckpointError(f"{source}: {name} must be a JSON integer, got {short(value)}; write a whole number")
-    if isinstance(value, float):
-        if not (math.isfinite(value) and value.is_integer()):
-            raise CheckpointError(f"{source}: {name} {short(value)} is not a whole number; write an integer")
-        value = int(value)
-    if not 1 <= value <= high:
-        raise CheckpointError(f"{source}: {name} {short(value)} is outside [1, {high}] ({limit}); "
-                              "fix config.json")
-    return value
-
-
-def _int(cfg: Mapping[str, Any], name: str, source: str, high: int, limit: str, default: int | None = None) -> int:
-    """Field ``name`` as in :func:`_as_int`; only a missing or null field takes ``default``."""
-    value = cfg.get(name)
-    if value is None:
-        if default is None:
-            raise CheckpointError(f"{source}: required field {name!r} is missing; "
-                                  "pass a config.json written by MambaConfig.save_pretrained")
-        if not 1 <= default <= high:
-            raise CheckpointError(f"{source}: {name} defaults to {default}, outside [1, {high}] ({limit}); "
-                                  f"set {name} explicitly")
-        return default
-    return _as_int(value, name, source, high, limit)
-
-
 def _epsilon(cfg: Mapping[str, Any], source: str) -> float:
     """layer_norm_epsilon: a finite number in (0, 1), 1e-5 when missing."""
     value = cfg.get("layer_norm_epsilon")
@@ -167,13 +142,3 @@ def _epsilon(cfg: Mapping[str, Any], source: str) -> float:
         raise CheckpointError(f"{source}: layer_norm_epsilon {short(value)} is not a number in (0, 1); "
                               "write e.g. 1e-05")
     return float(value)
-
-
-def _bool(cfg: Mapping[str, Any], name: str, source: str, default: bool) -> bool:
-    """A JSON true/false (``default`` when missing or null); 0, 1 and "false" are refused."""
-    value = cfg.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise CheckpointError(f"{source}: {name} must be true or false, got {short(value)}")
-    return value

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edgec.frontends.mamba_spec import MambaSpec
 from edgec.frontends.weights import WeightStore
 from edgec.ir import Graph
+
+if TYPE_CHECKING:
+    from edgec.families import ModelSpec
 
 __all__ = ["Model"]
 
@@ -16,7 +19,7 @@ __all__ = ["Model"]
 class Model:
     """``graphs`` holds "prefill" (a sequence, zero initial state) and "step" (one token, state in/out)."""
 
-    spec: MambaSpec
+    spec: ModelSpec  # of the model's family (edgec.families)
     weights: WeightStore
     graphs: dict[str, Graph]
     source: str = ""

@@ -23,9 +23,16 @@ class Op(StrEnum):
     MUL = "mul"
     ADD = "add"
     HADAMARD = "hadamard"  # (x) -> H_n x / sqrt(n) on the last axis, zero-padded to n   attrs: plan
+    SIGMOID = "sigmoid"
+    SOFTCAP = "softcap"  # (x) -> cap * tanh(x / cap)          attrs: cap
+    HEAD_LAYERNORM = "head_layernorm"  # (x[..., H*d]) -> LayerNorm of each head's d values * weight   attrs: heads, eps
+    # mLSTM cell (xLSTM): q, k [.., H*dqk], v [.., H*dv], input and forget gate pre-activations [.., H].
+    MLSTM_SEQUENCE = "mlstm_sequence"  # (q, k, v, i, f) -> h over a sequence, zero state   attrs: heads, eps, chunk
+    MLSTM_STEP = "mlstm_step"  # (q, k, v, i, f, C, n, m) -> (h, C', n', m')                 attrs: heads, eps
 
 
-ELEMENTWISE = frozenset({Op.SILU, Op.SOFTPLUS, Op.MUL, Op.ADD})
+ELEMENTWISE = frozenset({Op.SILU, Op.SOFTPLUS, Op.SIGMOID, Op.SOFTCAP, Op.MUL, Op.ADD})
 LINEAR_OPS = frozenset({Op.LINEAR, Op.CONV1D_CAUSAL, Op.CONV1D_STEP})
-RECURRENT = frozenset({Op.CONV1D_CAUSAL, Op.CONV1D_STEP, Op.SELECTIVE_SCAN, Op.SCAN_STEP})
-STATEFUL_STEP = frozenset({Op.CONV1D_STEP, Op.SCAN_STEP})
+RECURRENT = frozenset({Op.CONV1D_CAUSAL, Op.CONV1D_STEP, Op.SELECTIVE_SCAN, Op.SCAN_STEP, Op.MLSTM_SEQUENCE,
+                       Op.MLSTM_STEP})
+STATEFUL_STEP = frozenset({Op.CONV1D_STEP, Op.SCAN_STEP, Op.MLSTM_STEP})

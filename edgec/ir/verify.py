@@ -25,6 +25,11 @@ ARITY: dict[Op, tuple[int, int, frozenset[str]]] = {
     Op.MUL: (2, 1, frozenset()),
     Op.ADD: (2, 1, frozenset()),
     Op.HADAMARD: (1, 1, frozenset()),
+    Op.SIGMOID: (1, 1, frozenset()),
+    Op.SOFTCAP: (1, 1, frozenset()),
+    Op.HEAD_LAYERNORM: (1, 1, frozenset()),
+    Op.MLSTM_SEQUENCE: (5, 1, frozenset()),
+    Op.MLSTM_STEP: (8, 4, frozenset()),
 }
 
 

@@ -1,0 +1,168 @@
+"""Train the bundled byte-level ``xlstm-tiny`` model (HF ``xLSTMForCausalLM``, the xLSTM-7B block design).
+
+Deterministic CPU training on random windows of the same Vim-help prose as mamba-tiny
+(``edgec/zoo/mamba_tiny/train.txt``; token id == byte value, vocabulary 256, no tokenizer files).
+Writes ``config.json``, ``model.safetensors`` and ``train_stats.json`` into ``--out`` (default: this
+folder), and copies mamba-tiny's held-out ``calib.txt`` and ``eval.txt`` beside them.
+
+    python -m edgec.zoo.xlstm_tiny.train --steps 1500
+
+transformers initialises the input-gate bias to -10; a briefly trained model then has exp(-m) win
+the denominator's max(|q.n|, exp(-m)) everywhere, so the n path is never exercised. The bias starts
+at 0 here instead, and train_stats.json records how often each branch wins on held-out text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import xLSTMConfig, xLSTMForCausalLM
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent / "mamba_tiny"
+
+
+def make_config() -> xLSTMConfig:
+    return xLSTMConfig(
+        vocab_size=256, hidden_size=128, num_hidden_layers=3, num_heads=4,
+        qk_dim_factor=0.5, v_dim_factor=1.0,  # q/k 64 (16 per head), v 128 (32 per head)
+        ffn_proj_factor=2.667, ffn_round_up_to_multiple_of=64,  # feed-forward 384
+        chunk_size=16, mode="train", use_bias=False, weight_mode="single",
+        gate_soft_cap=15.0, output_logit_soft_cap=30.0, norm_eps=1e-6, eps=1e-6,
+        pad_token_id=0, bos_token_id=2, eos_token_id=3, use_cache=True,
+    )
+
+
+def load_bytes(path: Path) -> torch.Tensor:
+    return torch.from_numpy(np.frombuffer(path.read_bytes(), dtype=np.uint8).astype(np.int64))
+
+
+@torch.no_grad()
+def eval_loss(model: xLSTMForCausalLM, data: torch.Tensor, seq_len: int, batch: int) -> float:
+    """Mean next-byte cross-entropy (nats) over non-overlapping windows of ``data``."""
+    model.eval()
+    n = (len(data) - 1) // seq_len
+    xs, ys = data[: n * seq_len].view(n, seq_len), data[1: n * seq_len + 1].view(n, seq_len)
+    total = 0.0
+    for i in range(0, n, batch):
+        logits = model(input_ids=xs[i: i + batch], use_cache=False).logits.float()
+        total += torch.nn.functional.cross_entropy(logits.reshape(-1, 256), ys[i: i + batch].reshape(-1),
+                                                   reduction="sum").item()
+    model.train()
+    return total / ys.numel()
+
+
+def denominator_branches(folder: Path, data: torch.Tensor, tokens: int = 2048) -> dict[str, int]:
+    """How often |q.n| and how often exp(-m) wins the denominator's max, decoding ``tokens`` held-out bytes
+    with edgec's float interpreter (heads x blocks per token)."""
+    import edgec.runtime.float_ref as float_ref
+    from edgec.frontends.hf_mamba import load_checkpoint
+    from edgec.frontends.xlstm_graph import state_names
+    from edgec.runtime.mlstm_float import mlstm_step
+
+    counts = {"q.n": 0, "exp(-m)": 0}
+
+    def counting_step(q, k, v, i, f, c, n, m, eps):
+        h, (c, n, m) = mlstm_step(q, k, v, i, f, c, n, m, eps)
+        qn = np.abs(np.einsum("bhd,bhd->bh", q * q.shape[-1] ** -0.5, n))
+        counts["q.n"] += int((qn > np.exp(-m)).sum())
+        counts["exp(-m)"] += int((qn <= np.exp(-m)).sum())
+        return h, (c, n, m)
+
+    model = load_checkpoint(folder)
+    float_ref.mlstm_step, saved = counting_step, float_ref.mlstm_step
+    try:
+        interp = float_ref.FloatInterpreter(model.weights)
+        state = {name: np.zeros((1, *shape), np.float32) for b in range(model.spec.num_hidden_layers)
+                 for name, shape in zip(state_names(b), model.spec.state_shapes().values(), strict=True)}
+        for token in data[:tokens].numpy():
+            out = interp.run(model.graphs["step"], {"tokens": np.array([token]), **state})
+            state = {k: out[k + "_out"] for k in state}
+    finally:
+        float_ref.mlstm_step = saved
+    return counts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="train xlstm-tiny (byte-level)")
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--out", type=Path, default=HERE)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--eval-every", type=int, default=250)
+    a = ap.parse_args()
+
+    torch.manual_seed(a.seed)
+    torch.set_num_threads(2)
+    train, evald = load_bytes(DATA / "train.txt"), load_bytes(DATA / "eval.txt")
+    model = xLSTMForCausalLM(make_config()).float()
+    with torch.no_grad():
+        for block in model.backbone.blocks:
+            block.mlstm_layer.igate_preact.bias.zero_()
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"params: {n_params:,}  train bytes: {len(train):,}  eval bytes: {len(evald):,}", flush=True)
+
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "embed" in name else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
+
+    def lr_at(step: int) -> float:
+        if step < a.warmup:
+            return a.lr * (step + 1) / a.warmup
+        t = (step - a.warmup) / max(1, a.steps - a.warmup)
+        return a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+    gen = torch.Generator().manual_seed(a.seed)
+    hi = len(train) - a.seq_len - 1
+    t0, run_loss = time.time(), None
+    model.train()
+    for step in range(a.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        idx = torch.randint(0, hi, (a.batch,), generator=gen)
+        win = torch.stack([train[i: i + a.seq_len + 1] for i in idx.tolist()])
+        logits = model(input_ids=win[:, :-1], use_cache=False).logits.float()
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 256), win[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
+        if step % 25 == 0 or step == a.steps - 1:
+            el = time.time() - t0
+            print(f"step {step:5d}  loss {loss.item():.4f}  avg {run_loss:.4f}  lr {lr_at(step):.2e}  "
+                  f"{el:7.1f}s  {el / (step + 1):.3f}s/step", flush=True)
+        if a.eval_every and step > 0 and step % a.eval_every == 0:
+            print(f"  eval @ {step}: {eval_loss(model, evald[:8192], 128, 16):.4f} nats/byte", flush=True)
+
+    train_s = time.time() - t0
+    model.config.mode = "inference"  # what a user's transformers run and edgec's float reference use
+    final = eval_loss(model, evald, 128, 16)
+    a.out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(a.out, safe_serialization=True)
+    for name in ("calib.txt", "eval.txt"):
+        if (a.out / name).resolve() != (DATA / name).resolve():
+            shutil.copyfile(DATA / name, a.out / name)
+    branches = denominator_branches(a.out, evald)
+    stats = {"steps": a.steps, "seed": a.seed, "seq_len": a.seq_len, "batch": a.batch, "lr": a.lr,
+             "params": n_params, "train_seconds": round(train_s, 1), "eval_loss_nats_per_byte": round(final, 4),
+             "eval_bits_per_byte": round(final / math.log(2), 4), "eval_ppl_per_byte": round(math.exp(final), 4),
+             "denominator_branches": branches, "torch": torch.__version__}
+    (a.out / "train_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    print(json.dumps(stats, indent=2), flush=True)
+
+
+if __name__ == "__main__":
+    main()
