@@ -22,8 +22,8 @@ from edgec.limits import (
     check_range,
 )
 from edgec.outdir import check_output
-from edgec.resolve import float_and_quantized, load_float, quantized_model, source_name
-from edgec.zoo import BUNDLED, DEFAULT_MODEL
+from edgec.resolve import float_and_quantized, load_float, model_name, quantized_model, source_name
+from edgec.zoo import BUNDLED
 
 __all__ = ["app", "run_cli"]
 
@@ -36,7 +36,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 def _model_paths(model: str | None, *files: Path | None) -> list[Path]:
     """The input paths of a command: the model folder (bundled or given) and the data files."""
-    name = model or DEFAULT_MODEL
+    name = model_name(model)
     paths = [BUNDLED[name].folder if name in BUNDLED else Path(name)]
     return paths + [f for f in files if f is not None]
 

@@ -77,6 +77,9 @@ def _read_npy(path: Path, size: int) -> np.ndarray:
                 raise ValueError(f"shape {shape} has a negative dimension")
         except Exception as err:  # numpy's header parser raises ValueError, SyntaxError, tokenize.TokenError...
             raise DataError(f"{path}: garbled .npy header ({one_line(err)}); re-save it with numpy.save") from None
+        if len(shape) > 2:
+            raise DataError(f"{path}: a .npy of token ids is 1-D (a stream) or 2-D (rows of a stream), not of "
+                            f"shape {shape}; save ids.reshape(-1)")
         if dtype.hasobject:
             raise DataError(f"{path}: .npy array holds Python objects (dtype {short(str(dtype))}); edgec never "
                             "unpickles: save integer token ids")

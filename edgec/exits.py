@@ -147,7 +147,7 @@ def describe_unexpected(err: BaseException) -> str:
     """One line for an exception that is not an EdgecError: an OS problem, memory, or a bug in edgec."""
     if isinstance(err, OSError):
         where = f"{err.filename}: " if err.filename else ""
-        return f"edgec: error: {where}{err.strerror or err}"
+        return f"edgec: error: {where}{err.strerror or err} (check that path: its permissions, mounts and free space)"
     if isinstance(err, MemoryError):
         return ("edgec: error: out of memory; the model or data is too large for this machine "
                 "(use fewer tokens, or a machine with more memory)")

@@ -36,6 +36,10 @@ _KINDS = {
 }
 
 
+def _short(err: BaseException) -> str:
+    return str(err)[:200]
+
+
 def sha256(path: Path) -> str:
     """The hex sha256 of a file, read in 1 MiB chunks (constant memory for multi-GB files)."""
     digest = hashlib.sha256()
@@ -89,8 +93,8 @@ def read_manifest(folder: Path, kinds: tuple[str, ...] = (), what: str = "an edg
         raise ArtifactError(f"{folder}: no {MANIFEST}, so it is not {what}")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ArtifactError(f"{path}: garbled ({err}); the folder was altered: {fix}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # RecursionError: nested too deeply
+        raise ArtifactError(f"{path}: garbled ({_short(err)}); the folder was altered: {fix}") from None
     except OSError as err:
         raise ArtifactError(f"{path}: cannot be read ({err.strerror})") from None
     if not isinstance(manifest, dict):

@@ -15,6 +15,7 @@ files and index, tokenizer.json), ``{"kind": "bundled", "name": NAME, "files": .
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import shutil
@@ -26,6 +27,7 @@ import numpy as np
 
 from edgec.errors import ArtifactError, EdgecError
 from edgec.frontends.mamba_spec import MambaSpec
+from edgec.frontends.validate import load_tokenizer
 from edgec.ir.serde import graph_from_json, graph_to_json
 from edgec.manifest import MANIFEST, check_files, describe, manifest_field, read_manifest, sha256, uses, write_manifest
 from edgec.outdir import atomic_dir
@@ -99,6 +101,7 @@ def save_qdir(qm: QuantizedModel, target: str | Path, tokenizer: Path | None = N
     ``qm.source`` (a bundled name or an absolute checkpoint path) is recorded with the hashes of the
     checkpoint's files; its tokenizer.json (or ``tokenizer``) is copied in.
     """
+    from safetensors import SafetensorError
     from safetensors.numpy import save_file
 
     source = _source_record(qm.source)
@@ -116,7 +119,10 @@ def save_qdir(qm: QuantizedModel, target: str | Path, tokenizer: Path | None = N
         fields = {"format": FORMAT, "family": "mamba", "source": source, "config": qm.spec.to_config(),
                   "options": asdict(qm.options), "calibration": qm.calibration, "notes": qm.notes}
         content_id = _content_id(fields, graphs.encode(), scales.encode(), tensors)
-        save_file(tensors, str(tmp / "weights.safetensors"), metadata={_CONTENT_ID: content_id})
+        try:
+            save_file(tensors, str(tmp / "weights.safetensors"), metadata={_CONTENT_ID: content_id})
+        except SafetensorError as err:  # a full disk reaches us as safetensors' own error, not an OSError
+            raise OSError(errno.EIO, f"weights.safetensors: {str(err)[:200]}") from None
         (tmp / "graphs.json").write_text(graphs, encoding="utf-8")
         (tmp / "scales.json").write_text(scales, encoding="utf-8")
         if tokenizer is not None:
@@ -181,6 +187,13 @@ def qdir_tokenizer(path: Path, manifest: dict[str, Any]) -> Path | None:
     path = Path(path)
     if TOKENIZER in manifest["files"] or (path / TOKENIZER).exists() or TOKENIZER in manifest["source"]["files"]:
         check_files(path, manifest, [TOKENIZER], FIX)
+        try:
+            ids = load_tokenizer(path / TOKENIZER).get_vocab_size()
+        except EdgecError as err:
+            raise ArtifactError(f"{err}; the QDIR was altered: {FIX}") from None
+        vocab = manifest["config"].get("vocab_size")
+        if isinstance(vocab, int) and ids > vocab:
+            raise ArtifactError(f"{path / TOKENIZER}: has {ids} token ids, more than the model's {vocab}; {FIX}")
         return path / TOKENIZER
     return None
 
@@ -207,8 +220,8 @@ def _dataclass_types(cls: type) -> dict[str, tuple[type, ...]]:
 def _json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise ArtifactError(f"{path}: garbled ({err}); {FIX}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # RecursionError: nested too deeply
+        raise ArtifactError(f"{path}: garbled ({str(err)[:200]}); {FIX}") from None
 
 
 def load_qdir(path: str | Path, manifest: dict[str, Any] | None = None) -> QuantizedModel:

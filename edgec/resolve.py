@@ -18,14 +18,25 @@ from edgec.frontends.model import Model
 from edgec.passes.quantize import QuantizedModel
 from edgec.zoo import BUNDLED, DEFAULT_MODEL, ZooEntry
 
-__all__ = ["float_and_quantized", "load_float", "quantized_model", "source_name"]
+__all__ = ["float_and_quantized", "load_float", "model_name", "quantized_model", "source_name"]
+
+
+def model_name(arg: str | None) -> str:
+    """The MODEL argument, or the default bundled model when it is not given; an empty or ambiguous one is refused."""
+    if arg is None:
+        return DEFAULT_MODEL
+    if not arg.strip():
+        raise DataError("MODEL is empty; pass a checkpoint folder, a QDIR or a bundled model name (edgec models)")
+    if arg in BUNDLED and Path(arg).exists():
+        raise DataError(f"{arg} names both the bundled model and the folder ./{arg}; pass ./{arg} for the folder")
+    return arg
 
 
 def load_float(arg: str | None) -> tuple[Model, ZooEntry | None]:
     """The float model named by ``arg`` (default: the bundled model) and its zoo entry, if bundled."""
     from edgec.frontends.hf_mamba import load_checkpoint
 
-    name = arg or DEFAULT_MODEL
+    name = model_name(arg)
     if name in BUNDLED:
         return load_checkpoint(BUNDLED[name].folder), BUNDLED[name]
     if _edgec_output(name) is not None:  # an edgec output, sound or not, is never read as a checkpoint
@@ -53,7 +64,7 @@ def _edgec_output(model: str | None) -> Path | None:
     """``model`` as an edgec output folder (it has a manifest.json), or None for a checkpoint or bundled name."""
     from edgec.qdir import is_edgec_output
 
-    return Path(model) if model is not None and is_edgec_output(model) else None
+    return Path(model) if model is not None and is_edgec_output(model_name(model)) else None
 
 
 def quantized_model(model: str | None, calib: Path | None) -> tuple[QuantizedModel, Path | None]:
@@ -131,5 +142,5 @@ def _source_problem(folder: Path, recorded: dict[str, str], listing: Callable[[P
 
 def source_name(model: str | None) -> str:
     """How a QDIR names its float model: a bundled name, or an absolute path (eval reloads it)."""
-    name = model or DEFAULT_MODEL
+    name = model_name(model)
     return name if name in BUNDLED else str(Path(name).resolve())

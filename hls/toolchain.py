@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -24,6 +25,7 @@ __all__ = [
     "ToolchainError",
     "ap_types_dir",
     "compile_program",
+    "compiler_command",
     "find_compiler",
     "run_program",
 ]
@@ -59,18 +61,23 @@ def ap_types_dir() -> Path:
                          "reinstall it (pip install --force-reinstall hls4ml)")
 
 
-def find_compiler() -> str:
-    """The absolute path of the C++ compiler: ``$CXX`` if set, else ``g++`` on PATH."""
+def compiler_command() -> list[str]:
+    """The C++ compiler command: ``$CXX`` split like a shell word list ("ccache g++", "g++ -O0"), else g++."""
     cxx = os.environ.get("CXX", "").strip()
-    if cxx:
-        found = shutil.which(cxx)
-        if found is None:
-            raise ToolchainError(f"CXX={cxx} is not an executable on PATH; install g++ or fix CXX")
-        return found
-    found = shutil.which("g++")
+    try:
+        words = shlex.split(cxx) if cxx else ["g++"]
+    except ValueError as err:
+        raise ToolchainError(f"CXX={cxx} cannot be split into a command ({err}); fix CXX") from None
+    found = shutil.which(words[0])
     if found is None:
-        raise ToolchainError("no C++ compiler found (g++); install g++ or set CXX")
-    return found
+        raise ToolchainError(f"CXX={cxx} is not an executable on PATH; install g++ or fix CXX" if cxx
+                             else "no C++ compiler found (g++); install g++ or set CXX")
+    return [found, *words[1:]]
+
+
+def find_compiler() -> str:
+    """The absolute path of the C++ compiler (the first word of :func:`compiler_command`)."""
+    return compiler_command()[0]
 
 
 def _first_error_line(stderr: str) -> str:
@@ -127,7 +134,7 @@ def compile_program(sources: list[Path], output: Path, include_dirs: list[Path],
             raise ToolchainError(f"C++ build input {path} does not exist")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [find_compiler(), "-std=c++14", opt]
+    cmd = [*compiler_command(), "-std=c++14", opt]
     cmd += [f"-I{Path(d)}" for d in include_dirs]
     cmd += [f"-D{name}" if value == "" else f"-D{name}={value}" for name, value in sorted((defines or {}).items())]
     cmd += ["-o", str(output), *(str(Path(s)) for s in sources)]
@@ -143,6 +150,9 @@ def compile_program(sources: list[Path], output: Path, include_dirs: list[Path],
         line = _first_error_line(proc.stderr) or (f"the compiler {cmd[0]} exited with status {proc.returncode} "
                                                    "and no message (check CXX, or install g++)")
         raise ToolchainError(f"C++ compilation of {Path(sources[0]).name} failed: {line}")
+    if not output.is_file():
+        raise ToolchainError(f"the compiler {cmd[0]} reported success but wrote no program {output.name} "
+                             "(check CXX, or install g++)")
     return output
 
 

@@ -129,3 +129,120 @@ def test_a_manifest_from_another_qdir_is_caught(built, tmp_path):
     manifest["options"]["hadamard"] = False  # a valid manifest of a different quantization
     (q / "manifest.json").write_text(json.dumps(manifest))
     assert_fails_cleanly(run_cli("build", q, "--target", "cpu", "-o", tmp_path / "o"), "do not belong together")
+
+
+# ------------------------------------------------------------------- second round
+
+def _rehash(folder: Path, **fields) -> None:
+    """Rewrite manifest.json so its hashes (and ``fields``) match the folder: a consistent forgery."""
+    from edgec.manifest import sha256
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"] = {name: sha256(folder / name) for name in manifest["files"]}
+    (folder / "manifest.json").write_text(json.dumps(manifest | fields))
+
+
+@pytest.fixture()
+def cpu_copy(built, tmp_path) -> Path:
+    dst = tmp_path / "cpu"
+    shutil.copytree(built["cpu"], dst)
+    return dst
+
+
+def test_verify_refuses_nan_logits_from_step_onnx(cpu_copy):
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(cpu_copy / "step.onnx")
+    hit = next(t for t in model.graph.initializer if "logits" in t.name and t.data_type == onnx.TensorProto.FLOAT)
+    hit.CopyFrom(numpy_helper.from_array(np.full(numpy_helper.to_array(hit).shape, np.nan, np.float32), hit.name))
+    onnx.save(model, cpu_copy / "step.onnx")
+    _rehash(cpu_copy)
+    assert_fails_cleanly(run_cli("verify", cpu_copy), "step.onnx logits differ")
+
+
+@pytest.mark.parametrize("kind", ["nan", "empty"])
+def test_verify_refuses_golden_data_that_proves_nothing(cpu_copy, kind):
+    with np.load(cpu_copy / "golden.npz") as npz:
+        tokens, logits = npz["tokens"], npz["logits"]
+    if kind == "nan":
+        logits = np.full_like(logits, np.nan)
+    else:
+        tokens, logits = tokens[:0], logits[:0]
+    np.savez(cpu_copy / "golden.npz", tokens=tokens, logits=logits)
+    _rehash(cpu_copy)
+    assert_fails_cleanly(run_cli("verify", cpu_copy), "golden.npz", "holds no golden tokens, or logits that are not")
+
+
+def test_a_forged_vocab_size_is_caught_by_run_and_verify(cpu_copy):
+    _rehash(cpu_copy, vocab_size=300)
+    for command in (["run", cpu_copy, "--max-new-tokens", "2"], ["verify", cpu_copy]):
+        res = run_cli(*command)
+        assert_fails_cleanly(res, "says vocab_size 300, but step.onnx's logits have 256")
+        assert res.out == ""
+
+
+@pytest.mark.parametrize("command", ["eval", "build", "verify", "run"])
+def test_a_deeply_nested_manifest_is_one_line(built, tmp_path, command):
+    folder = tmp_path / "f"
+    shutil.copytree(built["cpu" if command in ("verify", "run") else "q"], folder)
+    (folder / "manifest.json").write_text("[" * 200_000 + "]" * 200_000)
+    args = {"build": ["--target", "cpu", "-o", tmp_path / "o"], "run": ["--max-new-tokens", "1"]}.get(command, [])
+    assert_fails_cleanly(run_cli(command, folder, *args), "manifest.json: garbled")
+
+
+def test_a_full_disk_while_writing_the_qdir_is_bad_input(tmp_path, monkeypatch):
+    import safetensors.numpy
+    from safetensors import SafetensorError
+
+    def full_disk(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", full_disk)
+    assert_fails_cleanly(run_cli("quantize", "-o", tmp_path / "q", "--calib-tokens", "512"),
+                         "writing the output failed", "No space left on device")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_model_safetensors_wins_over_an_index_as_in_transformers(tmp_path, tiny_checkpoint):
+    """A folder holding both: transformers' from_pretrained reads model.safetensors, and so must edgec."""
+    from edgec.frontends.hf_mamba import load_checkpoint
+
+    both = tmp_path / "both"
+    shutil.copytree(tiny_checkpoint, both)
+    (both / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"x": "missing.safetensors"}}))
+    assert load_checkpoint(both).weights.keys() == load_checkpoint(tiny_checkpoint).weights.keys()
+
+
+def test_a_tokenizer_larger_than_the_model_is_refused_at_load(tmp_path, tiny_checkpoint, byte_text):
+    from tokenizers import Tokenizer, models
+
+    ckpt = tmp_path / "m"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    Tokenizer(models.WordLevel({f"w{i}": i for i in range(300)}, unk_token="w0")).save(str(ckpt / "tokenizer.json"))
+    assert_fails_cleanly(run_cli("quantize", ckpt, "--calib", byte_text, "-o", tmp_path / "q"),
+                         "tokenizer.json: has 300 token ids", "vocab_size is 256")
+
+
+def test_an_empty_or_ambiguous_model_name_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert_fails_cleanly(run_cli("quantize", "", "-o", "q"), "MODEL is empty")
+    (tmp_path / "mamba-tiny").mkdir()
+    assert_fails_cleanly(run_cli("quantize", "mamba-tiny", "-o", "q"), "names both the bundled model",
+                         "./mamba-tiny")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mamba-tiny"]
+
+
+def test_cxx_may_carry_a_launcher_and_flags(built, tmp_path, monkeypatch):
+    assert run_cli("build", built["q"], "--tokens", "2", "-o", tmp_path / "f").code == 0
+    monkeypatch.setenv("CXX", "env g++ -O0")
+    res = run_cli("verify", tmp_path / "f")
+    assert res.code == 0, res.err
+    monkeypatch.setenv("CXX", "true")
+    assert_fails_cleanly(run_cli("verify", tmp_path / "f"), "reported success but wrote no program")
+
+
+def test_a_3d_npy_is_not_flattened_silently(tmp_path):
+    np.save(tmp_path / "ids.npy", np.zeros((10, 10, 3), np.int64))
+    assert_fails_cleanly(run_cli("quantize", "--calib", tmp_path / "ids.npy", "-o", tmp_path / "q"),
+                         "ids.npy", "not of shape (10, 10, 3)")

@@ -58,8 +58,14 @@ def _read_index(index: Path) -> dict[str, str]:
 
 
 def _weight_files(folder: Path) -> tuple[list[Path], dict[str, str] | None]:
-    """The safetensors files of a checkpoint and, if it is sharded, its weight_map."""
-    index = folder / "model.safetensors.index.json"
+    """The safetensors files of a checkpoint and, if it is sharded, its weight_map.
+
+    As in transformers' from_pretrained: a model.safetensors is the whole model (an index beside it
+    is ignored); otherwise the index lists the shards; otherwise every .safetensors file is read.
+    """
+    single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
+    if is_present(single) and is_present(index):
+        return [single], None
     if is_present(index):
         weight_map = _read_index(index)
         files = [folder / s for s in sorted(set(weight_map.values()))]
@@ -121,7 +127,10 @@ def load_checkpoint(folder: str | Path) -> Model:
     check_weights(spec, store, str(folder), _intermediate_hint(cfg, spec))
     tokenizer = folder / "tokenizer.json"
     if is_present(tokenizer):
-        load_tokenizer(tokenizer)  # a garbled tokenizer.json fails now, not after calibration
+        ids = load_tokenizer(tokenizer).get_vocab_size()  # a garbled tokenizer.json fails now, not after calibration
+        if ids > spec.vocab_size:
+            raise CheckpointError(f"{tokenizer}: has {ids} token ids, but config.json's vocab_size is "
+                                  f"{spec.vocab_size}; pass the tokenizer of this model")
     else:
         tokenizer = None
     return Model(spec=spec, weights=store, graphs=family.build_graphs(spec), source=str(folder), tokenizer=tokenizer)

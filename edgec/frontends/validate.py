@@ -159,8 +159,8 @@ def _cached_tokenizer(path: str, mtime_ns: int, size: int) -> Any:
 
     try:
         return Tokenizer.from_file(path)
-    except (KeyboardInterrupt, SystemExit):
-        raise
     except BaseException as err:  # the library raises plain Exception, and pyo3's PanicException on a panic
+        if not isinstance(err, Exception) and type(err).__name__ != "PanicException":
+            raise  # Ctrl-C, SIGTERM, exit: not the file's fault
         raise CheckpointError(f"{path}: the tokenizers library refuses this tokenizer.json ({one_line(err)}); "
                               "re-save it with tokenizer.save_pretrained, or remove it") from None

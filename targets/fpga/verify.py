@@ -44,9 +44,13 @@ def verify_fpga(folder: Path, manifest: dict[str, Any] | None = None) -> dict[st
     headers = [name for name in manifest["files"] if name.startswith("firmware/")]
     with tempfile.TemporaryDirectory(prefix="edgec-verify-") as scratch:
         work = Path(scratch)
-        for name in sorted({*SOURCES, *headers}):
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(folder / name, work / name)
+        try:
+            for name in sorted({*SOURCES, *headers}):
+                (work / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(folder / name, work / name)
+        except OSError as err:
+            raise ToolchainError(f"cannot copy the project's sources to a scratch folder in {scratch} "
+                                 f"({err.strerror}); check TMPDIR and its free space") from None
         check_files(work, manifest, sorted({*SOURCES, *headers}))  # the copies compiled are the hashed files
         start = time.perf_counter()
         exe = compile_program([work / s for s in SOURCES], work / "tb_edgec", [work / "firmware", ap_types_dir()])

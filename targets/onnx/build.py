@@ -22,6 +22,7 @@ import onnx
 
 from edgec.errors import ArtifactError, VerificationError
 from edgec.manifest import check_files, describe, read_manifest, uses, write_manifest
+from edgec.numerics.agreement import relative_error
 from edgec.outdir import atomic_dir
 from edgec.passes.quantize import QuantizedModel
 from edgec.targets.fpga.build import golden_tokens
@@ -102,8 +103,7 @@ def replay_golden(run, golden, state: dict[str, np.ndarray]) -> float:
     for token, want in zip(golden["tokens"], golden["logits"], strict=True):
         out = run({"tokens": np.array([token], np.int64), **state})
         state = {k: np.asarray(out[k + "_out"], np.float32) for k in state}
-        got = np.asarray(out["logits"], np.float32).reshape(-1)
-        worst = max(worst, float(np.abs(got - want).max() / np.abs(want).max()))
+        worst = max(worst, relative_error(np.asarray(out["logits"], np.float32).reshape(-1), want))
     return worst
 
 
@@ -133,19 +133,25 @@ def load_golden(folder: Path) -> dict[str, np.ndarray]:
     if tokens.ndim != 1 or logits.ndim != 2 or len(tokens) != len(logits) or tokens.dtype.kind not in "iu":
         raise ArtifactError(f"{path}: tokens {tokens.shape} and logits {logits.shape} do not match; rebuild the "
                             "folder with edgec build")
+    if len(tokens) == 0 or logits.dtype.kind != "f" or not np.isfinite(logits).all():
+        raise ArtifactError(f"{path}: holds no golden tokens, or logits that are not finite numbers; rebuild the "
+                            "folder with edgec build")
     return golden
 
 
 def verify_output(folder: Path, manifest: dict | None = None) -> dict:
     """Check every hash, then re-run ``step.onnx`` on the golden tokens with ONNX Runtime (and ``step.engine``
     with TensorRT where both exist); return the logits' max relative errors and the engine's int8 layer count."""
-    from edgec.targets.onnx.generate import open_session
+    from edgec.targets.onnx.generate import checked_vocab, open_session
 
     manifest = manifest if manifest is not None else read_onnx_manifest(folder, "verify")
     check_files(folder, manifest, ["step.onnx", "golden.npz"])
     check_files(folder, manifest, sorted(manifest["files"]))
     golden = load_golden(folder)
     session = open_session(folder / "step.onnx")
+    if checked_vocab(folder, manifest, session) != golden["logits"].shape[1]:
+        raise ArtifactError(f"{folder / 'golden.npz'}: its logits are not as wide as step.onnx's; rebuild the folder "
+                            "with edgec build")
     state = {i.name: np.zeros([1, *i.shape[1:]], np.float32) for i in session.get_inputs() if i.name != "tokens"}
     names = [o.name for o in session.get_outputs()]
     try:
@@ -157,7 +163,7 @@ def verify_output(folder: Path, manifest: dict | None = None) -> dict:
     if worst > LOGITS_RTOL:
         raise VerificationError(f"{folder}: step.onnx logits differ from the golden ones by {worst:.2e} of their range")
     result: dict = {"onnx": worst, "engine": None, "int8_layers": None}
-    if (folder / "step.engine").is_file():
+    if manifest["format"].startswith("edgec-orin/") and (folder / "step.engine").is_file():
         from edgec.targets.orin.engine import check_engine
 
         result |= check_engine(folder, golden, state)

@@ -41,6 +41,20 @@ def open_session(path: Path, optimize: bool = False):
                             "edgec build") from None
 
 
+def checked_vocab(folder: Path, manifest: dict[str, Any], session: Any) -> int:
+    """The vocabulary size of step.onnx (its logits' width), which manifest.json's vocab_size must repeat."""
+    logits = next((o for o in session.get_outputs() if o.name == "logits"), None)
+    width = logits.shape[-1] if logits is not None and logits.shape else None
+    if not isinstance(width, int) or width < 1:
+        raise ArtifactError(f"{folder / 'step.onnx'}: has no logits output of a fixed width; rebuild the folder with "
+                            "edgec build")
+    stated = manifest_field(folder, manifest, "vocab_size", int)
+    if stated != width:
+        raise ArtifactError(f"{folder / 'manifest.json'}: says vocab_size {stated}, but step.onnx's logits have "
+                            f"{width}; the folder was altered: rebuild it with edgec build")
+    return width
+
+
 class _Codec:
     """Token ids <-> text: the folder's tokenizer.json, or bytes for a 256-token vocabulary."""
 
@@ -79,8 +93,9 @@ def generate(folder: Path, prompt: str, max_new_tokens: int = 64, temperature: f
     if not (folder / "manifest.json").is_file() and not (folder / "step.onnx").is_file():
         raise DataError(f"{folder}: no step.onnx; build one with edgec build --target cpu (or orin)")
     manifest = read_onnx_manifest(folder, "run")
-    vocab_size = manifest_field(folder, manifest, "vocab_size", int)
     check_files(folder, manifest, ["step.onnx"])
+    session = open_session(folder / "step.onnx", optimize=True)
+    vocab_size = checked_vocab(folder, manifest, session)
     codec = _Codec(folder, vocab_size, manifest)
     ids = codec.encode(prompt)
     if not ids:
@@ -88,7 +103,6 @@ def generate(folder: Path, prompt: str, max_new_tokens: int = 64, temperature: f
     if max(ids) >= vocab_size:
         raise ArtifactError(f"{folder / TOKENIZER}: gives token id {max(ids)}, outside the vocabulary of step.onnx "
                             f"({vocab_size}); rebuild the folder with edgec build")
-    session = open_session(folder / "step.onnx", optimize=True)
     return _stream(session, codec, ids, max_new_tokens, temperature, seed)
 
 

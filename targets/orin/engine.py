@@ -74,8 +74,9 @@ def int8_layer_count(layer_info: Path) -> int:
 
     try:
         info = json.loads(layer_info.read_text())
-    except (OSError, ValueError) as err:
-        raise EngineError(f"{layer_info}: unreadable trtexec layer info ({err})") from None
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: nested too deeply
+        raise EngineError(f"{layer_info}: unreadable trtexec layer info ({str(err)[:200]}); rerun build_engine.sh") \
+            from None
     layers = info.get("Layers", []) if isinstance(info, dict) else info
     if not isinstance(layers, list):
         raise EngineError(f"{layer_info}: not trtexec layer info (no list of layers); rerun build_engine.sh")
