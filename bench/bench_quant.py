@@ -16,7 +16,7 @@ import numpy as np
 
 from edgec.data import model_tokens, windows
 from edgec.evaluate import perplexities
-from edgec.frontends.hf_mamba import load_checkpoint
+from edgec.frontends.hf_checkpoint import load_checkpoint
 from edgec.frontends.mamba_graph import state_names
 from edgec.passes.pipeline import quantize
 from edgec.passes.quantize import QuantOptions

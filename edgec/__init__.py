@@ -19,7 +19,7 @@ __all__ = ["QuantOptions", "QuantizedModel", "from_torch", "load_checkpoint", "l
 __version__ = "0.1.0"
 
 _WHERE = {
-    "from_torch": "edgec.frontends.hf_mamba", "load_checkpoint": "edgec.frontends.hf_mamba",
+    "from_torch": "edgec.frontends.hf_checkpoint", "load_checkpoint": "edgec.frontends.hf_checkpoint",
     "quantize": "edgec.passes.pipeline", "QuantizedModel": "edgec.passes.quantize",
     "QuantOptions": "edgec.passes.quantize", "load_qdir": "edgec.qdir", "save_qdir": "edgec.qdir",
 }

@@ -34,7 +34,7 @@ def model_name(arg: str | None) -> str:
 
 def load_float(arg: str | None) -> tuple[Model, ZooEntry | None]:
     """The float model named by ``arg`` (default: the bundled model) and its zoo entry, if bundled."""
-    from edgec.frontends.hf_mamba import load_checkpoint
+    from edgec.frontends.hf_checkpoint import load_checkpoint
 
     name = model_name(arg)
     if name in BUNDLED:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgec.frontends.hf_mamba import from_torch, load_checkpoint
+from edgec.frontends.hf_checkpoint import from_torch, load_checkpoint
 from edgec.runtime.float_ref import FloatInterpreter
 from edgec.zoo import BUNDLED
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgec.frontends.hf_mamba import load_checkpoint
+from edgec.frontends.hf_checkpoint import load_checkpoint
 from edgec.frontends.mamba_spec import MambaSpec
 from edgec.numerics.hadamard import plan_hadamard
 

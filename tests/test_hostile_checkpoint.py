@@ -406,7 +406,7 @@ def test_eval_refuses_checkpoint(mutate, fragments, ckpt, byte_text):
 
 def test_sharded_checkpoint_loads(ckpt, tiny_checkpoint):
     """The shard helper itself writes a valid checkpoint, so the index cases test only what they change."""
-    from edgec.frontends.hf_mamba import load_checkpoint
+    from edgec.frontends.hf_checkpoint import load_checkpoint
 
     shard(ckpt)
     whole, split = load_checkpoint(tiny_checkpoint), load_checkpoint(ckpt)

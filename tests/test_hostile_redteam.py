@@ -206,7 +206,7 @@ def test_a_full_disk_while_writing_the_qdir_is_bad_input(tmp_path, monkeypatch):
 
 def test_model_safetensors_wins_over_an_index_as_in_transformers(tmp_path, tiny_checkpoint):
     """A folder holding both: transformers' from_pretrained reads model.safetensors, and so must edgec."""
-    from edgec.frontends.hf_mamba import load_checkpoint
+    from edgec.frontends.hf_checkpoint import load_checkpoint
 
     both = tmp_path / "both"
     shutil.copytree(tiny_checkpoint, both)

@@ -19,7 +19,7 @@ from test_hostile_checkpoint import INDEX, SHARDS, shard
 
 from edgec.data import load_tokens
 from edgec.errors import EdgecError
-from edgec.frontends.hf_mamba import load_checkpoint
+from edgec.frontends.hf_checkpoint import load_checkpoint
 from edgec.frontends.mamba_spec import MambaSpec
 from edgec.frontends.weights import WeightStore, read_safetensors_header
 from edgec.limits import MAX_CONV_KERNEL, MAX_LAYERS, MAX_STATE_SIZE, MAX_VOCAB, MAX_WIDTH

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgec.frontends.hf_mamba import from_torch
+from edgec.frontends.hf_checkpoint import from_torch
 from edgec.ir import Op
 from edgec.passes.base import run_passes
 from edgec.passes.calibrate import calibrate

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgec.frontends.hf_mamba import from_torch
+from edgec.frontends.hf_checkpoint import from_torch
 from edgec.passes.pipeline import quantize
 from edgec.passes.quantize import QuantOptions
 from edgec.qdir import load_qdir, save_qdir

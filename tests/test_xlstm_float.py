@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hostile import assert_fails_cleanly, run_cli
 
-from edgec.frontends.hf_mamba import from_torch, load_checkpoint
+from edgec.frontends.hf_checkpoint import from_torch, load_checkpoint
 from edgec.frontends.xlstm_graph import state_names
 from edgec.ir.verify import verify_graph
 from edgec.runtime.float_ref import FloatInterpreter
@@ -86,22 +86,11 @@ def test_64_decode_steps_match_transformers(tiny_xlstm):
     assert rel_err(_edgec_decode(model, tokens), _hf_decode(tiny_xlstm, tokens)) <= 1e-4
 
 
-def test_both_branches_of_the_denominator_occur(tiny_xlstm, monkeypatch):
+def test_both_branches_of_the_denominator_occur(tiny_xlstm):
     """The test model exercises max(|q.n|, exp(-m)) on both sides (REFERENCES.md: HF's init never does)."""
-    import edgec.runtime.float_ref as float_ref
-    from edgec.runtime.mlstm_float import mlstm_step
+    from edgec.runtime.mlstm_stats import denominator_branches
 
-    seen = {"q.n": 0, "exp(-m)": 0}
-
-    def counting_step(q, k, v, i, f, c, n, m, eps):
-        h, (c, n, m) = mlstm_step(q, k, v, i, f, c, n, m, eps)
-        qn = np.abs(np.einsum("bhd,bhd->bh", q * q.shape[-1] ** -0.5, n))
-        seen["q.n"] += int((qn > np.exp(-m)).sum())
-        seen["exp(-m)"] += int((qn <= np.exp(-m)).sum())
-        return h, (c, n, m)
-
-    monkeypatch.setattr(float_ref, "mlstm_step", counting_step)
-    _edgec_decode(from_torch(tiny_xlstm), np.random.default_rng(2).integers(0, 256, (2, 32)))
+    seen = denominator_branches(from_torch(tiny_xlstm), np.random.default_rng(2).integers(0, 256, (2, 32)))
     assert seen["q.n"] > 0 and seen["exp(-m)"] > 0, seen
 
 
@@ -184,3 +173,19 @@ def test_quantizing_xlstm_says_it_is_not_there_yet(tiny_xlstm, tmp_path, byte_te
     shutil.copyfile(byte_text, tmp_path / "calib.txt")
     assert_fails_cleanly(run_cli("quantize", folder, "--calib", tmp_path / "calib.txt", "-o", tmp_path / "q"),
                          "xLSTMForCausalLM has a float reference", "no int8 recipe yet")
+
+
+def test_bundled_xlstm_tiny_matches_transformers_and_uses_both_branches():
+    from edgec.runtime.mlstm_stats import denominator_branches
+    from edgec.zoo import BUNDLED
+
+    folder = BUNDLED["xlstm-tiny"].folder
+    hf = transformers.xLSTMForCausalLM.from_pretrained(folder).eval()
+    model = load_checkpoint(folder)
+    text = np.frombuffer((folder / "eval.txt").read_bytes()[:200], np.uint8).astype(np.int64)[None]
+    with torch.no_grad():
+        want = hf(torch.tensor(text)).logits.numpy()
+    assert rel_err(_prefill(model, text), want) <= 1e-4
+    assert rel_err(_edgec_decode(model, text[:, :48]), _hf_decode(hf, text[:, :48])) <= 1e-4
+    seen = denominator_branches(model, text)
+    assert seen["q.n"] > 0 and seen["exp(-m)"] > 0, seen

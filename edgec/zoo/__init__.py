@@ -30,5 +30,7 @@ class ZooEntry:
 BUNDLED = {
     "mamba-tiny": ZooEntry("mamba-tiny", "byte-level Mamba, 4 layers, d_model 128, trained on English prose",
                            _HERE / "mamba_tiny"),
+    "xlstm-tiny": ZooEntry("xlstm-tiny", "byte-level xLSTM (mLSTM, xLSTM-7B blocks), 3 blocks, hidden 128, same prose",
+                           _HERE / "xlstm_tiny"),
 }
 DEFAULT_MODEL = "mamba-tiny"

@@ -60,34 +60,12 @@ def eval_loss(model: xLSTMForCausalLM, data: torch.Tensor, seq_len: int, batch: 
 
 
 def denominator_branches(folder: Path, data: torch.Tensor, tokens: int = 2048) -> dict[str, int]:
-    """How often |q.n| and how often exp(-m) wins the denominator's max, decoding ``tokens`` held-out bytes
-    with edgec's float interpreter (heads x blocks per token)."""
-    import edgec.runtime.float_ref as float_ref
-    from edgec.frontends.hf_mamba import load_checkpoint
-    from edgec.frontends.xlstm_graph import state_names
-    from edgec.runtime.mlstm_float import mlstm_step
+    """How often |q.n| and how often exp(-m) wins the denominator's max (heads x blocks per token), decoding
+    ``tokens`` held-out bytes with edgec's float interpreter."""
+    from edgec.frontends.hf_checkpoint import load_checkpoint
+    from edgec.runtime.mlstm_stats import denominator_branches as count
 
-    counts = {"q.n": 0, "exp(-m)": 0}
-
-    def counting_step(q, k, v, i, f, c, n, m, eps):
-        h, (c, n, m) = mlstm_step(q, k, v, i, f, c, n, m, eps)
-        qn = np.abs(np.einsum("bhd,bhd->bh", q * q.shape[-1] ** -0.5, n))
-        counts["q.n"] += int((qn > np.exp(-m)).sum())
-        counts["exp(-m)"] += int((qn <= np.exp(-m)).sum())
-        return h, (c, n, m)
-
-    model = load_checkpoint(folder)
-    float_ref.mlstm_step, saved = counting_step, float_ref.mlstm_step
-    try:
-        interp = float_ref.FloatInterpreter(model.weights)
-        state = {name: np.zeros((1, *shape), np.float32) for b in range(model.spec.num_hidden_layers)
-                 for name, shape in zip(state_names(b), model.spec.state_shapes().values(), strict=True)}
-        for token in data[:tokens].numpy():
-            out = interp.run(model.graphs["step"], {"tokens": np.array([token]), **state})
-            state = {k: out[k + "_out"] for k in state}
-    finally:
-        float_ref.mlstm_step = saved
-    return counts
+    return count(load_checkpoint(folder), data[:tokens].numpy()[None])
 
 
 def main() -> None:
