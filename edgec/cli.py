@@ -13,6 +13,7 @@ from edgec import exits
 from edgec.errors import DataError, EdgecError
 from edgec.limits import (
     MAX_CALIB_TOKENS,
+    MAX_EVAL_TOKENS,
     MAX_GOLDEN_TOKENS,
     MAX_NEW_TOKENS,
     MAX_PARALLELISM,
@@ -23,6 +24,7 @@ from edgec.limits import (
 )
 from edgec.outdir import check_output
 from edgec.resolve import float_and_quantized, load_float, model_name, quantized_model, source_name
+from edgec.targets.registry import TARGETS
 from edgec.zoo import BUNDLED
 
 __all__ = ["app", "run_cli"]
@@ -97,14 +99,9 @@ def evaluate(
 ) -> None:
     """Perplexity of the float model and of the int and qdq simulators on the same tokens."""
     check_range("--seq-len", seq_len, 2, MAX_SEQ_LEN)
-    check_range("--max-tokens", max_tokens, 2, 1 << 40)
+    check_range("--max-tokens", max_tokens, 2, MAX_EVAL_TOKENS)
     from edgec.data import check_data_file, model_tokens, windows
     from edgec.evaluate import perplexities
-    from edgec.qdir import is_edgec_output
-
-    if calib is not None and model is not None and is_edgec_output(model):
-        raise DataError(f"--calib is for a checkpoint MODEL, and {model} is an edgec output (a QDIR is calibrated "
-                        "already): drop --calib")
     for path in (data, calib):  # bad data files fail before any quantization work
         if path is not None:
             check_data_file(path)
@@ -133,7 +130,7 @@ def evaluate(
 @app.command()
 def build(
     model: Annotated[str | None, typer.Argument(help="QDIR, HF checkpoint folder or bundled name")] = None,
-    target: Annotated[str, typer.Option(help="fpga (Vitis HLS), orin (TensorRT) or cpu (ONNX Runtime)")] = "fpga",
+    target: Annotated[str, typer.Option(help="; ".join(f"{k}: {t.description}" for k, t in TARGETS.items()))] = "fpga",
     output: Annotated[Path, typer.Option("-o", "--output", help="output folder")] = Path("out/build"),
     calib: Annotated[Path | None, typer.Option(help="calibration data, when MODEL is a checkpoint")] = None,
     tokens: Annotated[int | None, typer.Option(help="golden sequence length (fpga 128, cpu/orin 32)")] = None,
@@ -193,29 +190,14 @@ def verify(folder: Annotated[Path, typer.Argument(help="an edgec build output fo
     """Check a build: every file against its hash, then FPGA C simulation (g++) or ONNX Runtime on the golden data."""
     from edgec.errors import ArtifactError
     from edgec.manifest import describe, read_manifest, uses
+    from edgec.targets.registry import load_target, target_of_format
 
     manifest = read_manifest(folder, what="an edgec build")
-    fmt = manifest["format"]
-    if not fmt.startswith(("edgec-fpga/", "edgec-onnx/", "edgec-orin/")):
-        raise ArtifactError(f"{folder}: is {describe(fmt)}, not a build (edgec verify checks the output of edgec "
-                            f"build); {uses(fmt, folder)}")
-    if fmt.startswith("edgec-fpga/"):
-        from edgec.targets.fpga.verify import verify_fpga
-
-        c = verify_fpga(folder, manifest)
-        print(f"{folder}: C simulation (g++, hls4ml ap_types) is bit-exact with the golden logits: "
-              f"{c['logits_equal']}/{c['logits_total']} logits over {c['tokens']} tokens")
-        return
-    from edgec.targets.onnx.build import verify_output
-
-    result = verify_output(folder, manifest)
-    print(f"{folder}: step.onnx matches the golden logits (max relative difference {result['onnx']:.1e})")
-    if result["engine"] is not None:
-        print(f"{folder}: step.engine matches the golden logits (max relative difference {result['engine']:.1e})")
-    elif (folder / "step.engine").is_file():
-        print(f"{folder}: step.engine not run: TensorRT is not available here")
-    if result["int8_layers"] is not None:
-        print(f"{folder}: {result['int8_layers']} engine layers ran in INT8 (layers.json)")
+    target = target_of_format(manifest["format"])
+    if target is None:
+        raise ArtifactError(f"{folder}: is {describe(manifest['format'])}, not a build (edgec verify checks the "
+                            f"output of edgec build); {uses(manifest['format'], folder)}")
+    print(load_target(target).verify_build(folder, manifest))
 
 
 def run_cli(args: list[str]) -> int:

@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None, restore_handlers: bool = False) -> None:
     with exits.interrupts_as_exceptions(restore=restore_handlers), warnings.catch_warnings():
         if not exits.debugging():  # library warnings (numpy overflow, deprecations) would break the one-line rule
             warnings.simplefilter("ignore")
-        code = _run(sys.argv[1:] if argv is None else argv)
+        try:
+            code = _run(sys.argv[1:] if argv is None else argv)
+        except exits.Interrupted as sig:  # raised after run_cli had handled everything else
+            code = exits.fail("edgec: interrupted", sig.exit_code)
+        exits.outcome_decided()  # from here on a signal is only recorded: the code above is the run's outcome
     sys.exit(code)
 
 

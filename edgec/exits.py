@@ -36,6 +36,7 @@ __all__ = [
     "fail",
     "interrupts_as_exceptions",
     "one_line",
+    "outcome_decided",
     "pending_exit_code",
     "raise_if_pending",
     "signals_deferred",
@@ -64,9 +65,16 @@ class _SignalState:
 def _on_signal(signum: int, _frame: object) -> None:
     # Recorded as well as raised: an exception raised inside a weakref callback or __del__ is printed and
     # dropped by Python, and the recorded signal still ends the run (raise_if_pending, run_cli's exit code).
+    # Only the first signal raises: a second Ctrl-C must not cut short the clean-up the first one started.
+    first = _SignalState.pending is None
     _SignalState.pending = signum
-    if not _SignalState.deferring:
+    if first and not _SignalState.deferring:
         raise Interrupted(signum)
+
+
+def outcome_decided() -> None:
+    """The run's exit code is known: until the handlers are restored, signals are recorded, never raised."""
+    _SignalState.deferring += 1
 
 
 def raise_if_pending() -> None:
@@ -112,6 +120,8 @@ def interrupts_as_exceptions(restore: bool = True) -> Iterator[None]:
         sys.unraisablehook = hook
         for s, handler in previous.items():
             signal.signal(s, handler if restore else signal.SIG_IGN)
+        if restore:  # the caller goes on in this process: a signal of this run must not stop its next one
+            _SignalState.pending, _SignalState.deferring = None, 0
 
 
 def debugging() -> bool:

@@ -19,7 +19,7 @@ from edgec.frontends.validate import short
 from edgec.frontends.xlstm_spec import XlstmSpec
 from edgec.ir import Graph
 
-__all__ = ["FAMILIES", "Family", "ModelSpec", "family_of", "spec_from_config"]
+__all__ = ["FAMILIES", "Family", "ModelSpec", "family_of"]
 
 
 class ModelSpec(Protocol):
@@ -65,9 +65,3 @@ def family_of(cfg: Mapping[str, Any], source: str) -> Family:
                                     f"{', '.join(f.hf_class for f in FAMILIES.values())} checkpoints")
     return FAMILIES[model_type]
 
-
-def spec_from_config(cfg: Mapping[str, Any], source: str) -> ModelSpec:
-    """The validated spec of any supported family."""
-    if not isinstance(cfg, Mapping):
-        raise CheckpointError(f"{source}: expected a JSON object, got {type(cfg).__name__}")
-    return family_of(cfg, source).spec(cfg, source=source)

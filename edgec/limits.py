@@ -11,9 +11,13 @@ from edgec.errors import DataError
 
 __all__ = [
     "MAX_CALIB_TOKENS",
+    "MAX_CONFIG_BYTES",
     "MAX_CONV_KERNEL",
     "MAX_DATA_BYTES",
+    "MAX_DATA_TOKENS",
+    "MAX_EVAL_TOKENS",
     "MAX_GOLDEN_TOKENS",
+    "MAX_HEADER_BYTES",
     "MAX_LAYERS",
     "MAX_NEW_TOKENS",
     "MAX_PARALLELISM",
@@ -21,6 +25,8 @@ __all__ = [
     "MAX_SEQ_LEN",
     "MAX_STATE_SIZE",
     "MAX_TEMPERATURE",
+    "MAX_TENSOR_RANK",
+    "MAX_TOKENIZER_BYTES",
     "MAX_VOCAB",
     "MAX_WIDTH",
     "check_range",
@@ -33,9 +39,17 @@ MAX_VOCAB = 4_194_304  # 2^22 tokens
 MAX_STATE_SIZE = 1024
 MAX_CONV_KERNEL = 64
 
+# Checkpoint files (config.json, model.safetensors.index.json, safetensors headers, tokenizer.json).
+MAX_CONFIG_BYTES = 16 << 20  # config.json or a shard index: real ones are a few kB to a few MB
+MAX_HEADER_BYTES = 100_000_000  # a safetensors JSON header (the safetensors library's own limit)
+MAX_TENSOR_RANK = 16  # dimensions of one safetensors tensor
+MAX_TOKENIZER_BYTES = 1 << 28  # tokenizer.json: 256 MiB
+MAX_DATA_TOKENS = 1 << 27  # token ids of one data file (1 GiB as int64)
+
 # Data and run lengths (CLI options and data files).
 MAX_DATA_BYTES = 1 << 30  # a calibration or evaluation file: 1 GiB
 MAX_CALIB_TOKENS = 1 << 20  # --calib-tokens
+MAX_EVAL_TOKENS = 1 << 30  # --max-tokens of edgec eval
 MAX_SEQ_LEN = 65_536  # --seq-len
 MAX_GOLDEN_TOKENS = 4096  # --tokens (golden sequence of a build)
 MAX_NEW_TOKENS = 1_000_000  # --max-new-tokens of edgec run
@@ -55,12 +69,3 @@ def check_range(option: str, value: int | float | None, low: float, high: float)
 def _show(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
-
-# Checkpoint files (config.json, model.safetensors.index.json, safetensors headers, tokenizer.json).
-MAX_CONFIG_BYTES = 16 << 20  # config.json or a shard index: real ones are a few kB to a few MB
-MAX_HEADER_BYTES = 100_000_000  # a safetensors JSON header (the safetensors library's own limit)
-MAX_TENSOR_RANK = 16  # dimensions of one safetensors tensor
-MAX_TOKENIZER_BYTES = 1 << 28  # tokenizer.json: 256 MiB
-MAX_DATA_TOKENS = 1 << 27  # token ids of one data file (1 GiB as int64)
-
-__all__ += ["MAX_CONFIG_BYTES", "MAX_DATA_TOKENS", "MAX_HEADER_BYTES", "MAX_TENSOR_RANK", "MAX_TOKENIZER_BYTES"]

@@ -125,12 +125,14 @@ def manifest_field(folder: Path, manifest: dict[str, Any], key: str, kind: type,
 
 def check_files(folder: Path, manifest: dict[str, Any], names: Iterable[str], fix: str = "rebuild it") -> None:
     """Each of ``names`` (files a consumer is about to read) must be listed and match its hash."""
-    for name in names:
-        digest = manifest["files"].get(name)
-        path = Path(folder) / name
-        if digest is None:
+    names = list(names)
+    for name in names:  # a missing entry is named before any (possibly long) hashing
+        if name not in manifest["files"]:
             raise ArtifactError(f"{folder}: {MANIFEST} has no hash for {name}, so it cannot be trusted; "
                                 f"the folder was altered: {fix}")
+    for name in names:
+        digest = manifest["files"][name]
+        path = Path(folder) / name
         if not path.is_file():
             raise ArtifactError(f"{path}: missing (listed in {MANIFEST}); the folder was altered: {fix}")
         try:

@@ -14,6 +14,7 @@ Rules (each refusal is one OutputError line):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import socket
@@ -24,9 +25,9 @@ from pathlib import Path
 
 from edgec.errors import ArtifactError, OutputError
 from edgec.exits import raise_if_pending, signals_deferred
-from edgec.manifest import owned_files, read_manifest, sha256
+from edgec.manifest import owned_files, read_manifest
 
-__all__ = ["atomic_dir", "check_output", "sha256"]  # sha256: until every writer uses edgec.manifest
+__all__ = ["atomic_dir", "check_output"]
 
 _OWNER = ".owner"  # "<host> <pid>" of the run that made a staging folder
 _ABANDONED_AFTER_S = 600  # a staging folder with no owner file is someone's only after this long
@@ -123,8 +124,10 @@ def check_output(target: str | Path, inputs: Iterable[str | Path] = ()) -> None:
 
 
 def _staging_prefix(target: Path) -> str:
-    """Staging folders are ``.NAME.edgec-*``, NAME cut so that a legal output name never becomes too long."""
-    return f".{target.name[:_NAME_IN_PREFIX]}.edgec-"
+    """Staging folders are ``.NAME.HASH.edgec-*``: NAME cut so that a legal output name never becomes too long,
+    HASH (of the whole name) so that two names sharing their first characters never share staging folders."""
+    digest = hashlib.sha256(os.fsencode(target.name)).hexdigest()[:8]
+    return f".{target.name[:_NAME_IN_PREFIX]}.{digest}.edgec-"
 
 
 def _owner_alive(staging: Path) -> bool:
@@ -145,12 +148,16 @@ def _owner_alive(staging: Path) -> bool:
 
 def _clean_stale(target: Path) -> None:
     """Remove staging folders of killed runs for ``target``; restore an output caught mid-swap."""
-    for staging in target.parent.glob(_staging_prefix(target) + "*"):
+    prefix = _staging_prefix(target)
+    for staging in target.parent.iterdir():  # not glob: an output name may hold [, * or ?
         try:
-            if not staging.is_dir() or _owner_alive(staging):
+            if not staging.name.startswith(prefix) or not staging.is_dir() or _owner_alive(staging):
                 continue
+            made_for = _staged_for(staging)
+            if made_for not in (None, target.name):
+                continue  # another output's, however alike the names
             old = staging / "old"
-            if old.is_dir() and not target.exists() and _staged_for(staging) == target.name:
+            if old.is_dir() and made_for == target.name and not os.path.lexists(target):
                 old.rename(target)
             shutil.rmtree(staging, ignore_errors=True)
         except OSError:
@@ -204,8 +211,9 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         try:
             yield out
         except OSError as err:
-            raise OutputError(f"{target}: writing the output failed ({err.strerror or err}); nothing was "
-                              "changed") from None
+            where = f"{err.filename}: " if err.filename else ""
+            raise OutputError(f"{target}: writing the output failed ({where}{err.strerror or err}); the "
+                              "earlier output, if any, is unchanged") from None
         _check_replaceable(target)  # it may have changed during a long build
         raise_if_pending()  # a signal swallowed on the way (in a callback) stops the run before the swap
         with signals_deferred():
@@ -219,6 +227,8 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
                 raise
     finally:
         with signals_deferred():
+            if (staging / "old").is_dir() and not os.path.lexists(target):  # stopped between the two renames
+                (staging / "old").rename(target)  # (a KeyboardInterrupt in library use): the earlier output
             shutil.rmtree(staging, ignore_errors=True)
             if not os.path.lexists(target):
                 _remove_empty(made)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgec.errors import ArtifactError, EdgecError
-from edgec.frontends.mamba_spec import MambaSpec
+from edgec.families import FAMILIES
 from edgec.frontends.validate import load_tokenizer
 from edgec.ir.serde import graph_from_json, graph_to_json
 from edgec.manifest import MANIFEST, check_files, describe, manifest_field, read_manifest, sha256, uses, write_manifest
@@ -47,19 +47,15 @@ def _json_text(data: object) -> str:
     return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
-def _content_id(manifest_fields: dict[str, Any], graphs: bytes, scales: bytes, tensors: dict[str, np.ndarray]) -> str:
-    """A digest binding a QDIR's parts together: config and options, graphs.json, scales.json and every tensor.
+def _content_id(manifest_fields: dict[str, Any], graphs: bytes, scales: bytes) -> str:
+    """A digest binding a QDIR's parts together: config and options, graphs.json and scales.json.
 
-    Stored in weights.safetensors' metadata: files swapped in from another QDIR (with the manifest
-    hashes rewritten to match) no longer agree with it.
+    Stored in weights.safetensors' metadata (the file itself is hash-checked): files swapped in from
+    another QDIR, with the manifest's hashes rewritten to match, no longer agree with it.
     """
     digest = hashlib.sha256(_json_text({k: manifest_fields[k] for k in ("config", "options")}).encode())
-    digest.update(graphs)
-    digest.update(scales)
-    for name in sorted(tensors):
-        arr = np.ascontiguousarray(tensors[name])
-        digest.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
-        digest.update(arr.tobytes())
+    digest.update(hashlib.sha256(graphs).digest())
+    digest.update(hashlib.sha256(scales).digest())
     return digest.hexdigest()
 
 
@@ -116,9 +112,9 @@ def save_qdir(qm: QuantizedModel, target: str | Path, tokenizer: Path | None = N
         tensors = {k: np.array(v, order="C") for k, v in sorted(tensors.items())}
         graphs = _json_text({k: graph_to_json(g) for k, g in qm.graphs.items()})
         scales = _json_text({"activations": qm.scales, "state": qm.state_scales, "bits": qm.bits})
-        fields = {"format": FORMAT, "family": "mamba", "source": source, "config": qm.spec.to_config(),
+        fields = {"format": FORMAT, "family": qm.spec.family, "source": source, "config": qm.spec.to_config(),
                   "options": asdict(qm.options), "calibration": qm.calibration, "notes": qm.notes}
-        content_id = _content_id(fields, graphs.encode(), scales.encode(), tensors)
+        content_id = _content_id(fields, graphs.encode(), scales.encode())
         try:
             save_file(tensors, str(tmp / "weights.safetensors"), metadata={_CONTENT_ID: content_id})
         except SafetensorError as err:  # a full disk reaches us as safetensors' own error, not an OSError
@@ -175,7 +171,9 @@ def read_qdir_manifest(path: Path) -> dict[str, Any]:
         raise ArtifactError(f"{path / MANIFEST}: options[{unknown[0]!r}] is not a known option; the folder was "
                             f"altered: {FIX}")
     _check_types(path / MANIFEST, "options", manifest["options"], options)
-    _check_types(path / MANIFEST, "config", manifest["config"], _dataclass_types(MambaSpec))
+    if manifest.get("family") not in FAMILIES:
+        raise ArtifactError(f"{path / MANIFEST}: family {manifest.get('family')!r} is not one edgec knows "
+                            f"({', '.join(FAMILIES)}); {FIX}")
     return manifest
 
 
@@ -231,6 +229,10 @@ def load_qdir(path: str | Path, manifest: dict[str, Any] | None = None) -> Quant
 
     path = Path(path)
     manifest = manifest if manifest is not None else read_qdir_manifest(path)
+    try:  # the config first: a garbled field is named, before any file is read
+        spec = FAMILIES[manifest["family"]].spec(manifest["config"], source=str(path / MANIFEST))
+    except EdgecError as err:
+        raise ArtifactError(f"{err}; {FIX}") from None
     check_files(path, manifest, _READ, FIX)
     try:
         tensors = load_file(str(path / "weights.safetensors"))
@@ -239,17 +241,13 @@ def load_qdir(path: str | Path, manifest: dict[str, Any] | None = None) -> Quant
     except (SafetensorError, ValueError, OSError) as err:
         raise ArtifactError(f"{path / 'weights.safetensors'}: unreadable ({err}); {FIX}") from None
     graphs_bytes, scales_bytes = (path / "graphs.json").read_bytes(), (path / "scales.json").read_bytes()
-    if stored_id != _content_id(manifest, graphs_bytes, scales_bytes, tensors):
+    if stored_id != _content_id(manifest, graphs_bytes, scales_bytes):
         raise ArtifactError(f"{path}: its files do not belong together (weights.safetensors was written with "
                             f"another graphs.json, scales.json or config); {FIX}")
     graphs_json, scales = _json(path / "graphs.json"), _json(path / "scales.json")
     _check_types(path / "scales.json", "the file", scales, {k: (dict,) for k in ("activations", "state", "bits")})
     for key, kind in (("activations", (int, float)), ("state", (int, float)), ("bits", (int,))):
         _check_types(path / "scales.json", key, scales[key], dict.fromkeys(scales[key], kind))
-    try:
-        spec = MambaSpec.from_config(manifest["config"], source=str(path / MANIFEST))
-    except EdgecError as err:
-        raise ArtifactError(f"{err}; {FIX}") from None
     try:
         graphs = {k: graph_from_json(g) for k, g in graphs_json.items()}
     except (KeyError, ValueError, TypeError, AttributeError) as err:

@@ -39,12 +39,12 @@ def load_float(arg: str | None) -> tuple[Model, ZooEntry | None]:
     name = model_name(arg)
     if name in BUNDLED:
         return load_checkpoint(BUNDLED[name].folder), BUNDLED[name]
-    if _edgec_output(name) is not None:  # an edgec output, sound or not, is never read as a checkpoint
+    if _edgec_output(name, None) is not None:  # an edgec output, sound or not, is never read as a checkpoint
         from edgec.manifest import describe, read_manifest, uses
 
         fmt = read_manifest(Path(name), what="a checkpoint")["format"]
         raise ArtifactError(f"{name}: is {describe(fmt)}, not a checkpoint folder (quantize takes a "
-                            f"MambaForCausalLM.save_pretrained folder or a bundled name); {uses(fmt, Path(name))}")
+                            f"save_pretrained folder or a bundled name); {uses(fmt, Path(name))}")
     return load_checkpoint(Path(name)), None
 
 
@@ -60,11 +60,19 @@ def _quantize(fm: Model, entry: ZooEntry | None, model: str | None, calib: Path 
     return qm
 
 
-def _edgec_output(model: str | None) -> Path | None:
-    """``model`` as an edgec output folder (it has a manifest.json), or None for a checkpoint or bundled name."""
+def _edgec_output(model: str | None, calib: Path | None) -> Path | None:
+    """``model`` as an edgec output folder (it has a manifest.json), or None for a checkpoint or bundled name.
+
+    Calibration data is for a checkpoint only: given with an edgec output, it is refused, not ignored.
+    """
     from edgec.qdir import is_edgec_output
 
-    return Path(model) if model is not None and is_edgec_output(model_name(model)) else None
+    if model is None or not is_edgec_output(model_name(model)):
+        return None
+    if calib is not None:
+        raise DataError(f"--calib is for a checkpoint MODEL, and {model} is an edgec output (a QDIR is calibrated "
+                        "already): drop --calib")
+    return Path(model)
 
 
 def quantized_model(model: str | None, calib: Path | None) -> tuple[QuantizedModel, Path | None]:
@@ -72,7 +80,7 @@ def quantized_model(model: str | None, calib: Path | None) -> tuple[QuantizedMod
     read), a checkpoint or bundled model is loaded and quantized with ``calib``."""
     from edgec.qdir import load_qdir, qdir_tokenizer, read_qdir_manifest
 
-    folder = _edgec_output(model)
+    folder = _edgec_output(model, calib)
     if folder is not None:
         manifest = read_qdir_manifest(folder)
         qm = load_qdir(folder, manifest)
@@ -86,7 +94,7 @@ def float_and_quantized(model: str | None, calib: Path | None) -> tuple[Model, Z
     source checkpoint reloaded (it must be unchanged since quantization), a checkpoint is quantized."""
     from edgec.qdir import load_qdir, qdir_tokenizer, read_qdir_manifest
 
-    folder = _edgec_output(model)
+    folder = _edgec_output(model, calib)
     if folder is None:
         fm, entry = load_float(model)
         return fm, entry, _quantize(fm, entry, model, calib)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from edgec import exits
 from edgec.errors import EdgecError
 
 __all__ = [
@@ -90,17 +91,19 @@ def _first_error_line(stderr: str) -> str:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL a process group and wait until every member is gone (not only its leader)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    deadline = time.monotonic() + 20.0
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.01)
+    """SIGKILL a process group and wait until every member is gone (not only its leader); a second Ctrl-C
+    during this wait is only recorded, so the compiler never outlives edgec."""
+    with exits.signals_deferred():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.01)
 
 
 def _run_group(cmd: list[str], timeout: float, env: Mapping[str, str] | None) -> subprocess.CompletedProcess:

@@ -4,7 +4,8 @@ A target module provides three functions:
 
 - ``check_options(options) -> None``: refuse bad option values before any quantization work;
 - ``build_target(qm, output, options, tokenizer) -> dict``: write the artifact folder, return its report;
-- ``summarize(report, output) -> str``: the lines the CLI prints.
+- ``summarize(report, output) -> str``: the lines the CLI prints;
+- ``verify_build(folder, manifest) -> str``: re-check a build folder of the target (``edgec verify``).
 
 ``options`` holds the target's own options (table below, defaults filled in); every target has
 ``tokens``, the length of the golden sequence it checks its artifact on.
@@ -16,12 +17,14 @@ import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edgec.errors import DataError
-from edgec.passes.quantize import QuantizedModel
 
-__all__ = ["TARGETS", "TargetInfo", "TargetModule", "load_target", "target_options"]
+if TYPE_CHECKING:
+    from edgec.passes.quantize import QuantizedModel
+
+__all__ = ["TARGETS", "TargetInfo", "TargetModule", "load_target", "target_of_format", "target_options"]
 
 
 class TargetModule(Protocol):
@@ -34,22 +37,25 @@ class TargetModule(Protocol):
 
     def summarize(self, report: dict, output: Path) -> str: ...
 
+    def verify_build(self, folder: Path, manifest: dict) -> str: ...
+
 
 @dataclass(frozen=True)
 class TargetInfo:
-    """A target: its module, a one-line description, and its own options with their defaults."""
+    """A target: its module, a one-line description, its builds' manifest format, its options' defaults."""
 
     module: str
     description: str
+    format: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 TARGETS: dict[str, TargetInfo] = {
-    "fpga": TargetInfo("edgec.targets.fpga.build", "Vitis HLS project, C-simulated bit-exact with g++",
+    "fpga": TargetInfo("edgec.targets.fpga.build", "Vitis HLS project, C-simulated bit-exact with g++", "edgec-fpga/",
                        {"tokens": 128, "device": "zcu102", "parallelism": None, "csim": True, "trace": False}),
-    "cpu": TargetInfo("edgec.targets.onnx.build", "int8 ONNX for ONNX Runtime (exact integer matmuls)",
+    "cpu": TargetInfo("edgec.targets.onnx.build", "int8 ONNX for ONNX Runtime (exact integer matmuls)", "edgec-onnx/",
                       {"tokens": 32}),
-    "orin": TargetInfo("edgec.targets.orin.build", "int8 Q/DQ ONNX for TensorRT, linted, with its build recipe",
+    "orin": TargetInfo("edgec.targets.orin.build", "int8 Q/DQ ONNX for TensorRT, with its recipe", "edgec-orin/",
                        {"tokens": 32, "jetpack": "6.2", "engine": "auto"}),
 }
 
@@ -69,6 +75,11 @@ def target_options(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
             raise DataError(f"{flag} is an option of --target {' / '.join(owners)}; it does nothing for "
                             f"--target {name}: drop it")
     return {**own, **given}
+
+
+def target_of_format(fmt: str) -> str | None:
+    """The target whose builds have manifest format ``fmt`` (None for a QDIR or anything else)."""
+    return next((name for name, info in TARGETS.items() if fmt.startswith(info.format)), None)
 
 
 def load_target(name: str) -> TargetModule:

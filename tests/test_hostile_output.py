@@ -185,7 +185,9 @@ def _dead_pid() -> int:
 def _stale_staging(parent: Path, name: str, pid: int) -> Path:
     import socket
 
-    staging = parent / f".{name}.edgec-{pid}-abc123"
+    from edgec.outdir import _staging_prefix
+
+    staging = parent / f"{_staging_prefix(parent / name)}{pid}-abc123"
     (staging / "out").mkdir(parents=True)
     (staging / "out" / "partial.bin").write_bytes(b"\0" * 100)
     (staging / ".owner").write_text(f"{socket.gethostname()} {pid}\n{name}\n")
@@ -221,5 +223,35 @@ def test_a_failing_build_leaves_the_earlier_output_and_no_staging(tmp_path, qdir
         (out / "half.bin").write_bytes(b"1")
         (out.parent / "scratch.o").write_bytes(b"2")
         raise RuntimeError("compiler crashed")
+    assert tree(qdir) == before
+    assert_no_leftovers(tmp_path)
+
+
+@pytest.mark.parametrize("other", ["out[1]", "out?", "out*", "o" * 120 + "b"])
+def test_a_run_never_touches_another_outputs_staging(tmp_path, qdir, other):
+    """Names with glob characters, or sharing their first 100 characters, do not share staging folders."""
+    name = "out1" if not other.startswith("o" * 120) else "o" * 120 + "a"
+    parked = _stale_staging(tmp_path, name, _dead_pid())
+    qdir.rename(parked / "old")  # a killed run for NAME left its earlier output parked
+    before = tree(parked)
+    with pytest.raises(RuntimeError), atomic_dir(tmp_path / other):
+        raise RuntimeError("a failing run for another output")
+    assert tree(parked) == before
+
+
+def test_a_keyboard_interrupt_between_the_renames_keeps_the_earlier_output(tmp_path, qdir, monkeypatch):
+    """Library use (no edgec signal handlers): Ctrl-C is a KeyboardInterrupt, and may land mid-swap."""
+    before = tree(qdir)
+    real_rename = Path.rename
+
+    def interrupted_rename(self, target):
+        if self.name == "out":  # the second rename: the earlier output is already parked
+            raise KeyboardInterrupt
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", interrupted_rename)
+    with pytest.raises(KeyboardInterrupt), atomic_dir(qdir) as out:
+        (out / "new.bin").write_bytes(b"new")
+    monkeypatch.undo()
     assert tree(qdir) == before
     assert_no_leftovers(tmp_path)

@@ -79,10 +79,12 @@ def test_an_option_of_another_target_is_not_silently_ignored(built, tmp_path, ar
     assert not (tmp_path / "out").exists()
 
 
-def test_eval_of_a_qdir_refuses_calibration_data(built, tmp_path):
+@pytest.mark.parametrize("command", [["eval"], ["build", "--target", "cpu"]])
+def test_a_qdir_refuses_calibration_data(built, tmp_path, command):
     data = tmp_path / "d.txt"
     data.write_text("some calibration text")
-    assert_fails_cleanly(run_cli("eval", built["q"], "--calib", data), "drop --calib")
+    extra = ["-o", tmp_path / "o"] if command[0] == "build" else []
+    assert_fails_cleanly(run_cli(command[0], built["q"], *command[1:], "--calib", data, *extra), "drop --calib")
 
 
 def test_a_long_but_legal_output_name_works(tmp_path, built):

@@ -195,7 +195,7 @@ def test_qdir_graphs_garbled_with_matching_hash(copy, tmp_path):
     (lambda m: m.__delitem__("config"), ("manifest.json", "'config' entry is missing")),
     (lambda m: m.__delitem__("options"), ("manifest.json", "'options' entry is missing")),
     (lambda m: m["options"].__setitem__("hadamard", "yes"), ("manifest.json", "options['hadamard']")),
-    (lambda m: m["config"].__setitem__("hidden_size", "big"), ("manifest.json", "config['hidden_size']")),
+    (lambda m: m["config"].__setitem__("hidden_size", "big"), ("manifest.json", "hidden_size must be a JSON integer")),
     (lambda m: m["source"].__delitem__("path"), ("manifest.json", "'source'")),
 ], ids=["not-json", "array", "newer-format", "foreign-format", "files-list", "files-escape", "no-config",
         "no-options", "option-type", "config-type", "source-garbled"])

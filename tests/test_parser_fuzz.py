@@ -67,6 +67,30 @@ def test_config_fields(edits, dropped):
         assert len(spec.expected_shapes()) <= 12 * MAX_LAYERS + 3
 
 
+XLSTM_CONFIG = {"model_type": "xlstm", "architectures": ["xLSTMForCausalLM"], "vocab_size": 256, "hidden_size": 128,
+                "num_hidden_layers": 2, "num_heads": 4, "qk_dim_factor": 0.5, "v_dim_factor": 1.0,
+                "ffn_proj_factor": 2.667, "ffn_round_up_to_multiple_of": 64, "chunk_size": 16, "gate_soft_cap": 15.0,
+                "output_logit_soft_cap": 30.0, "weight_mode": "single", "use_bias": False, "embedding_dim": 128,
+                "num_blocks": 2, "norm_eps": 1e-6, "eps": 1e-6}
+XLSTM_FIELDS = st.sampled_from(sorted(XLSTM_CONFIG))
+
+
+@FUZZ
+@given(edits=st.dictionaries(XLSTM_FIELDS, JSON | NUMBERS | st.sampled_from(["single", "fused", None]), max_size=4),
+       dropped=st.sets(XLSTM_FIELDS, max_size=3))
+def test_xlstm_config_fields(edits, dropped):
+    from edgec.frontends.xlstm_spec import XlstmSpec
+
+    cfg = {k: v for k, v in (XLSTM_CONFIG | edits).items() if k not in dropped}
+    spec = outcome(lambda: XlstmSpec.from_config(cfg))
+    if spec is not None:
+        assert 1 <= spec.num_hidden_layers <= MAX_LAYERS and 1 <= spec.vocab_size <= MAX_VOCAB
+        assert max(spec.hidden_size, spec.qk_dim, spec.v_dim, spec.ffn_dim) <= MAX_WIDTH
+        assert spec.qk_dim % spec.num_heads == 0 and spec.v_dim % spec.num_heads == 0
+        assert spec.weight_mode in ("single", "fused")
+        assert len(spec.expected_shapes()) <= 16 * MAX_LAYERS + 3
+
+
 @FUZZ
 @given(cfg=JSON)
 def test_config_any_json(cfg):

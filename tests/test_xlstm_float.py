@@ -189,3 +189,14 @@ def test_bundled_xlstm_tiny_matches_transformers_and_uses_both_branches():
     assert rel_err(_edgec_decode(model, text[:, :48]), _hf_decode(hf, text[:, :48])) <= 1e-4
     seen = denominator_branches(model, text)
     assert seen["q.n"] > 0 and seen["exp(-m)"] > 0, seen
+
+
+@pytest.mark.parametrize("hidden", [256, 768, 1536])
+def test_derived_widths_follow_transformers_and_round_trip(hidden):
+    """transformers rounds the feed-forward width with (x + m - 1) // m * m on a float x (768 x 2.667 -> 2048)."""
+    from edgec.frontends.xlstm_spec import XlstmSpec
+
+    hf = make_hf_xlstm(6, hidden_size=hidden, num_hidden_layers=1, num_heads=4)
+    spec = from_torch(hf).spec  # the checkpoint's shapes must match the widths the spec derives
+    assert spec.ffn_dim == hf.backbone.blocks[0].ffn.up_proj_dim
+    assert XlstmSpec.from_config(spec.to_config()) == spec

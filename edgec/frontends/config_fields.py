@@ -27,7 +27,7 @@ def as_int(value: Any, name: str, source: str, high: int, limit: str) -> int:
 
 
 def int_field(cfg: Mapping[str, Any], name: str, source: str, high: int, limit: str, default: int | None = None) -> int:
-    """Field ``name`` as in :func:`_as_int`; only a missing or null field takes ``default``."""
+    """Field ``name`` as in :func:`as_int`; only a missing or null field takes ``default``."""
     value = cfg.get(name)
     if value is None:
         if default is None:

@@ -15,7 +15,7 @@ from edgec.frontends.validate import is_present, load_tokenizer, loads_json, pat
 from edgec.frontends.weights import WeightStore
 from edgec.limits import MAX_CONFIG_BYTES
 
-__all__ = ["from_torch", "load_checkpoint"]
+__all__ = ["check_weights", "from_torch", "load_checkpoint"]
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
@@ -23,13 +23,13 @@ def _read_config(folder: Path) -> dict[str, Any]:
     path = folder / "config.json"
     if not is_present(path):
         raise CheckpointError(f"{folder}: no config.json; pass a folder written by "
-                              "MambaForCausalLM.save_pretrained, or a bundled model name (edgec models)")
-    raw = read_bytes(path, "a config.json written by MambaConfig.save_pretrained", CheckpointError,
+                              "a transformers model's save_pretrained, or a bundled model name (edgec models)")
+    raw = read_bytes(path, "a config.json written by save_pretrained", CheckpointError,
                      MAX_CONFIG_BYTES, "MAX_CONFIG_BYTES")
     cfg = loads_json(raw, path)
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{path}: expected a JSON object, got a JSON {type(cfg).__name__}; "
-                              "pass a config.json written by MambaConfig.save_pretrained")
+                              "pass a config.json written by save_pretrained")
     return cfg
 
 

@@ -51,15 +51,14 @@ class XlstmSpec:
         if not isinstance(cfg, Mapping):
             raise CheckpointError(f"{source}: expected a JSON object, got {type(cfg).__name__}")
         _check_supported(cfg, source)
-        hidden = int_field(cfg, "hidden_size", source, MAX_WIDTH, "MAX_WIDTH",
-                           default=cfg.get("embedding_dim") if isinstance(cfg.get("embedding_dim"), int) else None)
-        blocks = cfg.get("num_hidden_layers", cfg.get("num_blocks"))
-        layers = int_field({"num_hidden_layers": blocks}, "num_hidden_layers", source, MAX_LAYERS, "MAX_LAYERS")
+        hidden = _aliased(cfg, "hidden_size", "embedding_dim", source, MAX_WIDTH, "MAX_WIDTH")
+        layers = _aliased(cfg, "num_hidden_layers", "num_blocks", source, MAX_LAYERS, "MAX_LAYERS")
         heads = int_field(cfg, "num_heads", source, MAX_WIDTH, "MAX_WIDTH", default=8)
         qk = int(hidden * float_field(cfg, "qk_dim_factor", source, 0.5, 0, 64))
         v = int(hidden * float_field(cfg, "v_dim_factor", source, 1.0, 0, 64))
         multiple = int_field(cfg, "ffn_round_up_to_multiple_of", source, MAX_WIDTH, "MAX_WIDTH", default=64)
-        ffn = multiple * math.ceil(hidden * float_field(cfg, "ffn_proj_factor", source, 2.667, 0, 64) / multiple)
+        ffn_real = hidden * float_field(cfg, "ffn_proj_factor", source, 2.667, 0, 64)
+        ffn = int((ffn_real + multiple - 1) // multiple * multiple)  # transformers' round_up_to_next_multiple_of
         for name, width in (("q/k width (hidden_size * qk_dim_factor)", qk), ("v width (hidden_size * v_dim_factor)",
                                                                              v)):
             if width < heads or width % heads:
@@ -76,7 +75,7 @@ class XlstmSpec:
             gate_soft_cap=float_field(cfg, "gate_soft_cap", source, None, 0, 1e6),
             output_logit_soft_cap=float_field(cfg, "output_logit_soft_cap", source, None, 0, 1e6),
             chunk_size=int_field(cfg, "chunk_size", source, 1 << 16, "2^16", default=64),
-            weight_mode=str(cfg.get("weight_mode") or "single"),
+            weight_mode=cfg.get("weight_mode", "single"),
         )
 
     def to_config(self) -> dict[str, Any]:
@@ -84,8 +83,9 @@ class XlstmSpec:
         d = self.hidden_size
         cfg: dict[str, Any] = {k: v for k, v in asdict(self).items() if k not in ("qk_dim", "v_dim", "ffn_dim")}
         cfg.update(model_type="xlstm", architectures=["xLSTMForCausalLM"], num_blocks=self.num_hidden_layers,
-                   qk_dim_factor=self.qk_dim / d, v_dim_factor=self.v_dim / d, ffn_proj_factor=self.ffn_dim / d,
-                   ffn_round_up_to_multiple_of=1, use_bias=False, tie_word_embeddings=False)
+                   qk_dim_factor=_factor(self.qk_dim, d), v_dim_factor=_factor(self.v_dim, d),
+                   ffn_proj_factor=_factor(self.ffn_dim, d), ffn_round_up_to_multiple_of=1, use_bias=False,
+                   tie_word_embeddings=False)
         return cfg
 
     @property
@@ -117,6 +117,21 @@ class XlstmSpec:
                 shapes |= {m + "qkv_opreact.weight": (2 * qk + 2 * v, d), m + "ifgate_preact.weight": (2 * h, d),
                            m + "ifgate_preact.bias": (2 * h,), p + "ffn.proj_up_gate_z.weight": (2 * f, d)}
         return shapes
+
+
+def _aliased(cfg: Mapping[str, Any], name: str, alias: str, source: str, high: int, limit: str) -> int:
+    """Field ``name``, or its alias (transformers fills each from the other when one is null)."""
+    if cfg.get(name) is None and cfg.get(alias) is not None:
+        return int_field(cfg, alias, source, high, limit)
+    return int_field(cfg, name, source, high, limit)
+
+
+def _factor(width: int, hidden: int) -> float:
+    """The smallest float factor with int(hidden * factor) == width (so that a config round-trips)."""
+    factor = width / hidden
+    while int(hidden * factor) < width:
+        factor = math.nextafter(factor, math.inf)
+    return factor
 
 
 def _check_supported(cfg: Mapping[str, Any], source: str) -> None:

@@ -94,3 +94,12 @@ def summarize(report: dict, output: Path) -> str:
         lines.append(f"csim: {c['logits_equal']}/{c['logits_total']} logits bit-exact over {c['tokens']} tokens "
                      f"(compile {c['compile_s']:.1f} s, {c['ms_per_token']:.2f} ms/token)")
     return "\n".join([*lines, f"wrote {output}"])
+
+
+def verify_build(folder: Path, manifest: dict) -> str:
+    """Plug-in entry (edgec verify): every hash, then C simulation bit-exact with the golden logits."""
+    from edgec.targets.fpga.verify import verify_fpga
+
+    c = verify_fpga(folder, manifest)
+    return (f"{folder}: C simulation (g++, hls4ml ap_types) is bit-exact with the golden logits: "
+            f"{c['logits_equal']}/{c['logits_total']} logits over {c['tokens']} tokens")

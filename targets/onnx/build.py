@@ -32,7 +32,7 @@ from edgec.targets.onnx.prefill import export_prefill
 from edgec.targets.onnx.verify import compare_with_simulator, simulate_io, simulate_logits
 
 __all__ = ["FORMAT", "build_cpu", "build_target", "check_options", "export_verified", "load_golden",
-           "read_onnx_manifest", "summarize", "verify_output", "write_onnx_folder"]
+           "read_onnx_manifest", "summarize", "verify_build", "verify_output", "write_onnx_folder"]
 
 FORMAT = "edgec-onnx/1"
 GOLDEN_TOKENS = 32
@@ -145,8 +145,8 @@ def verify_output(folder: Path, manifest: dict | None = None) -> dict:
     from edgec.targets.onnx.generate import checked_vocab, open_session
 
     manifest = manifest if manifest is not None else read_onnx_manifest(folder, "verify")
-    check_files(folder, manifest, ["step.onnx", "golden.npz"])
-    check_files(folder, manifest, sorted(manifest["files"]))
+    needed = ["step.onnx", "golden.npz"]  # named first: a missing entry is reported for these, before any hashing
+    check_files(folder, manifest, [*needed, *sorted(set(manifest["files"]) - set(needed))])
     golden = load_golden(folder)
     session = open_session(folder / "step.onnx")
     if checked_vocab(folder, manifest, session) != golden["logits"].shape[1]:
@@ -185,3 +185,17 @@ def summarize(report: dict, output: Path) -> str:
     return (f"step.onnx: ONNX Runtime vs qdq simulator over {ref['tokens']} tokens: int8 tensors within "
             f"{ref['max_lsb']} LSB, logits {ref['logits_max_rel']:.1e} (optimized: {opt['logits_max_rel']:.1e})\n"
             f"wrote {output}")
+
+
+def verify_build(folder: Path, manifest: dict) -> str:
+    """Plug-in entry (edgec verify): every hash, then step.onnx (and step.engine where TensorRT runs)."""
+    result = verify_output(folder, manifest)
+    lines = [f"{folder}: step.onnx matches the golden logits (max relative difference {result['onnx']:.1e})"]
+    if result["engine"] is not None:
+        lines.append(f"{folder}: step.engine matches the golden logits (max relative difference "
+                     f"{result['engine']:.1e})")
+    elif manifest["format"].startswith("edgec-orin/") and (folder / "step.engine").is_file():
+        lines.append(f"{folder}: step.engine not run: TensorRT is not available here")
+    if result["int8_layers"] is not None:
+        lines.append(f"{folder}: {result['int8_layers']} engine layers ran in INT8 (layers.json)")
+    return "\n".join(lines)

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from edgec.errors import ArtifactError, DataError
+from edgec.errors import ArtifactError, DataError, EdgecError
+from edgec.frontends.validate import load_tokenizer
 from edgec.manifest import check_files, manifest_field
 
 __all__ = ["generate", "open_session"]
@@ -61,16 +62,14 @@ class _Codec:
     def __init__(self, folder: Path, vocab_size: int, manifest: dict[str, Any]) -> None:
         self.tokenizer = None
         if TOKENIZER in manifest["files"] or (folder / TOKENIZER).exists():
-            from tokenizers import Tokenizer
-
             check_files(folder, manifest, [TOKENIZER])
             try:
-                self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER))
-            except Exception as err:  # tokenizers raises its own Exception type
-                raise ArtifactError(f"{folder / TOKENIZER}: not a readable tokenizer ({_first_line(err)}); "
-                                    "rebuild the folder with edgec build") from None
+                self.tokenizer = load_tokenizer(folder / TOKENIZER)
+            except EdgecError as err:
+                raise ArtifactError(f"{err}; the build was altered: rebuild the folder with edgec build") from None
         elif vocab_size != 256:
-            raise DataError(f"{folder}: no tokenizer.json and vocab_size {vocab_size} is not byte-level")
+            raise ArtifactError(f"{folder}: no tokenizer.json and vocab_size {vocab_size} is not byte-level; the "
+                                "build was altered: rebuild the folder with edgec build")
         self.bytes = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def encode(self, text: str) -> list[int]:

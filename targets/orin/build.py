@@ -17,7 +17,7 @@ from typing import Any
 from edgec.errors import DataError, EdgecError
 from edgec.outdir import atomic_dir
 from edgec.passes.quantize import QuantizedModel
-from edgec.targets.onnx.build import GOLDEN_TOKENS, export_verified, write_onnx_folder
+from edgec.targets.onnx.build import GOLDEN_TOKENS, export_verified, verify_build, write_onnx_folder
 from edgec.targets.onnx.build import summarize as onnx_summary
 from edgec.targets.orin.engine import build_engine, tensorrt_available
 from edgec.targets.orin.jetpack import resolve_jetpack
@@ -25,7 +25,8 @@ from edgec.targets.orin.lint import format_findings, lint, require_clean
 from edgec.targets.orin.recipe import LAYER_INFO, build_recipe
 from edgec.targets.orin.roofline import decode_roofline, format_roofline
 
-__all__ = ["ENGINE_MODES", "FORMAT", "UNHASHED", "build_orin", "build_target", "check_options", "summarize"]
+__all__ = ["ENGINE_MODES", "FORMAT", "UNHASHED", "build_orin", "build_target", "check_options", "summarize",
+           "verify_build"]
 
 FORMAT = "edgec-orin/1"
 ENGINE_MODES = ("auto", "always", "never")
