@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,14 @@ def tiny_checkpoint(tmp_path_factory, tiny_hf) -> Path:
     folder = tmp_path_factory.mktemp("ckpt") / "tiny"
     tiny_hf.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+@pytest.fixture()
+def ckpt(tmp_path, tiny_checkpoint) -> Path:
+    """A private copy of the tiny checkpoint, free to alter."""
+    dst = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, dst)
+    return dst
 
 
 @pytest.fixture(scope="session")

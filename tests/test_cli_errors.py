@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,13 +22,6 @@ def assert_one_line_error(res: subprocess.CompletedProcess, *fragments: str) -> 
     assert "Traceback" not in res.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
-
-
-@pytest.fixture()
-def ckpt(tmp_path, tiny_checkpoint) -> Path:
-    dst = tmp_path / "model"
-    shutil.copytree(tiny_checkpoint, dst)
-    return dst
 
 
 def _edit_config(folder: Path, **changes) -> None:

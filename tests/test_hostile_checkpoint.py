@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import stat
 import struct
 from collections.abc import Callable
@@ -362,13 +361,6 @@ PATH_CASES = [
     pytest.param(lambda f: f / "config.json", ["config.json", "is a file, not a folder"], id="path-is-file"),
     pytest.param(lambda f: f.parent / "absent", ["absent", "no such model folder"], id="path-absent"),
 ]
-
-
-@pytest.fixture()
-def ckpt(tmp_path: Path, tiny_checkpoint: Path) -> Path:
-    dst = tmp_path / "model"
-    shutil.copytree(tiny_checkpoint, dst)
-    return dst
 
 
 def _refused(args: list, fragments: list[str], ckpt: Path, data: Path, out: Path | None) -> None:

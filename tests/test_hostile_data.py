@@ -4,7 +4,6 @@ the .npy header before anything is read or allocated; no output folder, inputs u
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -104,13 +103,6 @@ CASES = [
     pytest.param("scalar.npy", saved(np.int64(5)), ["scalar.npy", "too little data"], id="npy-0d"),
     pytest.param("x" * 300 + ".txt", lambda p: None, ["too long"], id="name-too-long"),
 ]
-
-
-@pytest.fixture()
-def ckpt(tmp_path: Path, tiny_checkpoint: Path) -> Path:
-    dst = tmp_path / "model"
-    shutil.copytree(tiny_checkpoint, dst)
-    return dst
 
 
 def _refused(args: list, fragments: list[str], ckpt: Path, data_dir: Path, out: Path | None) -> None:

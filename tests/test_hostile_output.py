@@ -30,13 +30,6 @@ def qdir(tmp_path, qdir_src) -> Path:
     return dst
 
 
-@pytest.fixture()
-def ckpt(tmp_path, tiny_checkpoint) -> Path:
-    dst = tmp_path / "model"
-    shutil.copytree(tiny_checkpoint, dst)
-    return dst
-
-
 def _quantize(ckpt: Path, calib: Path, out: Path | str):
     return run_cli("quantize", ckpt, "--calib", calib, "-o", out, "--calib-tokens", "1024")
 
