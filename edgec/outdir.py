@@ -4,11 +4,11 @@ Rules (each refusal is one OutputError line):
 - the output is never an input, nor a folder that contains an input or lies inside one;
 - an existing folder is replaced only when it is an edgec output holding nothing but edgec's own
   files (those its manifest.json lists); anything else is refused and the strangers are named;
-- the new output is built in a staging folder ``PARENT/.NAME.edgec-<pid>-<random>/out`` and
-  swapped in with two renames during which SIGINT/SIGTERM are only recorded; the staging folder is removed on
-  every exit path (errors, Ctrl-C, SIGTERM). A run killed outright (SIGKILL, power loss) leaves it
-  behind; the next run for the same target removes it, and puts the earlier output back if the kill
-  came between the two renames.
+- the new output is built in a staging folder ``PARENT/.NAME.HASH.edgec-<pid>-<random>/out`` and
+  swapped in with two renames during which SIGINT/SIGTERM are only recorded; the staging folder is
+  removed on every exit path (errors, Ctrl-C, SIGTERM), after putting an earlier output parked in it
+  back. A run killed outright (SIGKILL, power loss) leaves it behind; the next run for the same
+  target removes it, and puts the earlier output back if the kill came between the two renames.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from edgec.manifest import owned_files, read_manifest
 
 __all__ = ["atomic_dir", "check_output"]
 
-_OWNER = ".owner"  # "<host> <pid>" of the run that made a staging folder
+_OWNER = ".owner"  # "<host> <pid>" of the run that made a staging folder, then the output's name
 _ABANDONED_AFTER_S = 600  # a staging folder with no owner file is someone's only after this long
 _MAX_NAMED = 5
 _NAME_IN_PREFIX = 100  # characters of the output's name in its staging folder's name
