@@ -24,7 +24,16 @@ from edgec.hls.toolchain import (
     find_compiler,
     run_program,
 )
-from edgec.numerics.fixed import EXP2_POLY_Q30, exp2_fixed, isqrt, requant, rshift_round, saturate
+from edgec.numerics.fixed import (
+    EXP2_POLY_Q30,
+    bit_length,
+    exp2_fixed,
+    isqrt,
+    reciprocal_fixed,
+    requant,
+    rshift_round,
+    saturate,
+)
 from edgec.numerics.lut import build_lut, lookup
 
 DRIVER_SOURCE = Path(__file__).parent / "cpp" / "numerics_driver.cpp"
@@ -246,6 +255,34 @@ def test_exp2_fixed_random(run_cpp):
         py[fb == b] = exp2_fixed(t[fb == b], int(b))
     assert (py > 0).mean() > 0.25
     assert_same(run_cpp("exp2_fixed", t, fb), py, t=t, frac_bits=fb)
+
+
+# ---- bit_length and reciprocal_fixed --------------------------------------------------------------
+
+def _reciprocal_inputs(rng: np.random.Generator) -> np.ndarray:
+    """Edges (powers of two and their neighbours, the 31-bit normalisation boundary, the top) and random values."""
+    edges = [1, 2, 3, 5, 7, (1 << 62) - 1] + [(1 << k) + d for k in range(62) for d in (-1, 0, 1)]
+    x = _int64(v for v in edges if 1 <= v < 1 << 62)
+    wide = np.abs(_wide(rng, N_RANDOM, 62))
+    return np.concatenate([x, wide[wide >= 1], rng.integers(1, 1 << 20, size=N_RANDOM // 4)])
+
+
+def test_bit_length(run_cpp):
+    x = np.concatenate([[0], _reciprocal_inputs(np.random.default_rng(6))])
+    py = bit_length(x)
+    assert_same(run_cpp("bit_length", x), py, x=x)
+    assert py.tolist() == [int(v).bit_length() for v in x.tolist()]
+
+
+def test_reciprocal_fixed_is_bit_exact_and_accurate(run_cpp):
+    x = _reciprocal_inputs(np.random.default_rng(7))
+    y, shift = reciprocal_fixed(x)
+    assert_same(run_cpp("reciprocal", x), y * 128 + shift, x=x)
+    assert y.min() >= 1 << 30 and y.max() <= 1 << 31
+    rel = np.abs(np.ldexp(y.astype(np.float64) * x.astype(np.float64), -shift) - 1)  # y * x * 2^-shift ~= 1
+    assert rel.max() < 2.0 ** -29
+    with pytest.raises(ValueError):
+        reciprocal_fixed(np.array([0]))
 
 
 # ---- lut_lookup ----------------------------------------------------------------------------------

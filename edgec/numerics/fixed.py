@@ -17,11 +17,17 @@ __all__ = [
     "EXP2_FRAC_BITS",
     "EXP2_POLY_Q30",
     "MULT_BITS",
+    "RECIP_C0_Q30",
+    "RECIP_C1_Q30",
+    "RECIP_FRAC_BITS",
+    "RECIP_ITERATIONS",
     "REQUANT_INPUT_BITS",
+    "bit_length",
     "exp2_fixed",
     "float_to_fixed",
     "isqrt",
     "quantize_multiplier",
+    "reciprocal_fixed",
     "requant",
     "rshift_round",
     "saturate",
@@ -37,6 +43,12 @@ EXP2_FRAC_BITS = 30
 #: A Chebyshev-node least-squares fit with both ends pinned exactly: p(0) = 2^30 (no decay when
 #: dt = 0) and p(-1) = 2^29. Pasted as integers so every machine and the HLS use the same constants.
 EXP2_POLY_Q30 = (1017670, 9893646, 59383922, 257894831, 744257797, 1073741824)
+#: reciprocal_fixed(): a Q30 mantissa, refined by RECIP_ITERATIONS Newton steps from the linear start
+#: 48/17 - 32/17 a (relative error <= 1/17 on a in [1/2, 1)); three steps reach Q30 (error^8 < 2^-32).
+RECIP_FRAC_BITS = 30
+RECIP_ITERATIONS = 3
+RECIP_C0_Q30 = 3031741621  # round(48/17 * 2^30)
+RECIP_C1_Q30 = 2021161080  # round(32/17 * 2^30)
 
 
 def rshift_round(x: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:
@@ -99,6 +111,34 @@ def isqrt(x: np.ndarray) -> np.ndarray:
         r = np.where(r * r > x, r - 1, r)
         r = np.where((r + 1) * (r + 1) <= x, r + 1, r)
     return r
+
+
+def bit_length(x: np.ndarray) -> np.ndarray:
+    """The bit length of non-negative int64 values (0 for 0), exact for every value below 2^63."""
+    x = np.asarray(x, dtype=np.int64)
+    b = np.where(x > 0, np.floor(np.log2(np.maximum(x, 1).astype(np.float64))).astype(np.int64) + 1, 0)
+    # float64 rounds values near 2^k up or down by one bit length: two fixed corrections make it exact.
+    b = np.where((b > 0) & ((x >> np.maximum(b - 1, 0)) == 0), b - 1, b)
+    return np.where((x >> np.minimum(b, 62)) > 0, b + 1, b)
+
+
+def reciprocal_fixed(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """1 / x for int64 x in [1, 2^62): a mantissa y in [2^30, 2^31] and a shift s with 1/x ~= y * 2^-s.
+
+    x = a * 2^b with a in [1/2, 1) (b = bit length); a is taken to 31 bits (xn = floor(a * 2^31)),
+    y approximates 2^30 / a by RECIP_ITERATIONS Newton steps y += y (1 - a y) with rshift_round after
+    each product (fixed iteration count, no division), and s = b + 30. Relative error below 2^-29.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    if np.any(x < 1) or np.any(x >= np.int64(1) << 62):
+        raise ValueError("reciprocal_fixed: argument must be in [1, 2^62)")
+    b = bit_length(x)
+    xn = np.where(b >= 31, x >> np.maximum(b - 31, 0), x << np.maximum(31 - b, 0))  # in [2^30, 2^31)
+    y = RECIP_C0_Q30 - rshift_round(RECIP_C1_Q30 * xn, 31)
+    for _ in range(RECIP_ITERATIONS):
+        e = (np.int64(1) << RECIP_FRAC_BITS) - rshift_round(xn * y, 31)  # 1 - a y, Q30
+        y = y + rshift_round(y * e, RECIP_FRAC_BITS)
+    return y, b + RECIP_FRAC_BITS
 
 
 def exp2_fixed(t: np.ndarray, frac_bits: int) -> np.ndarray:

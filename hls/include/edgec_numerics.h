@@ -53,6 +53,13 @@ static const int EXP2_POLY_DEGREE = 5;
 static const int64_t EXP2_POLY_Q30[EXP2_POLY_DEGREE + 1] = {
     1017670, 9893646, 59383922, 257894831, 744257797, 1073741824};
 
+// reciprocal_fixed(): Q30 mantissa, RECIP_ITERATIONS Newton steps from 48/17 - 32/17 a. Same integers
+// as RECIP_C0_Q30 / RECIP_C1_Q30 in fixed.py.
+static const int RECIP_FRAC_BITS = 30;
+static const int RECIP_ITERATIONS = 3;
+static const int64_t RECIP_C0_Q30 = 3031741621LL;
+static const int64_t RECIP_C1_Q30 = 2021161080LL;
+
 // ---- Types -------------------------------------------------------------------------------------
 
 // An int8 code (quantized activation or weight). ap_int<8> in HLS; int8_t converts implicitly.
@@ -177,6 +184,36 @@ EXP2_HORNER:
     acc = acc < one_q30 ? acc : one_q30;
     // Shifting by 62 already leaves 0 for any acc <= 2^30, so larger z are clamped to 62.
     return rshift_round(acc, z < 62 ? static_cast<int>(z) : 62);
+}
+
+// The bit length of a non-negative value (0 for 0), by a fixed 63-step scan.
+inline int bit_length(int64_t x) {
+#pragma HLS INLINE
+    int b = 0;
+BIT_LENGTH_LOOP:
+    for (int i = 0; i < 63; ++i) {
+#pragma HLS UNROLL
+        if ((x >> i) != 0) b = i + 1;
+    }
+    return b;
+}
+
+// 1 / x for x in [1, 2^62): returns the mantissa y in [2^30, 2^31] and sets *shift so that
+// 1/x ~= y * 2^-shift. x = a * 2^b with a in [1/2, 1) taken to 31 bits; y ~= 2^30 / a by
+// RECIP_ITERATIONS Newton steps y += y (1 - a y), each product rounded by rshift_round (no division).
+inline int64_t reciprocal_fixed(int64_t x, int* shift) {
+#pragma HLS INLINE
+    const int b = bit_length(x);
+    const int64_t xn = b >= 31 ? (x >> (b - 31)) : (x << (31 - b));  // in [2^30, 2^31)
+    int64_t y = RECIP_C0_Q30 - rshift_round(RECIP_C1_Q30 * xn, 31);
+RECIP_NEWTON:
+    for (int i = 0; i < RECIP_ITERATIONS; ++i) {
+#pragma HLS UNROLL
+        const int64_t e = (static_cast<int64_t>(1) << RECIP_FRAC_BITS) - rshift_round(xn * y, 31);
+        y = y + rshift_round(y * e, RECIP_FRAC_BITS);
+    }
+    *shift = b + RECIP_FRAC_BITS;
+    return y;
 }
 
 // ---- Lookup tables (edgec/numerics/lut.py) -----------------------------------------------------

@@ -9,6 +9,8 @@
 //   requant       x, m, shift, bits     -> requant(x, m, shift, bits)
 //   isqrt         x                     -> isqrt(x)
 //   exp2_fixed    t, frac_bits          -> exp2_fixed(t, frac_bits)
+//   bit_length    x                     -> bit_length(x)
+//   reciprocal    x                     -> mantissa * 128 + shift of reciprocal_fixed(x)
 //   lut           256 table entries (int32 range) first, then one int8 code per record
 //                                       -> lut_lookup(table, code)
 // Test code only (not synthesized): it uses the host's file I/O and std::vector freely.
@@ -81,6 +83,14 @@ int main(int argc, char** argv) {
         for (size_t i = 0; i < n; ++i) out.push_back(edgec::isqrt(v[i]));
     } else if (op == "exp2_fixed" && n % 2 == 0) {
         for (size_t i = 0; i < n; i += 2) out.push_back(edgec::exp2_fixed(v[i], static_cast<int>(v[i + 1])));
+    } else if (op == "bit_length") {
+        for (size_t i = 0; i < n; ++i) out.push_back(edgec::bit_length(v[i]));
+    } else if (op == "reciprocal") {
+        for (size_t i = 0; i < n; ++i) {
+            int shift = 0;
+            const int64_t y = edgec::reciprocal_fixed(v[i], &shift);
+            out.push_back(y * 128 + shift);  // y <= 2^31 and shift < 128: one record per input
+        }
     } else if (op == "lut" && n >= 256) {
         // Exercise the template with an ap_int table as the HLS kernels store them.
         ap_int<32> table[256];
