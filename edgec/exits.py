@@ -32,10 +32,10 @@ __all__ = [
     "broken_pipe",
     "debugging",
     "describe_unexpected",
+    "escape_line_breaks",
     "exit_code_of",
     "fail",
     "interrupts_as_exceptions",
-    "one_line",
     "outcome_decided",
     "pending_exit_code",
     "raise_if_pending",
@@ -139,7 +139,7 @@ def _quiet_about_interrupts(hook: Callable[[Any], object]) -> Callable[[Any], No
     return quiet
 
 
-def one_line(message: str) -> str:
+def escape_line_breaks(message: str) -> str:
     """``message`` with its line breaks escaped (a path may hold one): an error is always one line."""
     return message.replace("\r", "\\r").replace("\n", "\\n")
 
@@ -149,7 +149,7 @@ def fail(line: str, code: int, traceback_too: bool = False) -> int:
     if traceback_too and debugging():
         traceback.print_exc()
     if line:
-        print(one_line(line), file=sys.stderr)
+        print(escape_line_breaks(line), file=sys.stderr)
     return code
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgec.errors import ArtifactError
+from edgec.frontends.validate import one_line
 
 __all__ = ["MANIFEST", "check_files", "describe", "manifest_field", "owned_files", "read_manifest", "sha256",
            "uses", "write_manifest"]
@@ -34,10 +35,6 @@ _KINDS = {
     "edgec-onnx/": "a CPU build (ONNX written by edgec build --target cpu)",
     "edgec-orin/": "an Orin build (ONNX for TensorRT written by edgec build --target orin)",
 }
-
-
-def _short(err: BaseException) -> str:
-    return str(err)[:200]
 
 
 def sha256(path: Path) -> str:
@@ -94,7 +91,7 @@ def read_manifest(folder: Path, kinds: tuple[str, ...] = (), what: str = "an edg
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as err:  # RecursionError: nested too deeply
-        raise ArtifactError(f"{path}: garbled ({_short(err)}); the folder was altered: {fix}") from None
+        raise ArtifactError(f"{path}: garbled ({one_line(err)}); the folder was altered: {fix}") from None
     except OSError as err:
         raise ArtifactError(f"{path}: cannot be read ({err.strerror})") from None
     if not isinstance(manifest, dict):

@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 
 from edgec.errors import ArtifactError, VerificationError
+from edgec.frontends.validate import one_line
 from edgec.manifest import check_files, describe, read_manifest, uses, write_manifest
 from edgec.numerics.agreement import relative_error
 from edgec.outdir import atomic_dir
@@ -158,7 +159,7 @@ def verify_output(folder: Path, manifest: dict | None = None) -> dict:
         worst = replay_golden(lambda feeds: dict(zip(names, session.run(None, feeds), strict=True)), golden, state)
     except Exception as err:  # ONNX Runtime raises its own types: a graph that loads but does not run
         raise ArtifactError(f"{folder / 'step.onnx'}: does not run on the golden tokens of golden.npz "
-                            f"({str(err).splitlines()[0][:200] if str(err) else type(err).__name__}); "
+                            f"({one_line(err)}); "
                             f"rebuild the folder with edgec build") from None
     if worst > LOGITS_RTOL:
         raise VerificationError(f"{folder}: step.onnx logits differ from the golden ones by {worst:.2e} of their range")

@@ -10,17 +10,12 @@ from typing import Any
 import numpy as np
 
 from edgec.errors import ArtifactError, DataError, EdgecError
-from edgec.frontends.validate import load_tokenizer
+from edgec.frontends.validate import load_tokenizer, one_line
 from edgec.manifest import check_files, manifest_field
 
 __all__ = ["generate", "open_session"]
 
 TOKENIZER = "tokenizer.json"
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__
 
 
 def open_session(path: Path, optimize: bool = False):
@@ -33,12 +28,12 @@ def open_session(path: Path, optimize: bool = False):
     try:
         model = onnx.load(path)
     except Exception as err:  # protobuf's DecodeError and friends: a truncated or garbled file
-        raise ArtifactError(f"{path}: not a readable ONNX model ({_first_line(err)}); rebuild the folder with "
+        raise ArtifactError(f"{path}: not a readable ONNX model ({one_line(err)}); rebuild the folder with "
                             "edgec build") from None
     try:
         return ort_session(model, optimize=optimize)
     except Exception as err:  # ONNX Runtime's own exception types (Fail, InvalidGraph, ...)
-        raise ArtifactError(f"{path}: ONNX Runtime cannot load it ({_first_line(err)}); rebuild the folder with "
+        raise ArtifactError(f"{path}: ONNX Runtime cannot load it ({one_line(err)}); rebuild the folder with "
                             "edgec build") from None
 
 

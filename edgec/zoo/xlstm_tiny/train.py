@@ -21,9 +21,10 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import xLSTMConfig, xLSTMForCausalLM
+
+from edgec.zoo.mamba_tiny.train import eval_loss, load_bytes  # the same corpus, read and scored the same way
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "mamba_tiny"
@@ -38,25 +39,6 @@ def make_config() -> xLSTMConfig:
         gate_soft_cap=15.0, output_logit_soft_cap=30.0, norm_eps=1e-6, eps=1e-6,
         pad_token_id=0, bos_token_id=2, eos_token_id=3, use_cache=True,
     )
-
-
-def load_bytes(path: Path) -> torch.Tensor:
-    return torch.from_numpy(np.frombuffer(path.read_bytes(), dtype=np.uint8).astype(np.int64))
-
-
-@torch.no_grad()
-def eval_loss(model: xLSTMForCausalLM, data: torch.Tensor, seq_len: int, batch: int) -> float:
-    """Mean next-byte cross-entropy (nats) over non-overlapping windows of ``data``."""
-    model.eval()
-    n = (len(data) - 1) // seq_len
-    xs, ys = data[: n * seq_len].view(n, seq_len), data[1: n * seq_len + 1].view(n, seq_len)
-    total = 0.0
-    for i in range(0, n, batch):
-        logits = model(input_ids=xs[i: i + batch], use_cache=False).logits.float()
-        total += torch.nn.functional.cross_entropy(logits.reshape(-1, 256), ys[i: i + batch].reshape(-1),
-                                                   reduction="sum").item()
-    model.train()
-    return total / ys.numel()
 
 
 def denominator_branches(folder: Path, data: torch.Tensor, tokens: int = 2048) -> dict[str, int]:
