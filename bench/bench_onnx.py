@@ -20,7 +20,7 @@ import edgec
 from edgec.data import model_tokens, windows
 from edgec.passes.base import run_passes
 from edgec.passes.fold_norm import fold_norm_gains
-from edgec.passes.hadamard import rotate_ssm_output
+from edgec.passes.hadamard import rotate_gated_products
 from edgec.targets.onnx.export import export_step, export_step_float
 from edgec.targets.onnx.verify import ort_session
 from edgec.zoo import BUNDLED
@@ -57,7 +57,7 @@ def _torch_ms(folder: Path, tokens: int) -> float:
 def bench(name: str, folder: Path, calib: list[np.ndarray], tokens: int) -> None:
     model = edgec.load_checkpoint(folder)
     qm = edgec.quantize(model, calib)
-    rewritten, _ = run_passes(model, [("fold_norm", fold_norm_gains), ("hadamard", rotate_ssm_output)])
+    rewritten, _ = run_passes(model, [("fold_norm", fold_norm_gains), ("hadamard", rotate_gated_products)])
     int8_qdq, _ = export_step(qm)  # the --target orin graph (TensorRT Q/DQ pattern)
     int8_cpu, _ = export_step(qm, integer_matmul=True)  # the --target cpu graph (MatMulInteger)
     fp32 = export_step_float(qm, rewritten.weights)

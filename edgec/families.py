@@ -42,12 +42,11 @@ class Family:
     hf_class: str
     spec: Callable[..., Any]  # from_config(cfg, source=...) -> ModelSpec
     build_graphs: Callable[[Any], dict[str, Graph]]
-    quantizable: bool  # the quantization recipe and the targets cover it
 
 
 FAMILIES: dict[str, Family] = {
-    "mamba": Family("mamba", "MambaForCausalLM", MambaSpec.from_config, mamba_graph.build_graphs, True),
-    "xlstm": Family("xlstm", "xLSTMForCausalLM", XlstmSpec.from_config, xlstm_graph.build_graphs, False),
+    "mamba": Family("mamba", "MambaForCausalLM", MambaSpec.from_config, mamba_graph.build_graphs),
+    "xlstm": Family("xlstm", "xLSTMForCausalLM", XlstmSpec.from_config, xlstm_graph.build_graphs),
 }
 
 

@@ -2,7 +2,8 @@
 
 Per value: the per-channel absolute maximum (so segments such as x | z or dt | B | C get their
 own scales later), and for the SSM input u the alpha-quantile of |u| (percentile clipping,
-averaged over batches). The SSM state range is recorded per layer for its fixed-point format.
+averaged over batches). Recurrent state ranges (SSM state; mLSTM C and n, after every token) are
+recorded per layer for their fixed-point formats.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class CalibrationStats:
 
 
 class _Observer(FloatInterpreter):
+    stepwise_cells = True  # observe every mLSTM state the int profile will hold
     def __init__(self, model: Model, stats: CalibrationStats, clip_values: set[str]) -> None:
         super().__init__(model.weights)
         self.stats = stats
@@ -50,9 +52,9 @@ class _Observer(FloatInterpreter):
         if name in self.clip_values:
             self._quantiles.setdefault(name, []).append(float(np.quantile(flat, self.stats.alpha)))
 
-    def observe_state(self, node: Node, h: np.ndarray) -> None:
-        key = node.name
-        self.stats.state_absmax[key] = max(self.stats.state_absmax.get(key, 0.0), float(np.abs(h).max()))
+    def observe_state(self, node: Node, state: np.ndarray, part: str = "") -> None:
+        key = node.name + part
+        self.stats.state_absmax[key] = max(self.stats.state_absmax.get(key, 0.0), float(np.abs(state).max()))
 
     def finish(self) -> None:
         self.stats.quantile = {k: float(np.mean(v)) for k, v in self._quantiles.items()}

@@ -1,8 +1,10 @@
-"""Online Hadamard rotation of the gated SSM output, with out_proj rotated offline (Quamba).
+"""Online Hadamard rotation of every gated product read by a linear layer, the layer rotated offline.
 
-y' = H_n y / sqrt(n) spreads outliers of y over all channels before int8 quantization;
-out_proj absorbs the inverse rotation exactly: W' = [W, 0] H_n^T / sqrt(n). A dimension that is
-not K * 2^m for a known K is zero-padded to the next one that is, and the padding is reported.
+A product a * b (Mamba's y * silu(z), xLSTM's sigmoid(o) * norm(h) and silu(gate) * up) is where the
+activation outliers are (bench/bench_outliers.py measures them per linear input). y' = H_n y / sqrt(n)
+spreads them over all channels before int8 quantization (Quamba); the LINEAR absorbs the inverse
+rotation exactly: W' = [W, 0] H_n^T / sqrt(n). A dimension that is not K * 2^m for a known K is
+zero-padded to the next one that is, and the padding is reported.
 """
 
 from __future__ import annotations
@@ -14,16 +16,16 @@ from edgec.ir import Node, Op, Value
 from edgec.numerics.hadamard import hadamard_matrix, plan_hadamard
 from edgec.passes.base import PassResult
 
-__all__ = ["rotate_ssm_output"]
+__all__ = ["rotate_gated_products"]
 
 
-def rotate_ssm_output(model: Model) -> PassResult:
+def rotate_gated_products(model: Model) -> PassResult:
     weights = model.weights.copy()
     graphs = {}
     notes: list[str] = []
     for key, graph in model.graphs.items():
         graph = graph.copy()
-        gated = {n.outputs[0] for n in graph.nodes if n.op is Op.MUL}  # y * silu(z), the SSM block output
+        gated = {n.outputs[0] for n in graph.nodes if n.op is Op.MUL}
         for out_proj in [n for n in graph.nodes if n.op is Op.LINEAR and n.inputs[0] in gated]:
             src = out_proj.inputs[0]
             dim = graph.values[src].shape[-1]
@@ -37,7 +39,7 @@ def rotate_ssm_output(model: Model) -> PassResult:
                 if plan.pad and key == "prefill":
                     notes.append(f"{out_proj.name}: dim {dim} padded to {plan.padded_dim} "
                                  f"= {plan.k} x 2^{plan.m} (+{plan.pad} zero channels)")
-            rotated = src.rsplit(".", 1)[0] + ".yh"
+            rotated = src + "_rot"
             value = graph.values[src]
             had = Node(Op.HADAMARD, (src,), (rotated,), {}, {"plan": plan}, out_proj.name + ".hadamard")
             graph.insert_after(graph.producer(src), had,

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgec.errors import PassError, UnsupportedModelError
+from edgec.errors import PassError
 from edgec.frontends.model import Model
 from edgec.passes.base import Pass, run_passes
 from edgec.passes.calibrate import calibrate
 from edgec.passes.fold_norm import fold_norm_gains
-from edgec.passes.hadamard import rotate_ssm_output
+from edgec.passes.hadamard import rotate_gated_products
 from edgec.passes.quantize import QuantizedModel, QuantOptions, quantize_model
 
 __all__ = ["lower_int_constants", "quantize"]
@@ -21,16 +21,10 @@ __all__ = ["lower_int_constants", "quantize"]
 
 def quantize(model: Model, calib_batches: list[np.ndarray], options: QuantOptions | None = None) -> QuantizedModel:
     """Run the whole recipe on a float model; ``calib_batches`` are [B, L] token arrays."""
-    from edgec.families import FAMILIES
-
-    family = FAMILIES[model.spec.family]
-    if not family.quantizable:
-        raise UnsupportedModelError(f"{model.source or 'the model'}: {family.hf_class} has a float reference in "
-                                    "this version, but no int8 recipe yet; quantize a MambaForCausalLM")
     options = options or QuantOptions()
     passes: list[tuple[str, Pass]] = [("fold_norm", fold_norm_gains)]
     if options.hadamard:
-        passes.append(("hadamard", rotate_ssm_output))
+        passes.append(("hadamard", rotate_gated_products))
     rewritten, notes = run_passes(model, passes)
     stats = calibrate(rewritten, calib_batches, alpha=options.alpha)
     qm = quantize_model(rewritten, stats, options, notes)

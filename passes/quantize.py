@@ -1,35 +1,42 @@
 """Choose every scale and quantize every weight: the model becomes a QuantizedModel.
 
-- Weights: symmetric int8 in [-127, 127], one scale per output channel (or one per tensor when
-  ``per_channel`` is off). Kept in float: biases, A_log and D (they become fixed-point constants
-  in the int profile, derived deterministically from these floats and the scales).
-- Activations: static, per tensor, scale = absmax / 127, with one scale per output segment of
-  in_proj (x | z) and x_proj (dt | B | C); the SSM input u uses the alpha-quantile of |u|.
-- Wider intermediates of the int profile get their own fixed formats: the residual stream
-  (24-bit, one scale per layer boundary), softplus output dt (24-bit LUT output), silu gate g
-  (16-bit LUT output), scan output y (16-bit) and
-  the SSM state (32-bit, at least 24 bits of it below the calibrated maximum).
+The rules are per op, never per family:
+- Weights: the ``weight`` of every EMBED / LINEAR / CONV1D is symmetric int8 in [-127, 127], one scale
+  per output channel (or per tensor when ``per_channel`` is off). Every other parameter (biases, A_log,
+  D, an unfolded norm gain) stays float: the int profile derives fixed-point constants from it.
+- Activations: static, per tensor, scale = absmax / 127; one scale per output segment of a SPLIT
+  LINEAR output; the input of a selective scan uses the alpha-quantile of |u| (percentile clipping).
+- Wider formats where int8 is too coarse (the int profile), each chosen by measurement:
+  the residual stream (24-bit, one scale per layer boundary); softplus output dt (24-bit);
+  LUT outputs that gate a product (SiLU, sigmoid: 16-bit); soft-cap inputs (16-bit: gate
+  pre-activations and raw logits) and outputs (16-bit over [-cap, cap]); scan and mLSTM cell
+  outputs and per-head norms (16-bit; the mLSTM cell output 32-bit, since the per-head norm after it
+  magnifies quiet heads); the SSM state and the mLSTM C and n states (32-bit, the
+  calibrated maximum at 2^29).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from edgec.errors import DataError
-from edgec.frontends.mamba_spec import MambaSpec
 from edgec.frontends.model import Model
 from edgec.ir import Graph, Op
 from edgec.passes.calibrate import CalibrationStats
-from edgec.runtime.float_ref import silu, softplus
+from edgec.runtime.float_ref import sigmoid, silu, softplus
 
 __all__ = ["QuantOptions", "QuantizedModel", "quantize_model"]
 
 RESIDUAL_BITS = 24  # the residual stream saturates at 2^23; its calibrated max sits at 2^21
 STATE_BITS = 32  # SSM state; its calibrated max sits at 2^30
-WIDE_BITS = 16  # scan output y and gate g
+WIDE_BITS = 16  # scan / cell outputs, gates, soft-cap inputs and outputs, per-head norms
 DT_BITS = 24  # softplus output dt: small dt (long memory) keeps >= 10 significant bits
+CELL_BITS = 32  # mLSTM cell output h: a per-head norm follows, so quiet heads need their relative precision
+LUT_INPUT_OPS = frozenset({Op.SILU, Op.SOFTPLUS, Op.SIGMOID})  # 256-entry tables of an int8 input
 
 
 @dataclass(frozen=True)
@@ -46,13 +53,13 @@ class QuantOptions:
 class QuantizedModel:
     """Everything a simulator or emitter needs; saved to and loaded from a QDIR."""
 
-    spec: MambaSpec
+    spec: Any  # the family's ModelSpec (edgec.families)
     graphs: dict[str, Graph]
     qweights: dict[str, np.ndarray]  # int8 weights by weight name
     wscales: dict[str, np.ndarray]  # float32 scale per output channel of each int8 weight
     fparams: dict[str, np.ndarray]  # float32 parameters kept in float (biases, A_log, D)
     scales: dict[str, float]  # activation scale by value name
-    state_scales: dict[str, float]  # SSM state scale by scan node name
+    state_scales: dict[str, float]  # recurrent state scale: "node" (scan) or "node/C", "node/n" (mLSTM)
     bits: dict[str, int]  # storage width of each quantized value in the int profile
     options: QuantOptions = field(default_factory=QuantOptions)
     notes: list[str] = field(default_factory=list)
@@ -78,22 +85,54 @@ def _int8_scale(amax: float, what: str) -> float:
     return float(np.float32(max(amax, 1e-8) / 127.0))
 
 
+def _wide_scale(amax: float) -> float:
+    """A 16-bit scale with one bit of headroom over the calibrated maximum."""
+    return float(np.float32(2 * max(amax, 1e-8) / (2 ** (WIDE_BITS - 1) - 1)))
+
+
+def _lut_output_scale(fn, in_scale: float, bits: int) -> float:
+    """The scale that fits the largest output of a 256-entry table over int8 inputs at ``in_scale``."""
+    table = fn(np.arange(-128, 128) * np.float64(in_scale))
+    return float(np.float32(max(float(np.abs(table).max()), 1e-8) / (2 ** (bits - 1) - 1)))
+
+
+class _Formats:
+    """Activation scales and storage widths, set value by value."""
+
+    def __init__(self) -> None:
+        self.scales: dict[str, float] = {}
+        self.bits: dict[str, int] = {}
+
+    def set(self, value: str, scale: float, bits: int) -> None:
+        self.scales[value] = scale
+        self.bits[value] = bits
+
+
 def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
                    notes: list[str] | None = None) -> QuantizedModel:
     """Quantize a (folded, optionally rotated) float model with calibration ``stats``."""
-    prefill = model.graphs["prefill"]
+    graph = model.graphs["prefill"]
     absmax = {k: float(v.max()) for k, v in stats.absmax.items()}
-    scales: dict[str, float] = {}
+    fmt = _Formats()
     state_scales: dict[str, float] = {}
-    qweights: dict[str, np.ndarray] = {}
-    wscales: dict[str, np.ndarray] = {}
-    fparams: dict[str, np.ndarray] = {}
+
+    def consumers(value: str) -> set[Op]:
+        return {u.op for u in graph.users(value)}
+
+    def int8(value: str, amax: float | None = None) -> None:
+        fmt.set(value, _int8_scale(absmax[value] if amax is None else amax, value), 8)
+
+    def linear_like(value: str) -> None:
+        """A value read by LINEAR/LUT/cell ops: int8, or 16-bit when a soft cap reads it."""
+        if Op.SOFTCAP in consumers(value):
+            fmt.set(value, _wide_scale(absmax[value]), WIDE_BITS)
+        else:
+            int8(value)
 
     # The residual stream: one scale per layer boundary (it grows with depth, often by orders of
-    # magnitude), calibrated maximum at 2^21 of 2^23. out_proj writes straight into the scale of the
-    # sum it feeds; the skip input is rescaled by the ADD.
-    residual: list[str] = []
-    for node in prefill.nodes:
+    # magnitude), calibrated maximum at 2^21 of 2^23. The LINEAR feeding an ADD writes straight into
+    # the scale of the sum; the skip input is rescaled by the ADD.
+    for node in graph.nodes:
         if node.op is Op.EMBED:  # the whole table counts: rows unseen in calibration must fit too
             amax = max(absmax[node.outputs[0]], float(np.abs(model.weights[node.weights["weight"]]).max()))
         elif node.op is Op.ADD:
@@ -102,58 +141,67 @@ def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
             continue
         scale = float(np.float32(max(amax, 1e-8) / 2 ** (RESIDUAL_BITS - 3)))
         for v in node.outputs if node.op is Op.EMBED else (node.outputs[0], node.inputs[1]):
-            scales[v] = scale
-            residual.append(v)
+            fmt.set(v, scale, RESIDUAL_BITS)
 
-    def feeds(value: str, op: Op) -> bool:
-        return any(u.op is op for u in prefill.users(value))
-
-    def made_by_conv(value: str) -> bool:
-        producer = prefill.producer(value)
-        return producer is not None and producer.op is Op.CONV1D_CAUSAL
-
-    for node in prefill.nodes:
+    for node in graph.nodes:
         out = node.outputs[0]
         if node.op in (Op.RMSNORM, Op.CONV1D_CAUSAL, Op.HADAMARD):
-            scales[out] = _int8_scale(absmax[out], out)
+            int8(out)
         elif node.op is Op.SPLIT:
             for o in node.outputs:
-                scales[o] = _int8_scale(absmax[o], o)
-        elif node.op is Op.LINEAR and feeds(out, Op.SOFTPLUS):  # dt_proj: int8 index of the softplus LUT
-            scales[out] = _int8_scale(absmax[out], out)
-        elif node.op is Op.SILU and made_by_conv(node.inputs[0]):  # the SSM input u
-            amax = stats.quantile[out] if options.percentile and out in stats.quantile else absmax[out]
-            scales[out] = _int8_scale(amax, out)
+                linear_like(o)
+            widths = {fmt.bits[o] for o in node.outputs}
+            if len(widths) != 1:
+                raise DataError(f"{node.name}: segments of one linear output need one storage width, got {widths}")
+            fmt.bits[node.inputs[0]] = widths.pop()  # the LINEAR stores its segments at that width
+        elif node.op is Op.LINEAR and out not in fmt.scales and out not in graph.outputs \
+                and Op.SPLIT not in consumers(out):
+            linear_like(out)
+        elif node.op in (Op.SILU, Op.SIGMOID):
+            if Op.MUL in consumers(out):  # a gate: a 16-bit table output
+                fn = silu if node.op is Op.SILU else sigmoid
+                fmt.set(out, _lut_output_scale(fn, fmt.scales[node.inputs[0]], WIDE_BITS), WIDE_BITS)
+            else:  # read by a LINEAR or a scan: int8, percentile-clipped where calibration measured it
+                clip = options.percentile and out in stats.quantile
+                int8(out, stats.quantile[out] if clip else None)
         elif node.op is Op.SOFTPLUS:
-            top = float(softplus(np.float64(127 * scales[node.inputs[0]])))
-            scales[out] = float(np.float32(top / (2 ** (DT_BITS - 1) - 1)))
-        elif node.op is Op.SILU:  # the gate silu(z): a 16-bit LUT output
-            zs = np.arange(-128, 128) * np.float64(scales[node.inputs[0]])
-            scales[out] = float(np.float32(np.abs(silu(zs)).max() / (2 ** (WIDE_BITS - 1) - 1)))
-        elif node.op is Op.SELECTIVE_SCAN:
-            scales[out] = float(np.float32(2 * max(absmax[out], 1e-8) / (2 ** (WIDE_BITS - 1) - 1)))
-            state_max = max(stats.state_absmax[node.name], 1e-8)
-            state_scales[node.name] = float(np.float32(2 * state_max / 2 ** (STATE_BITS - 2)))
-            for role in ("A_log", "D"):
-                fparams[node.weights[role]] = model.weights[node.weights[role]]
-        elif node.op is Op.MUL and not feeds(out, Op.HADAMARD):
-            scales[out] = _int8_scale(absmax[out], out)  # no rotation: out_proj reads y*g directly
-        if node.op in (Op.EMBED, Op.LINEAR, Op.CONV1D_CAUSAL):
-            name = node.weights["weight"]
-            if name not in qweights:
-                per_channel = options.per_channel or node.op is Op.EMBED
-                qweights[name], wscales[name] = _quantize_weight(model.weights[name], per_channel)
-            if "bias" in node.weights:
-                fparams[node.weights["bias"]] = model.weights[node.weights["bias"]]
-    wide = {n.outputs[0] for n in prefill.nodes
-            if n.op is Op.SELECTIVE_SCAN or (n.op is Op.SILU and not made_by_conv(n.inputs[0]))}
-    dts = {n.outputs[0] for n in prefill.nodes if n.op is Op.SOFTPLUS}
-    bits = {v: RESIDUAL_BITS if v in residual else WIDE_BITS if v in wide else DT_BITS if v in dts else 8
-            for v in scales}
-    bits |= {n.inputs[0]: 8 for n in prefill.nodes if n.op is Op.SPLIT}  # segmented int8 outputs
-    bits["logits"] = 0  # lm_head keeps its int32 accumulators; the runtime scales them per vocab row
+            top = float(softplus(np.float64(127 * fmt.scales[node.inputs[0]])))
+            fmt.set(out, float(np.float32(top / (2 ** (DT_BITS - 1) - 1))), DT_BITS)
+        elif node.op is Op.SOFTCAP:  # bounded by the cap and by the largest 16-bit input
+            cap = float(node.attrs["cap"])
+            top = cap * math.tanh((2 ** (WIDE_BITS - 1)) * fmt.scales[node.inputs[0]] / cap)
+            fmt.set(out, float(np.float32(top / (2 ** (WIDE_BITS - 1) - 1))), WIDE_BITS)
+        elif node.op in (Op.SELECTIVE_SCAN, Op.MLSTM_SEQUENCE):
+            bits = WIDE_BITS if node.op is Op.SELECTIVE_SCAN else CELL_BITS
+            fmt.set(out, float(np.float32(2 * max(absmax[out], 1e-8) / (2 ** (bits - 1) - 1))), bits)
+            parts = ("",) if node.op is Op.SELECTIVE_SCAN else ("/C", "/n")
+            for part in parts:
+                state_max = max(stats.state_absmax[node.name + part], 1e-8)
+                state_scales[node.name + part] = float(np.float32(2 * state_max / 2 ** (STATE_BITS - 2)))
+        elif node.op is Op.HEAD_LAYERNORM:  # |x - mean| / std <= sqrt(d) per head: never saturates
+            d = graph.values[out].shape[-1] // node.attrs["heads"]
+            gain = model.weights[node.weights["weight"]] if "weight" in node.weights else np.ones(1)
+            fmt.set(out, float(np.float32(math.sqrt(d) * float(np.abs(gain).max()) / (2 ** (WIDE_BITS - 1) - 1))),
+                    WIDE_BITS)
+        elif node.op is Op.MUL and Op.HADAMARD not in consumers(out):
+            int8(out)  # no rotation: the LINEAR reads the product directly
+
+    qweights: dict[str, np.ndarray] = {}
+    wscales: dict[str, np.ndarray] = {}
+    fparams: dict[str, np.ndarray] = {}
+    for node in graph.nodes:
+        for role, name in node.weights.items():
+            if role == "weight" and node.op in (Op.EMBED, Op.LINEAR, Op.CONV1D_CAUSAL):
+                if name not in qweights:
+                    per_channel = options.per_channel or node.op is Op.EMBED
+                    qweights[name], wscales[name] = _quantize_weight(model.weights[name], per_channel)
+            else:
+                fparams[name] = model.weights[name]
+    for o in graph.outputs:  # a LINEAR's graph output (logits) keeps its accumulators, scaled per row at the end
+        if graph.producer(o).op is Op.LINEAR:
+            fmt.bits[o] = 0
     return QuantizedModel(
         spec=model.spec, graphs=model.graphs, qweights=qweights, wscales=wscales, fparams=fparams,
-        scales=scales, state_scales=state_scales, bits=bits, options=options, notes=list(notes or []),
+        scales=fmt.scales, state_scales=state_scales, bits=fmt.bits, options=options, notes=list(notes or []),
         calibration={"alpha": stats.alpha, "batches": stats.batches, "tokens": stats.tokens},
         source=model.source)

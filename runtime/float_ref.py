@@ -10,7 +10,7 @@ from edgec.ir import Node
 from edgec.runtime.base import Interpreter
 from edgec.runtime.mlstm_float import mlstm_sequence, mlstm_step
 
-__all__ = ["FloatInterpreter", "softplus"]
+__all__ = ["FloatInterpreter", "sigmoid", "silu", "softplus"]
 
 
 def softplus(x: np.ndarray) -> np.ndarray:
@@ -23,8 +23,17 @@ def silu(x: np.ndarray) -> np.ndarray:
         return x / (1 + np.exp(-x))
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x < -88: the result is the right 0
+        return (1 / (1 + np.exp(-x))).astype(x.dtype)
+
+
 class FloatInterpreter(Interpreter):
     """Float semantics of every op. ``dtype`` float32 matches torch fp32; float64 is a tighter reference."""
+
+    #: Run mLSTM sequences token by token (the form the int profile computes), so that observe_state
+    #: sees every state; the default is the chunkwise-parallel form of transformers' inference.
+    stepwise_cells = False
 
     def __init__(self, weights: Mapping[str, np.ndarray], dtype: type = np.float32) -> None:
         self.weights = weights
@@ -87,8 +96,9 @@ class FloatInterpreter(Interpreter):
 
         return hadamard_transform_float(x, node.attrs["plan"])
 
-    def observe_state(self, node: Node, h: np.ndarray) -> None:
-        """Called with the SSM state after every update; calibration records its range."""
+    def observe_state(self, node: Node, state: np.ndarray, part: str = "") -> None:
+        """Called with a recurrent state after every update (``part`` names one of several, e.g. "/C");
+        calibration records its range."""
 
     def _scan_params(self, node: Node) -> tuple[np.ndarray, np.ndarray]:
         return -np.exp(self.w(node, "A_log")), self.w(node, "D")
@@ -111,8 +121,7 @@ class FloatInterpreter(Interpreter):
         return ys + d * u
 
     def op_sigmoid(self, node: Node, x: np.ndarray) -> np.ndarray:
-        with np.errstate(over="ignore"):
-            return (1 / (1 + np.exp(-x))).astype(x.dtype)
+        return sigmoid(x)
 
     def op_softcap(self, node: Node, x: np.ndarray) -> np.ndarray:
         cap = self.dtype(node.attrs["cap"])
@@ -130,14 +139,30 @@ class FloatInterpreter(Interpreter):
         """(q, k, v, i, f, C, n, m) -> (h, C', n', m'); q, k, v are [B, H*d], gates [B, H]."""
         q, k, v = (_heads(x, node.attrs["heads"]) for x in args[:3])
         h, (c, n, m) = mlstm_step(q, k, v, *args[3:], node.attrs["eps"])
+        self.observe_state(node, c, "/C")
+        self.observe_state(node, n, "/n")
         return h.reshape(*h.shape[:-2], -1), c, n, m
 
     def op_mlstm_sequence(self, node: Node, *args: np.ndarray) -> np.ndarray:
         """(q, k, v, i, f) over [B, L, ...] from the zero state -> h [B, L, H*dv]."""
+        if self.stepwise_cells:
+            return self._mlstm_stepwise(node, *args)
         q, k, v = (np.swapaxes(_heads(x, node.attrs["heads"]), -2, -3) for x in args[:3])  # [B, H, L, d]
         i, f = (np.swapaxes(g, -1, -2) for g in args[3:])  # [B, H, L]
         h = mlstm_sequence(q, k, v, i, f, node.attrs["eps"], node.attrs["chunk"])
         return np.swapaxes(h, -2, -3).reshape(*args[0].shape[:-1], -1)
+
+    def _mlstm_stepwise(self, node: Node, q, k, v, i, f) -> np.ndarray:
+        heads = node.attrs["heads"]
+        lead = q.shape[:-2]
+        dqk, dv = q.shape[-1] // heads, v.shape[-1] // heads
+        state = (np.zeros((*lead, heads, dqk, dv), q.dtype), np.zeros((*lead, heads, dqk), q.dtype),
+                 np.zeros((*lead, heads), q.dtype))
+        out = np.empty_like(v)
+        for t in range(q.shape[-2]):
+            out[..., t, :], *state = self.op_mlstm_step(node, q[..., t, :], k[..., t, :], v[..., t, :], i[..., t, :],
+                                                        f[..., t, :], *state)
+        return out
 
 
 def _heads(x: np.ndarray, heads: int) -> np.ndarray:

@@ -17,8 +17,8 @@ def int_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return acc.astype(np.int64)
 
 
-def rmsnorm_int(x: np.ndarray, eps_q: int, m: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:
-    """int8 codes of x / sqrt(mean(x^2) + eps) / s_out, for integer x (24-bit residual codes).
+def rmsnorm_int(x: np.ndarray, eps_q: int, m: np.ndarray | int, shift: np.ndarray | int, bits: int = 8) -> np.ndarray:
+    """``bits``-bit codes of x / sqrt(mean(x^2) + eps) / s_out, for integer x (e.g. 24-bit residual codes).
 
     rms = isqrt(sum(x^2) // d + eps_q); inv = 2^(b+16) // rms with b = bit_length(rms), so inv has
     17 significant bits whatever the magnitude; then one requant with shift + b + 16.
@@ -29,7 +29,7 @@ def rmsnorm_int(x: np.ndarray, eps_q: int, m: np.ndarray | int, shift: np.ndarra
     rms = np.maximum(isqrt(ms), 1)
     b = np.floor(np.log2(rms.astype(np.float64))).astype(np.int64) + 1  # exact bit length below 2^52
     inv = (np.int64(1) << (b + INV_BITS)) // rms
-    return requant(x * inv, m, shift + b + INV_BITS, 8)
+    return requant(x * inv, m, shift + b + INV_BITS, bits)
 
 
 def signed_multiplier(real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

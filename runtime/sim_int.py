@@ -16,20 +16,35 @@ from typing import Any, TypeVar
 import numpy as np
 
 from edgec.ir import Node, Op
-from edgec.numerics.fixed import exp2_fixed, quantize_multiplier, requant, saturate
+from edgec.numerics.fixed import (
+    REQUANT_INPUT_BITS,
+    bit_length,
+    exp2_fixed,
+    exp2_int,
+    quantize_multiplier,
+    reciprocal_fixed,
+    requant,
+    rshift_round,
+    saturate,
+)
 from edgec.numerics.hadamard import hadamard_transform_int
-from edgec.numerics.lut import build_lut, lookup
+from edgec.numerics.lut import build_interp_lut, build_lut, interp_lookup, lookup
 from edgec.passes.quantize import QuantizedModel
 from edgec.runtime.base import Interpreter
-from edgec.runtime.float_ref import silu, softplus
+from edgec.runtime.float_ref import sigmoid, silu, softplus
 from edgec.runtime.int_ops import INV_BITS, int_matmul, rmsnorm_int, signed_multiplier
+from edgec.runtime.mlstm_float import logsigmoid
 
-__all__ = ["IntSimulator", "ScanConstants", "export_constants", "import_constants"]
+__all__ = ["IntSimulator", "MlstmConstants", "ScanConstants", "export_constants", "import_constants"]
 
 T = TypeVar("T")
 LOG2E = 1.0 / math.log(2.0)
 DECAY_BITS = 30  # exp(dt * A) in Q30
 A_BITS = 20  # |A * log2(e) * s_dt| is held as an integer of at most 20 bits
+LOG_FRAC_BITS = 20  # mLSTM gates and stabilizer m in log2 units, Q20 (|m| <= cap * log2(e) < 2^6)
+KNOT_BITS = 10  # interpolated tables of a 16-bit input: 1025 knots, 64 codes apart
+NORM_BITS = 24  # per-head norm: the centred values are brought below 2^24 per head
+DEN_BITS = 60  # the mLSTM denominator is formed below 2^60 (reciprocal_fixed takes < 2^62)
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,89 @@ class ScanConstants:
                    qm.bits[node.outputs[0]])
 
 
+def _unbounded_multiplier(real: float) -> tuple[int, int]:
+    """quantize_multiplier for a real up to 2^47, whose shift may then be negative."""
+    m, shift = quantize_multiplier(real / 2.0**32)
+    return int(m), int(shift) - 32
+
+
+@dataclass(frozen=True)
+class MlstmConstants:
+    """Integer constants of one mLSTM cell (derived from scales, the cell's eps and its head width).
+
+    Gates and the stabilizer m live in log2 units, Q20. C and n are 32-bit codes (scales
+    state_scales["node/C"], ["node/n"]). The denominator max(|q.n|, exp(-m)) + eps is formed in units
+    of the q.n accumulator times 2^guard, where exp(-m) = 2^(log_inv_qn - m) is an exp2_int.
+    """
+
+    i_m: int  # i code -> Q20 log2 units
+    i_shift: int
+    logf: np.ndarray  # knots: f code -> logsigmoid(f) * log2(e), Q20
+    kv_m: int  # (k v) * i_act(Q30) -> C code
+    kv_shift: int
+    k_m: int  # k * i_act(Q30) -> n code
+    k_shift: int
+    guard: int  # extra bits of |q.n| in the denominator
+    log_inv_qn: int  # (log2(1 / s_qn) + guard) in Q20
+    eps: int  # eps / s_qn * 2^guard
+    r_m: int  # num / den -> h code: s_C / (s_n * s_h) = r_m * 2^-r_shift (r_shift may be negative)
+    r_shift: int
+    gate_bits: int
+    h_bits: int
+
+    @classmethod
+    def build(cls, qm: QuantizedModel, node: Node) -> MlstmConstants:
+        q, k, v, i, f = node.inputs[:5]
+        s = qm.scales
+        s_c, s_n = qm.state_scales[node.name + "/C"], qm.state_scales[node.name + "/n"]
+        dqk = qm.graphs["prefill"].values[q].shape[-1] // node.attrs["heads"]
+        s_qn = s[q] * s_n / math.sqrt(dqk)
+        qn_bits = 7 + 31 + max(dqk - 1, 1).bit_length()  # |q.n| < 2^qn_bits for int8 q, 32-bit n
+        guard = max(0, DEN_BITS - 1 - qn_bits)
+        gate_bits = qm.bits[f]
+        one = 1 << LOG_FRAC_BITS
+        return cls(*quantize_multiplier(s[i] * LOG2E * one),
+                   build_interp_lut(lambda x: logsigmoid(x) * LOG2E, s[f], gate_bits, 1.0 / one, 32, KNOT_BITS),
+                   *quantize_multiplier(s[k] * s[v] / s_c / 2.0**30), *quantize_multiplier(s[k] / s_n / 2.0**30),
+                   guard, round((math.log2(1 / s_qn) + guard) * one),
+                   min(round(node.attrs["eps"] / s_qn * 2.0**guard), 1 << (DEN_BITS - 1)),
+                   *_unbounded_multiplier(s_c / (s_n * s[node.outputs[0]])), gate_bits, qm.bits[node.outputs[0]])
+
+
+def mlstm_step_int(kc: MlstmConstants, q, k, v, i, f, c, n, m) -> tuple[np.ndarray, ...]:
+    """One token of the integer mLSTM cell for every head: (h, C', n', m').
+
+    q, k [B, H, dqk] and v [B, H, dv] int8 codes; i, f [B, H] gate codes; c [B, H, dqk, dv] and
+    n [B, H, dqk] 32-bit codes; m [B, H] in Q20 log2 units. Returns h [B, H, dv] codes.
+    """
+    i2 = requant(i, kc.i_m, kc.i_shift, 32)
+    lf2 = interp_lookup(kc.logf, f, kc.gate_bits)
+    m_new = np.maximum(lf2 + m, i2)
+    f_act = exp2_fixed(lf2 + m - m_new, LOG_FRAC_BITS)[..., None]  # Q30
+    i_act = exp2_fixed(i2 - m_new, LOG_FRAC_BITS)[..., None]
+    n = saturate(requant(n, f_act, 30, 32) + requant(k * i_act, kc.k_m, kc.k_shift, 32), 32)
+    kv = k[..., :, None] * v[..., None, :]
+    c = saturate(requant(c, f_act[..., None], 30, 32) + requant(kv * i_act[..., None], kc.kv_m, kc.kv_shift, 32), 32)
+    num = np.einsum("bhd,bhde->bhe", q.astype(np.float64), c.astype(np.float64)).astype(np.int64)  # exact: < 2^53
+    qn = np.einsum("bhd,bhd->bh", q, n)
+    floor = exp2_int(kc.log_inv_qn - m_new, LOG_FRAC_BITS, DEN_BITS - 1)
+    den = np.maximum(np.maximum(np.abs(qn) << kc.guard, floor) + kc.eps, 1)
+    y, shift = reciprocal_fixed(den)
+    # h = num * y * 2^-shift * 2^guard * r: the mantissa to 15 bits (|num| * y15 < 2^62), then a first
+    # shift that brings the product below 2^47 and a second one after the multiplier r.
+    y15 = rshift_round(y, 16)[..., None]
+    total = (shift - 16 - kc.guard + kc.r_shift)[..., None]
+    down = np.maximum(total, 0)
+    p = num * y15
+    first = np.clip(bit_length(np.abs(p)) - REQUANT_INPUT_BITS, 0, down)
+    prod = saturate(rshift_round(p, first), REQUANT_INPUT_BITS + 1) * kc.r_m
+    rest = down - first
+    h = np.where(rest > 62, 0, rshift_round(prod, np.minimum(rest, 62)))
+    # a denominator below the accumulator's unit (only with a degenerate eps): shift left, saturating
+    h = np.where(total < 0, saturate(prod, REQUANT_INPUT_BITS + 1) << np.minimum(-total, 15), h)
+    return saturate(h, kc.h_bits), c, n, m_new
+
+
 def _rmsnorm_multiplier(node: Node, s_out: float, in_bits: int) -> tuple[int, int]:
     """The output requant of an integer RMSNorm; its total shift (shift + rms bits + INV_BITS) must stay <= 62."""
     m, shift = quantize_multiplier(1.0 / s_out)
@@ -70,6 +168,23 @@ def _rmsnorm_multiplier(node: Node, s_out: float, in_bits: int) -> tuple[int, in
         raise ValueError(f"{node.name}: output scale {s_out:.3g} is too large for the 62-bit requant of the "
                          "integer RMSNorm (its input is not normalized as expected)")
     return m, shift
+
+
+def _head_norm_multiplier(qm: QuantizedModel, node: Node, heads: int, in_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel output requant of an integer per-head norm: gain / s_out, as [heads, d] arrays."""
+    s_out = qm.scales[node.outputs[0]]
+    width = qm.graphs["prefill"].values[node.outputs[0]].shape[-1]
+    gain = qm.fparams[node.weights["weight"]].astype(np.float64) if "weight" in node.weights else np.ones(width)
+    m, shift = signed_multiplier(gain / s_out)
+    if int(shift.max()) + in_bits + INV_BITS > 62:
+        raise ValueError(f"{node.name}: output scale {s_out:.3g} is too large for the 62-bit requant of the "
+                         "integer per-head norm")
+    return m.reshape(heads, -1), shift.reshape(heads, -1)
+
+
+def _heads(x: np.ndarray, heads: int) -> np.ndarray:
+    """[..., H*d] -> [..., H, d]."""
+    return x.reshape(*x.shape[:-1], heads, -1)
 
 
 class IntSimulator(Interpreter):
@@ -172,6 +287,55 @@ class IntSimulator(Interpreter):
     def op_silu(self, node: Node, x: np.ndarray) -> np.ndarray:
         return lookup(self._lut(node, silu), x)
 
+    def op_sigmoid(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return lookup(self._lut(node, sigmoid), x)
+
+    def op_softcap(self, node: Node, x: np.ndarray) -> np.ndarray:
+        """cap * tanh(x / cap) of a wide input through an interpolated table."""
+        src, out, cap = node.inputs[0], node.outputs[0], float(node.attrs["cap"])
+        knots = self.const(node, "knots", lambda: build_interp_lut(
+            lambda t: cap * np.tanh(t / cap), self.qm.scales[src], self.qm.bits[src], self.qm.scales[out],
+            self.qm.bits[out], KNOT_BITS))
+        return interp_lookup(knots, x, self.qm.bits[src])
+
+    def op_head_layernorm(self, node: Node, x: np.ndarray) -> np.ndarray:
+        """LayerNorm of each head in integers: c = d * x - sum(x) (exact), brought below 2^NORM_BITS by a
+        per-head right shift (the norm is scale-free, so this block floating point loses nothing but
+        low bits), then the integer RMSNorm of c with eps shifted alike."""
+        heads = node.attrs["heads"]
+        xh = x.reshape(*x.shape[:-1], heads, -1)
+        d = xh.shape[-1]
+        c = xh * d - xh.sum(axis=-1, keepdims=True)
+        block = np.maximum(bit_length(np.abs(c).max(axis=-1, keepdims=True)) - NORM_BITS, 0)
+        c = rshift_round(c, block)
+        m, shift = self.const(node, "inv", lambda: _head_norm_multiplier(self.qm, node, heads, NORM_BITS))
+        eps_q = self.const(node, "eps", lambda: min(round(node.attrs["eps"] * d * d / self.qm.scales[node.inputs[0]]
+                                                          ** 2), 1 << 60))
+        y = rmsnorm_int(c, rshift_round(eps_q, np.minimum(2 * block, 62)), m, shift, self.qm.bits[node.outputs[0]])
+        return y.reshape(x.shape)
+
+    def _cell(self, node: Node) -> MlstmConstants:
+        return self.const(node, "cell", lambda: MlstmConstants.build(self.qm, node))
+
+    def op_mlstm_step(self, node: Node, q, k, v, i, f, c, n, m) -> tuple[np.ndarray, ...]:
+        heads = node.attrs["heads"]
+        h, c, n, m = mlstm_step_int(self._cell(node), *(_heads(x, heads) for x in (q, k, v)), i, f, c, n, m)
+        return h.reshape(*h.shape[:-2], -1), c, n, m
+
+    def op_mlstm_sequence(self, node: Node, q, k, v, i, f) -> np.ndarray:
+        """Token by token with the step's arithmetic, so that prefill equals decoding bit for bit."""
+        heads, kc = node.attrs["heads"], self._cell(node)
+        q, k, v = (_heads(x, heads) for x in (q, k, v))
+        lead = q.shape[:-3]
+        c = np.zeros((*lead, heads, q.shape[-1], v.shape[-1]), np.int64)
+        n = np.zeros((*lead, heads, q.shape[-1]), np.int64)
+        m = np.zeros((*lead, heads), np.int64)
+        out = np.empty(v.shape, np.int64)
+        for t in range(q.shape[-3]):
+            out[..., t, :, :], c, n, m = mlstm_step_int(kc, q[..., t, :, :], k[..., t, :, :], v[..., t, :, :],
+                                                        i[..., t, :], f[..., t, :], c, n, m)
+        return out.reshape(*out.shape[:-2], -1)
+
     def op_softplus(self, node: Node, x: np.ndarray) -> np.ndarray:
         return lookup(self._lut(node, softplus), x)
 
@@ -221,15 +385,24 @@ class IntSimulator(Interpreter):
     # ---- outputs ----------------------------------------------------------------------------
     def logits_scale(self) -> np.ndarray:
         """Real value of one logit code, per vocabulary entry."""
-        head = self.qm.graphs["prefill"].find("lm_head")
-        return self._acc_scale(head)
+        graph = self.qm.graphs["prefill"]
+        producer = graph.producer("logits")
+        if producer.op is Op.LINEAR and not self.qm.bits.get("logits"):  # int32 accumulators
+            return self._acc_scale(producer)
+        return np.full(graph.values["logits"].shape[-1], self.qm.scales["logits"])
+
+
+_RECORDS = {"scan": ScanConstants, "cell": MlstmConstants}  # constant records by key, for import
+
+
+_RECORDS = {"scan": ScanConstants, "cell": MlstmConstants}  # constant records by key, for import
 
 
 def export_constants(cache: Mapping[tuple[str, str], Any]) -> dict[str, np.ndarray]:
     """Flatten a constant cache: arrays and ints as is, (m, shift) pairs and ScanConstants by part."""
     flat: dict[str, np.ndarray] = {}
     for (node, key), value in sorted(cache.items()):
-        if isinstance(value, ScanConstants):
+        if isinstance(value, ScanConstants | MlstmConstants):
             parts = {f.name: getattr(value, f.name) for f in fields(value)}
         elif isinstance(value, tuple):
             parts = {str(i): v for i, v in enumerate(value)}
@@ -251,9 +424,10 @@ def import_constants(flat: Mapping[str, np.ndarray]) -> dict[tuple[str, str], An
         else:
             cache[(node, key)] = int(value) if value.ndim == 0 else value
     for k, parts in grouped.items():
-        if k[1] == "scan":
-            cache[k] = ScanConstants(**{f.name: int(parts[f.name]) if f.type == "int" else parts[f.name]
-                                        for f in fields(ScanConstants)})
+        if k[1] in _RECORDS:
+            record = _RECORDS[k[1]]
+            cache[k] = record(**{f.name: int(parts[f.name]) if f.type == "int" else parts[f.name]
+                                 for f in fields(record)})
         else:
             cache[k] = tuple(parts[str(i)] for i in range(len(parts)))
     return cache

@@ -1,4 +1,4 @@
-"""Shared fixtures: random-init Hugging Face Mamba models and their checkpoint folders."""
+"""Shared fixtures: random-init Hugging Face Mamba and xLSTM models and their checkpoint folders."""
 
 from __future__ import annotations
 
@@ -19,6 +19,23 @@ def make_hf_mamba(seed: int = 0, **sizes):
                                        "num_hidden_layers": 2, "intermediate_size": 128, "conv_kernel": 4,
                                        "time_step_rank": 8} | sizes))
     return transformers.MambaForCausalLM(cfg).eval()
+
+
+def make_hf_xlstm(seed: int = 0, **sizes):
+    """A random xLSTMForCausalLM whose gates are not at transformers' init (zero weights, i bias -10)."""
+    torch.manual_seed(seed)
+    cfg = transformers.xLSTMConfig(**({"vocab_size": 256, "hidden_size": 128, "num_hidden_layers": 2, "num_heads": 4,
+                                       "chunk_size": 16} | sizes))
+    model = transformers.xLSTMForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "gate" in name and p.ndim == 2:
+                p.normal_(0, 0.3)
+            if "igate_preact.bias" in name:
+                p.normal_(0, 1)
+            if "norm" in name:
+                p.uniform_(0.5, 1.5)
+    return model
 
 
 @pytest.fixture(scope="session")

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgec.frontends.mamba_graph import state_names
-from edgec.frontends.mamba_spec import MambaSpec
+from edgec.ir import Graph
 
 
-def zero_state(spec: MambaSpec, batch: int, dtype=np.float32) -> dict[str, np.ndarray]:
-    feeds = {}
-    for i in range(spec.num_hidden_layers):
-        conv, ssm = state_names(i)
-        feeds[conv] = np.zeros((batch, spec.intermediate_size, spec.conv_kernel - 1), dtype)
-        feeds[ssm] = np.zeros((batch, spec.intermediate_size, spec.state_size), dtype)
-    return feeds
+def zero_state(graph: Graph, batch: int, dtype=np.float32) -> dict[str, np.ndarray]:
+    """Zeros for every state input of a step graph (any family: the shapes come from the graph)."""
+    return {name: np.zeros((batch, *graph.values[name].shape[1:]), dtype) for name in graph.inputs if name != "tokens"}
 
 
-def decode(interp, graph, spec: MambaSpec, tokens: np.ndarray, dtype=np.float32) -> np.ndarray:
+def decode(interp, graph: Graph, spec, tokens: np.ndarray, dtype=np.float32) -> np.ndarray:
     """Run the step graph token by token over tokens [B, L]; return logits [B, L, V]."""
-    state = zero_state(spec, tokens.shape[0], dtype)
+    state = zero_state(graph, tokens.shape[0], dtype)
     out = []
     for t in range(tokens.shape[1]):
         res = interp.run(graph, {"tokens": tokens[:, t], **state})

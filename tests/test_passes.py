@@ -10,7 +10,7 @@ from edgec.ir import Op
 from edgec.passes.base import run_passes
 from edgec.passes.calibrate import calibrate
 from edgec.passes.fold_norm import fold_norm_gains
-from edgec.passes.hadamard import rotate_ssm_output
+from edgec.passes.hadamard import rotate_gated_products
 from edgec.passes.pipeline import quantize
 from edgec.passes.quantize import QuantOptions
 from edgec.runtime.float_ref import FloatInterpreter
@@ -42,7 +42,7 @@ def test_fold_norm_is_exact_and_strips_gains(tiny_hf):
 @pytest.mark.parametrize("d_inner", [128, 192, 100])  # 2^7, 12 * 2^4, and one that must be padded
 def test_hadamard_rotation_is_exact_for_prefill_and_step(d_inner):
     model = from_torch(make_hf_mamba(2, intermediate_size=d_inner))
-    result = rotate_ssm_output(model)
+    result = rotate_gated_products(model)
     rotated = result.model
     had = [n for n in rotated.graphs["prefill"] if n.op is Op.HADAMARD]
     assert len(had) == model.spec.num_hidden_layers
@@ -87,7 +87,7 @@ def test_quantize_segments_per_channel_and_clipping(tiny_hf):
     assert len(np.unique(flat.wscales["backbone.layers.0.mixer.in_proj.weight@gain_folded"])) == 1
     assert flat.scales["l0.u"] > s["l0.u"]  # without percentile clipping the range is the full max
     assert not any(n.op is Op.HADAMARD for n in flat.graphs["prefill"])
-    assert "l0.yg" in flat.scales and "l0.yh" in s
+    assert "l0.yg" in flat.scales and "l0.yg_rot" in s
 
 
 def test_verifier_names_the_broken_node(tiny_hf):

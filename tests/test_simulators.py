@@ -105,7 +105,7 @@ def test_passes_can_be_switched_off(quantized):
 def _zeros(qm):
     from helpers import zero_state
 
-    return zero_state(qm.spec, TOKENS.shape[0], np.int64)
+    return zero_state(qm.graphs["step"], TOKENS.shape[0], np.int64)
 
 
 def test_residual_sqnr_report(quantized):

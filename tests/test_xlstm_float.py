@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -14,27 +13,11 @@ from edgec.frontends.xlstm_graph import state_names
 from edgec.ir.verify import verify_graph
 from edgec.runtime.float_ref import FloatInterpreter
 
+from conftest import make_hf_xlstm
 from helpers import rel_err
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-
-
-def make_hf_xlstm(seed: int = 0, **sizes):
-    """A random xLSTMForCausalLM whose gates are not at transformers' init (zero weights, i bias -10)."""
-    torch.manual_seed(seed)
-    cfg = transformers.xLSTMConfig(**({"vocab_size": 256, "hidden_size": 128, "num_hidden_layers": 2, "num_heads": 4,
-                                       "chunk_size": 16} | sizes))
-    model = transformers.xLSTMForCausalLM(cfg).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "gate" in name and p.ndim == 2:
-                p.normal_(0, 0.3)
-            if "igate_preact.bias" in name:
-                p.normal_(0, 1)
-            if "norm" in name:
-                p.uniform_(0.5, 1.5)
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -165,14 +148,6 @@ def test_unsupported_or_malformed_configs_are_one_line(tiny_xlstm, tmp_path, byt
     assert_fails_cleanly(run_cli("quantize", folder, "--calib", byte_text, "-o", tmp_path / "q"),
                          str(folder / "config.json"), fragment)
     assert not (tmp_path / "q").exists()
-
-
-def test_quantizing_xlstm_says_it_is_not_there_yet(tiny_xlstm, tmp_path, byte_text):
-    folder = tmp_path / "ckpt"
-    tiny_xlstm.save_pretrained(folder, safe_serialization=True)
-    shutil.copyfile(byte_text, tmp_path / "calib.txt")
-    assert_fails_cleanly(run_cli("quantize", folder, "--calib", tmp_path / "calib.txt", "-o", tmp_path / "q"),
-                         "xLSTMForCausalLM has a float reference", "no int8 recipe yet")
 
 
 def test_bundled_xlstm_tiny_matches_transformers_and_uses_both_branches():

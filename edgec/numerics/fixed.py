@@ -24,6 +24,7 @@ __all__ = [
     "REQUANT_INPUT_BITS",
     "bit_length",
     "exp2_fixed",
+    "exp2_int",
     "float_to_fixed",
     "isqrt",
     "quantize_multiplier",
@@ -161,6 +162,22 @@ def exp2_fixed(t: np.ndarray, frac_bits: int) -> np.ndarray:
         acc = rshift_round(acc * f30, EXP2_FRAC_BITS) + c
     acc = np.minimum(acc, np.int64(1) << EXP2_FRAC_BITS)
     return rshift_round(acc, np.minimum(z, 62))
+
+
+def exp2_int(e: np.ndarray, frac_bits: int, cap_bits: int = 61) -> np.ndarray:
+    """round(2^(e / 2^frac_bits)) for any signed fixed-point exponent ``e``, saturated to 2^cap_bits.
+
+    With z = ceil(e / 2^frac_bits) and the fraction e - z * 2^frac_bits in (-1, 0]: the Q30 mantissa
+    exp2_fixed(fraction) in (2^29, 2^30] is shifted left by z - 30, or right (rounding half to even)
+    by 30 - z. ``cap_bits`` is at most 62; exponents above it give 2^cap_bits.
+    """
+    e = np.asarray(e, dtype=np.int64)
+    z = -((-e) >> frac_bits)  # ceil
+    mant = exp2_fixed(e - (z << frac_bits), frac_bits)
+    cap = np.int64(1) << cap_bits
+    up = np.clip(z - EXP2_FRAC_BITS, 0, cap_bits - EXP2_FRAC_BITS + 1)
+    down = np.clip(EXP2_FRAC_BITS - z, 0, 62)
+    return np.minimum(rshift_round(mant << up, down), cap)
 
 
 def float_to_fixed(x: float, frac_bits: int) -> int:

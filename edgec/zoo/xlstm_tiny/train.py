@@ -3,9 +3,13 @@
 Deterministic CPU training on random windows of the same Vim-help prose as mamba-tiny
 (``edgec/zoo/mamba_tiny/train.txt``; token id == byte value, vocabulary 256, no tokenizer files).
 Writes ``config.json``, ``model.safetensors`` and ``train_stats.json`` into ``--out`` (default: this
-folder), and copies mamba-tiny's held-out ``calib.txt`` and ``eval.txt`` beside them.
+folder), and copies mamba-tiny's held-out ``calib.txt`` and ``eval.txt`` beside them (``--no-copy-text``: not).
 
     python -m edgec.zoo.xlstm_tiny.train --steps 1500
+
+The widths (``--hidden-size``, ``--blocks``, ``--heads``, ``--qk-dim-factor``, ``--ffn-proj-factor``,
+``--chunk-size``, ``--weight-mode``) default to the bundled model's; tests/assets/xlstm_alt was trained
+with other widths (its README has the command).
 
 transformers initialises the input-gate bias to -10; a briefly trained model then has exp(-m) win
 the denominator's max(|q.n|, exp(-m)) everywhere, so the n path is never exercised. The bias starts
@@ -15,6 +19,7 @@ at 0 here instead, and train_stats.json records how often each branch wins on he
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import shutil
@@ -23,6 +28,7 @@ from pathlib import Path
 
 import torch
 from transformers import xLSTMConfig, xLSTMForCausalLM
+from transformers.initialization import no_init_weights
 
 from edgec.zoo.mamba_tiny.train import eval_loss, load_bytes  # the same corpus, read and scored the same way
 
@@ -30,15 +36,48 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "mamba_tiny"
 
 
-def make_config() -> xLSTMConfig:
+def make_config(hidden_size: int = 128, blocks: int = 3, heads: int = 4, qk_dim_factor: float = 0.5,
+                ffn_proj_factor: float = 2.667, chunk_size: int = 16, weight_mode: str = "single") -> xLSTMConfig:
+    """The training config; the defaults are the bundled model's (q/k 64, 16 per head; v 128, 32 per head;
+    feed-forward 384)."""
     return xLSTMConfig(
-        vocab_size=256, hidden_size=128, num_hidden_layers=3, num_heads=4,
-        qk_dim_factor=0.5, v_dim_factor=1.0,  # q/k 64 (16 per head), v 128 (32 per head)
-        ffn_proj_factor=2.667, ffn_round_up_to_multiple_of=64,  # feed-forward 384
-        chunk_size=16, mode="train", use_bias=False, weight_mode="single",
+        vocab_size=256, hidden_size=hidden_size, num_hidden_layers=blocks, num_heads=heads,
+        qk_dim_factor=qk_dim_factor, v_dim_factor=1.0,
+        ffn_proj_factor=ffn_proj_factor, ffn_round_up_to_multiple_of=64,
+        chunk_size=chunk_size, mode="train", use_bias=False, weight_mode=weight_mode,
         gate_soft_cap=15.0, output_logit_soft_cap=30.0, norm_eps=1e-6, eps=1e-6,
         pad_token_id=0, bos_token_id=2, eos_token_id=3, use_cache=True,
     )
+
+
+def make_model(cfg: xLSTMConfig) -> xLSTMForCausalLM:
+    """A freshly initialised float32 model of ``cfg`` whose input-gate biases start at 0 (see above).
+
+    transformers' initialiser fails for ``weight_mode="fused"`` (it writes a 2 x heads bias into a
+    heads-wide slice), so a fused model is initialised as its single-weight twin, whose weights are then
+    concatenated in the order the fused forward splits them: q|k|v|o, i|f and gate|up.
+    """
+    if cfg.weight_mode == "single":
+        model = xLSTMForCausalLM(cfg).float()
+        with torch.no_grad():
+            for block in model.backbone.blocks:
+                block.mlstm_layer.igate_preact.bias.zero_()
+        return model
+    single = copy.deepcopy(cfg)
+    single.weight_mode = "single"
+    weights = make_model(single).state_dict()
+    fused = {"q|k|v|ogate_preact": "qkv_opreact", "igate_preact|fgate_preact": "ifgate_preact",
+             "proj_up_gate|proj_up": "proj_up_gate_z"}
+    for b in range(cfg.num_hidden_layers):
+        for parts, name in fused.items():
+            where = f"backbone.blocks.{b}.{'ffn' if name.startswith('proj') else 'mlstm_layer'}."
+            for kind in ("weight", "bias") if name == "ifgate_preact" else ("weight",):
+                weights[f"{where}{name}.{kind}"] = torch.cat([weights.pop(f"{where}{p}.{kind}")
+                                                              for p in parts.split("|")])
+    with no_init_weights():
+        model = xLSTMForCausalLM(cfg).float()
+    model.load_state_dict(weights, strict=True)
+    return model
 
 
 def denominator_branches(folder: Path, data: torch.Tensor, tokens: int = 2048) -> dict[str, int]:
@@ -60,15 +99,23 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--hidden-size", type=int, default=128)
+    ap.add_argument("--blocks", type=int, default=3)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--qk-dim-factor", type=float, default=0.5)
+    ap.add_argument("--ffn-proj-factor", type=float, default=2.667)
+    ap.add_argument("--chunk-size", type=int, default=16)
+    ap.add_argument("--weight-mode", choices=("single", "fused"), default="single")
+    ap.add_argument("--copy-text", action=argparse.BooleanOptionalAction, default=True,
+                    help="copy mamba-tiny's calib.txt and eval.txt into --out")
     a = ap.parse_args()
 
     torch.manual_seed(a.seed)
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     train, evald = load_bytes(DATA / "train.txt"), load_bytes(DATA / "eval.txt")
-    model = xLSTMForCausalLM(make_config()).float()
-    with torch.no_grad():
-        for block in model.backbone.blocks:
-            block.mlstm_layer.igate_preact.bias.zero_()
+    model = make_model(make_config(a.hidden_size, a.blocks, a.heads, a.qk_dim_factor, a.ffn_proj_factor,
+                                   a.chunk_size, a.weight_mode))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"params: {n_params:,}  train bytes: {len(train):,}  eval bytes: {len(evald):,}", flush=True)
 
@@ -112,7 +159,7 @@ def main() -> None:
     final = eval_loss(model, evald, 128, 16)
     a.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(a.out, safe_serialization=True)
-    for name in ("calib.txt", "eval.txt"):
+    for name in ("calib.txt", "eval.txt") if a.copy_text else ():
         if (a.out / name).resolve() != (DATA / name).resolve():
             shutil.copyfile(DATA / name, a.out / name)
     branches = denominator_branches(a.out, evald)
