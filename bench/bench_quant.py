@@ -1,6 +1,6 @@
 """Quantization benchmark: perplexity with each pass on and off, and int-simulator decode speed.
 
-Run: python bench/bench_quant.py [--model mamba-tiny] [--tokens 16384] [--decode 64]
+Run: python bench/bench_quant.py [--model mamba-tiny|xlstm-tiny] [--tokens 16384] [--decode 64]
 
 Prints, in one run: a perplexity table (float / int / qdq) for the full recipe and with each
 pass switched off, and decode throughput of the int simulator's step graph against Hugging Face
@@ -17,7 +17,6 @@ import numpy as np
 from edgec.data import model_tokens, windows
 from edgec.evaluate import perplexities
 from edgec.frontends.hf_checkpoint import load_checkpoint
-from edgec.frontends.mamba_graph import state_names
 from edgec.passes.pipeline import quantize
 from edgec.passes.quantize import QuantOptions
 from edgec.runtime.float_ref import FloatInterpreter
@@ -47,12 +46,8 @@ def perplexity_table(folder, entry, max_tokens: int) -> None:
               f"{ppl['int'] / ref:10.4f} {ppl['qdq'] / ref:10.4f}")
 
 
-def _sim_decode(interp, graph, spec, n: int, dtype) -> float:
-    state = {}
-    for i in range(spec.num_hidden_layers):
-        conv, ssm = state_names(i)
-        state[conv] = np.zeros((1, spec.intermediate_size, spec.conv_kernel - 1), dtype)
-        state[ssm] = np.zeros((1, spec.intermediate_size, spec.state_size), dtype)
+def _sim_decode(interp, graph, n: int, dtype) -> float:
+    state = {name: np.zeros((1, *graph.values[name].shape[1:]), dtype) for name in graph.inputs if name != "tokens"}
     token = np.array([84])
     start = time.perf_counter()
     for _ in range(n):
@@ -64,10 +59,10 @@ def _sim_decode(interp, graph, spec, n: int, dtype) -> float:
 
 def _torch_decode(folder, n: int) -> float:
     import torch
-    from transformers import MambaForCausalLM
+    from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(2)
-    hf = MambaForCausalLM.from_pretrained(folder).eval()
+    hf = AutoModelForCausalLM.from_pretrained(folder).eval()
     ids = torch.tensor([[84]])
     with torch.no_grad():
         hf.generate(ids, max_new_tokens=4, min_new_tokens=4, do_sample=False)  # warm-up
@@ -80,8 +75,8 @@ def decode_speed(folder, entry, n: int) -> None:
     model = load_checkpoint(folder)
     qm = quantize(model, windows(model_tokens(model, entry.calib), 256, 8, 8192))
     hf = _torch_decode(folder, n)
-    sim = _sim_decode(IntSimulator(qm), qm.graphs["step"], qm.spec, n, np.int64)
-    flt = _sim_decode(FloatInterpreter(model.weights), model.graphs["step"], model.spec, n, np.float32)
+    sim = _sim_decode(IntSimulator(qm), qm.graphs["step"], n, np.int64)
+    flt = _sim_decode(FloatInterpreter(model.weights), model.graphs["step"], n, np.float32)
     print(f"\ndecode, batch 1, {n} tokens (tokens/s, ratio to HF torch fp32 in this process)")
     print(f"{'HF torch fp32':24s} {hf:9.1f}  1.00x")
     print(f"{'edgec float interpreter':24s} {flt:9.1f}  {flt / hf:.2f}x")

@@ -122,9 +122,14 @@ def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
     def int8(value: str, amax: float | None = None) -> None:
         fmt.set(value, _int8_scale(absmax[value] if amax is None else amax, value), 8)
 
+    def gate_like(value: str) -> bool:
+        """Read by a soft cap, or a gate pre-activation of an mLSTM cell (i, f)."""
+        return any(u.op is Op.SOFTCAP or (u.op is Op.MLSTM_SEQUENCE and value in u.inputs[3:5])
+                   for u in graph.users(value))
+
     def linear_like(value: str) -> None:
-        """A value read by LINEAR/LUT/cell ops: int8, or 16-bit when a soft cap reads it."""
-        if Op.SOFTCAP in consumers(value):
+        """A value read by LINEAR/LUT/cell ops: int8, or 16-bit for a gate pre-activation or soft-cap input."""
+        if gate_like(value):
             fmt.set(value, _wide_scale(absmax[value]), WIDE_BITS)
         else:
             int8(value)

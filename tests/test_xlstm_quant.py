@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hostile import run_cli
@@ -92,11 +94,22 @@ def test_random_init_models_track_float(seed, sizes):
 
 
 def test_cli_quantize_and_eval_bundled_xlstm(tmp_path):
-    import json
-
     out = run_cli("quantize", "xlstm-tiny", "-o", tmp_path / "q")
     assert out.code == 0, out.err
     res = run_cli("eval", tmp_path / "q", "--json", "--max-tokens", "4096")
     assert res.code == 0, res.err
     figures = json.loads(res.out)
     assert figures["int"] <= 1.02 * figures["float"] and figures["qdq"] <= 1.01 * figures["float"]
+
+
+def test_without_soft_caps_gates_stay_16_bit_and_logits_are_accumulators(tmp_path):
+    """Other xLSTM codebases allow no soft caps (null in config.json); transformers does not build them."""
+    make_hf_xlstm(23, num_hidden_layers=1).save_pretrained(tmp_path, safe_serialization=True)
+    cfg = json.loads((tmp_path / "config.json").read_text()) | {"gate_soft_cap": None, "output_logit_soft_cap": None}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    model = edgec.load_checkpoint(tmp_path)
+    assert not any(n.op is Op.SOFTCAP for n in model.graphs["prefill"].nodes)
+    qm = edgec.quantize(model, _random_calib(256, 23))
+    assert qm.bits["b0.i_raw"] == qm.bits["b0.f_raw"] == 16 and qm.bits["logits"] == 0
+    tokens = np.random.default_rng(24).integers(0, 256, (1, 24))
+    assert residual_sqnr(model, qm, tokens)["logits"]["int"] > 15
