@@ -113,3 +113,17 @@ def test_without_soft_caps_gates_stay_16_bit_and_logits_are_accumulators(tmp_pat
     assert qm.bits["b0.i_raw"] == qm.bits["b0.f_raw"] == 16 and qm.bits["logits"] == 0
     tokens = np.random.default_rng(24).integers(0, 256, (1, 24))
     assert residual_sqnr(model, qm, tokens)["logits"]["int"] > 15
+
+
+def test_independently_trained_xlstm_of_other_widths_within_budget():
+    """tests/assets/xlstm_alt: hidden 96, 2 blocks, 2 heads, fused weights, another seed (see its README)."""
+    from pathlib import Path
+
+    model = edgec.load_checkpoint(Path(__file__).parent / "assets" / "xlstm_alt")
+    assert (model.spec.hidden_size, model.spec.weight_mode) == (96, "fused")
+    qm = edgec.quantize(model, windows(model_tokens(model, ENTRY.calib), 256, 8, 8192))
+    batches = windows(model_tokens(model, ENTRY.eval), 512, 16)
+    ppl = perplexities(model, qm, batches)
+    assert ppl["float"] < 3.2
+    assert ppl["int"] <= 1.02 * ppl["float"], ppl
+    assert ppl["qdq"] <= 1.01 * ppl["float"], ppl
