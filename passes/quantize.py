@@ -6,13 +6,13 @@ The rules are per op, never per family:
   D, an unfolded norm gain) stays float: the int profile derives fixed-point constants from it.
 - Activations: static, per tensor, scale = absmax / 127; one scale per output segment of a SPLIT
   LINEAR output; the input of a selective scan uses the alpha-quantile of |u| (percentile clipping).
-- Wider formats where int8 is too coarse (the int profile), each chosen by measurement:
+- Wider formats where int8 is too coarse (the int profile), each chosen by measurement
+  (bench/bench_formats.py: perplexity with one group of values at 8 / 16 / 32 bits):
   the residual stream (24-bit, one scale per layer boundary); softplus output dt (24-bit);
-  LUT outputs that gate a product (SiLU, sigmoid: 16-bit); soft-cap inputs (16-bit: gate
-  pre-activations and raw logits) and outputs (16-bit over [-cap, cap]); scan and mLSTM cell
-  outputs and per-head norms (16-bit; the mLSTM cell output 32-bit, since the per-head norm after it
-  magnifies quiet heads); the SSM state and the mLSTM C and n states (32-bit, the
-  calibrated maximum at 2^29).
+  LUT outputs that gate a product (SiLU, sigmoid: 16-bit); soft-cap inputs (gate pre-activations,
+  raw logits) and outputs (16-bit); scan outputs and per-head norms (16-bit); the mLSTM cell output
+  (32-bit: the per-head norm after it magnifies quiet heads, 16 bits cost 8 dB there on random-init
+  models); the SSM state and the mLSTM C and n states (32-bit, the calibrated maximum at 2^29).
 """
 
 from __future__ import annotations
@@ -32,11 +32,10 @@ from edgec.runtime.float_ref import sigmoid, silu, softplus
 __all__ = ["QuantOptions", "QuantizedModel", "quantize_model"]
 
 RESIDUAL_BITS = 24  # the residual stream saturates at 2^23; its calibrated max sits at 2^21
-STATE_BITS = 32  # SSM state; its calibrated max sits at 2^30
+STATE_BITS = 32  # recurrent states; the calibrated max sits at 2^29
 WIDE_BITS = 16  # scan / cell outputs, gates, soft-cap inputs and outputs, per-head norms
 DT_BITS = 24  # softplus output dt: small dt (long memory) keeps >= 10 significant bits
 CELL_BITS = 32  # mLSTM cell output h: a per-head norm follows, so quiet heads need their relative precision
-LUT_INPUT_OPS = frozenset({Op.SILU, Op.SOFTPLUS, Op.SIGMOID})  # 256-entry tables of an int8 input
 
 
 @dataclass(frozen=True)

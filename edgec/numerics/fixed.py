@@ -16,6 +16,7 @@ import numpy as np
 __all__ = [
     "EXP2_FRAC_BITS",
     "EXP2_POLY_Q30",
+    "LOG2E",
     "MULT_BITS",
     "RECIP_C0_Q30",
     "RECIP_C1_Q30",
@@ -34,6 +35,8 @@ __all__ = [
     "saturate",
 ]
 
+#: log2(e): natural-log exponents become exp2 arguments (compile-time constants only).
+LOG2E = 1.0 / math.log(2.0)
 #: Multipliers are normalised into [2^(MULT_BITS-1), 2^MULT_BITS): 15 bits, relative error <= 2^-15.
 MULT_BITS = 15
 #: requant() accepts |x| < 2^47 so that x * multiplier stays inside int64 (and an HLS ap_int<64>).
