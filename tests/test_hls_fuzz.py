@@ -10,6 +10,7 @@ evaluates it in one batched call, and one driver process runs thousands of cases
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -33,10 +34,12 @@ from edgec.hls.toolchain import (
 from edgec.ir import Graph, Node, Op
 from edgec.numerics.fixed import isqrt
 from edgec.numerics.hadamard import KNOWN_ORDERS, HadamardPlan, hadamard_base, plan_hadamard
-from edgec.numerics.lut import build_lut
-from edgec.runtime.float_ref import silu, softplus
-from edgec.runtime.sim_int import IntSimulator, ScanConstants
+from edgec.numerics.lut import build_interp_lut, build_lut
+from edgec.runtime.float_ref import sigmoid, silu, softplus
+from edgec.runtime.mlstm_float import logsigmoid
+from edgec.runtime.sim_int import LOG2E, IntSimulator, MlstmConstants, ScanConstants
 
+CELL = importlib.import_module(MlstmConstants.__module__)  # the module of the integer mLSTM cell and its widths
 SEED = int(os.environ.get("EDGEC_FUZZ_SEED", "20240917"))
 SLOW_CASES, FAST_CASES = 100_000, 2_000
 GROUP = 256  # cases per group (one shape, one batched handler call)
@@ -46,7 +49,7 @@ MAGIC = 0x0102030405060708
 GUARD = 8  # clear_state: words after the cleared range, which must survive (fuzz_driver.cpp)
 DRIVER_SOURCE = Path(__file__).parent / "cpp" / "fuzz_driver.cpp"
 KERNELS = ("embed", "rmsnorm", "linear8", "linear24", "linear0", "conv1d_step", "lut", "scan_step", "hadamard",
-           "mul", "residual_add", "slice", "clear_state")
+           "mul", "residual_add", "slice", "clear_state", "interp_lut", "head_layernorm", "mlstm_step")
 RESULTS: dict[str, tuple[int, int, float]] = {}  # test id -> (cases, mismatches, seconds)
 
 
@@ -114,6 +117,11 @@ def build_menus(seed: int) -> dict[str, list[Variant]]:
         "slice": [(1, 1), (1, 9), (8, 8), (5, 40)] + [(n, n + r(0, 40)) for n in (r(1, 64) for _ in range(4))],
         "clear_state": [("int8_t", 1), ("int8_t", 33), ("int32_t", 1), ("int32_t", 48)]
                        + [(str(rng.choice(["int8_t", "int32_t"])), r(1, 400)) for _ in range(4)],
+        "interp_lut": [(1, 10), (3, 10), (256, 10), (4, 0), (5, 4), (9, 16)]
+                      + [(r(1, 300), r(1, 12)) for _ in range(4)],
+        "head_layernorm": [(1, 1), (1, 2), (2, 3), (4, 16), (8, 64)] + [(r(1, 8), r(1, 96)) for _ in range(5)],
+        "mlstm_step": [(1, 1, 1, 10), (1, 2, 3, 10), (4, 16, 32, 10), (2, 5, 7, 4)]
+                      + [(r(1, 4), r(1, 24), r(1, 32), 10) for _ in range(4)],
     }
     menus, next_id = {}, 0
     for kernel in KERNELS:
@@ -372,7 +380,7 @@ def _lut(rng: np.random.Generator, params: tuple, g: int) -> Batch:
     x = codes(rng, (g, n))
     bits = int(rng.choice([8, 16, 24, 32]))
     if rng.random() < 0.3:  # tables as the compiler builds them
-        fn = silu if rng.random() < 0.5 else softplus
+        fn = (silu, softplus, sigmoid)[int(rng.integers(0, 3))]
         ins, outs = 10.0 ** rng.uniform(-3, 0, g), 10.0 ** rng.uniform(-6, 0, g)
         tables = np.stack([build_lut(fn, a, b, bits) for a, b in zip(ins, outs, strict=True)])
     else:
@@ -483,10 +491,91 @@ def _clear_state(rng: np.random.Generator, params: tuple, g: int) -> Batch:
     return _batch(rows(g, count, values), want)
 
 
+def _knots(rng: np.random.Generator, fn: Callable[[np.ndarray], np.ndarray], in_bits: int, out_scale: float,
+           out_bits: int, knot_bits: int, bound: tuple[int, int]) -> np.ndarray:
+    """Knots as the compiler builds them (``fn`` at a random input scale), or random ones within ``bound``."""
+    if rng.random() < 0.5:
+        return build_interp_lut(fn, 10.0 ** rng.uniform(-5, 0), in_bits, out_scale, out_bits, knot_bits)
+    return ints(rng, ((1 << knot_bits) + 1,), *bound, edge=0.1)
+
+
+def _interp_lut(rng: np.random.Generator, params: tuple, g: int) -> Batch:
+    n, kb = params
+    in_bits = int(rng.choice([b for b in (8, 12, 16, 24) if b >= kb]))
+    out_bits = int(rng.choice([16, 32]))
+    knots = _knots(rng, lambda t: 30 * np.tanh(t / 30), in_bits, 30 / 2 ** (out_bits - 1), out_bits, kb,
+                   signed(out_bits))
+    x = codes(rng, (g, n), in_bits)
+    on_knot = rng.random((g, n)) < 0.1  # exactly on a knot, or one code either side
+    x = np.where(on_knot, np.clip(((x >> (in_bits - kb)) << (in_bits - kb)) + rng.integers(-1, 2, (g, n)),
+                                  *signed(in_bits)), x)
+    node = Node(Op.SOFTCAP, ("x",), ("y",), attrs={"cap": 30.0}, name="cap")
+    TWIN.qm.bits["x"] = in_bits
+    want = TWIN(node, {"knots": knots}, x)
+    return _batch(rows(g, x), want, np.concatenate([[in_bits], knots]))
+
+
+def _head_layernorm(rng: np.random.Generator, params: tuple, g: int) -> Batch:
+    heads, dh = params
+    bits = int(rng.choice([16, 8, 32], p=[0.7, 0.15, 0.15]))
+    x = codes(rng, (g, heads, dh), 32, whole=0.1)
+    flat = rng.random((g, heads)) < 0.05  # a constant head: it centres to zero
+    x = np.where(flat[..., None], x[..., :1], x)
+    x = x.reshape(g, heads * dh)
+    eps = np.where(rng.random((g, 1)) < 0.2, rng.choice([0, 1, 1 << 60], (g, 1)),
+                   rng.integers(0, 1 << 60, (g, 1), endpoint=True) >> rng.integers(0, 61, (g, 1)))
+    m = mults(rng, (g, heads * dh), sign=True)
+    rms_max = isqrt(np.minimum((1 << 48) + eps, (1 << 62) - 1))  # centred values stay below 2^24 (+1)
+    shift = shifts(rng, (g, heads * dh), max(0, 16 + dh.bit_length() // 2 - bits), hi=46 - bitlen(rms_max), m=m)
+    shift = np.where(m == 0, 0, shift)
+    node = Node(Op.HEAD_LAYERNORM, ("h",), ("hn",), attrs={"heads": heads, "eps": 1e-6}, name="hnorm")
+    TWIN.qm.bits["hn"] = bits
+    consts = {"inv": (m.reshape(g, heads, dh), shift.reshape(g, heads, dh)), "eps": eps[:, :, None]}
+    want = TWIN(node, consts, x)
+    return _batch(rows(g, eps, bits, m, shift, x), want)
+
+
+def _mlstm_step(rng: np.random.Generator, params: tuple, g: int) -> Batch:
+    heads, dqk, dv, kb = params
+    gate_bits = int(rng.choice([b for b in (16, 12, 10) if b >= kb]))
+    h_bits = int(rng.choice([32, 16, 8], p=[0.7, 0.15, 0.15]))
+    logf = _knots(rng, lambda t: logsigmoid(t) * LOG2E, gate_bits, 2.0 ** -CELL.LOG_FRAC_BITS, 32, kb, (-(1 << 31), 0))
+    col = (g, 1)
+    i_m, k_m, kv_m, r_m = (mults(rng, col) for _ in range(4))
+    qn_bits = 7 + 31 + max(dqk - 1, 1).bit_length()  # MlstmConstants.build: |q.n| << guard < 2^(DEN_BITS - 1)
+    guard = rng.integers(0, max(0, CELL.DEN_BITS - 1 - qn_bits), col, endpoint=True)
+    eps = np.where(rng.random(col) < 0.3, rng.choice([0, 0, 1, 1 << 59], col),
+                   rng.integers(0, 1 << 59, col, endpoint=True) >> rng.integers(0, 60, col))
+    # r_shift < 0 (h = num / den * r_m * 2^|r_shift|); with a tiny denominator the output is shifted up
+    r_shift = np.where(rng.random(col) < 0.2, rng.integers(-40, -10, col), rng.integers(-24, 40, col, endpoint=True))
+    consts = (i_m, shifts(rng, col, 6, m=i_m), kv_m, shifts(rng, col, 28, m=kv_m), k_m, shifts(rng, col, 21, m=k_m),
+              guard, rng.integers(10 << CELL.LOG_FRAC_BITS, 62 << CELL.LOG_FRAC_BITS, col), eps, r_m, r_shift)
+    q, k = codes(rng, (g, heads * dqk)), codes(rng, (g, heads * dqk))
+    v, i, f = codes(rng, (g, heads * dv)), codes(rng, (g, heads), gate_bits), codes(rng, (g, heads), gate_bits)
+    c = codes(rng, (g, heads, dqk, dv), 32, edge=0.05, whole=0.1)
+    n = codes(rng, (g, heads, dqk), 32, edge=0.05, whole=0.1)
+    m = np.where(rng.random((g, heads)) < 0.8, ints(rng, (g, heads), -(1 << 26), 1 << 26), codes(rng, (g, heads), 32))
+    quiet = rng.random((g, heads)) < 0.1  # q.n = 0: the denominator is the floor 2^(log_inv_qn - m) + eps
+    n = np.where(quiet[..., None], 0, n)
+    k = np.where(np.repeat(quiet, dqk, axis=1), 0, k)
+    # each constant broadcast against the array it scales in mlstm_step_int: [B, H], [B, H, dqk, dv], ...
+    shapes = ((g, 1), (g, 1), (g, 1, 1, 1), (g, 1, 1, 1), (g, 1, 1), (g, 1, 1), (g, 1), (g, 1), (g, 1), (g, 1, 1),
+              (g, 1))
+    names = [fld for fld in MlstmConstants.__dataclass_fields__ if fld not in ("logf", "gate_bits", "h_bits")]
+    kc = MlstmConstants(**{name: a.reshape(shape) for name, a, shape in zip(names, consts, shapes, strict=True)},
+                        logf=logf, gate_bits=gate_bits, h_bits=h_bits)
+    node = Node(Op.MLSTM_STEP, ("q", "k", "v", "i", "f", "C", "n", "m"), ("h", "C_out", "n_out", "m_out"),
+                attrs={"heads": heads, "eps": 1e-6}, name="cell")
+    h, c_new, n_new, m_new = TWIN(node, {"cell": kc}, q, k, v, i, f, c, n, m)
+    want = np.concatenate([a.reshape(g, -1) for a in (h, c_new, n_new, m_new)], axis=1)
+    return _batch(rows(g, *consts, q, k, v, i, f, c, n, m), want, np.concatenate([[gate_bits, h_bits], logf]))
+
+
 GENERATORS: dict[str, Callable[[np.random.Generator, tuple, int], Batch]] = {
     "embed": _embed, "rmsnorm": _rmsnorm, "linear8": _linear, "linear24": _linear, "linear0": _linear,
     "conv1d_step": _conv1d_step, "lut": _lut, "scan_step": _scan_step, "hadamard": _hadamard, "mul": _mul,
-    "residual_add": _residual_add, "slice": _slice, "clear_state": _clear_state,
+    "residual_add": _residual_add, "slice": _slice, "clear_state": _clear_state, "interp_lut": _interp_lut,
+    "head_layernorm": _head_layernorm, "mlstm_step": _mlstm_step,
 }
 
 

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import importlib
 import math
+import re
+from dataclasses import fields
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+import edgec.runtime.int_ops as int_ops
+import edgec.runtime.sim_int as sim_int
 from edgec.hls.toolchain import HLS_INCLUDE_DIR, ap_types_dir, compile_program, run_program
+from edgec.ir import Graph, Node, Op, Value
 from edgec.numerics.fixed import quantize_multiplier, requant, saturate
 from edgec.numerics.hadamard import hadamard_base, hadamard_transform_int, plan_hadamard
-from edgec.numerics.lut import build_lut, lookup
-from edgec.runtime.float_ref import silu
+from edgec.numerics.lut import build_interp_lut, build_lut, lookup
+from edgec.runtime.float_ref import sigmoid, silu
 from edgec.runtime.int_ops import int_matmul, rmsnorm_int, signed_multiplier
-from edgec.runtime.sim_int import IntSimulator, ScanConstants
+from edgec.runtime.sim_int import IntSimulator, MlstmConstants, ScanConstants
 
 V, D, K, N, E, KT, NS, HD, HK, HM = 40, 64, 48, 36, 24, 4, 16, 90, 12, 3
+NH, DH, QH, DQK, DV, KB, NI = 3, 16, 2, 8, 12, 10, 600  # head norm, mLSTM cell, interpolated table
 RNG = np.random.default_rng(11)
 
 
@@ -87,8 +95,9 @@ def test_conv1d_step_three_steps(driver, tmp_path):
     assert np.array_equal(got, np.concatenate([*want, s.reshape(-1)]))
 
 
-def test_lut_every_code(driver, tmp_path):
-    table = build_lut(silu, 0.05, 1e-4, 16)
+@pytest.mark.parametrize("fn", [silu, sigmoid])
+def test_lut_every_code(driver, tmp_path, fn):
+    table = build_lut(fn, 0.05, 1e-4, 16)
     codes = np.arange(-128, 128)
     assert np.array_equal(run(driver, tmp_path, "lut", table, codes), lookup(table, codes))
 
@@ -133,3 +142,79 @@ def test_mul_and_residual_add(driver, tmp_path):
     assert np.array_equal(got[0], requant(a * b, m, shift, 8))
     assert np.array_equal(got[1], a * b)
     assert np.array_equal(got[2], saturate(requant(a, m, shift, 32) + b, 24))
+
+
+def simulator(node: Node, consts: dict, **qm) -> IntSimulator:
+    """An IntSimulator over a stub model: the handler of ``node`` runs on the constants given."""
+    sim = IntSimulator.__new__(IntSimulator)
+    sim.qm = SimpleNamespace(**({"scales": {}, "bits": {}, "state_scales": {}, "graphs": {}} | qm))
+    sim._const = {(node.name, key): value for key, value in consts.items()}
+    return sim
+
+
+def test_header_constants_match_the_simulator():
+    code = (HLS_INCLUDE_DIR / "edgec_kernels.h").read_text()
+    header = {name: int(v) for name, v in re.findall(r"static const int (\w+) = (\d+);", code)}
+    cell = importlib.import_module(MlstmConstants.__module__)  # the module of the integer mLSTM cell
+    assert header == {"INV_BITS": int_ops.INV_BITS, "NORM_BITS": sim_int.NORM_BITS,
+                      "LOG_FRAC_BITS": cell.LOG_FRAC_BITS, "DEN_BITS": cell.DEN_BITS}
+    names = re.search(r"struct mlstm_constants \{\s*int64_t ([^;]*);", code).group(1).replace(" ", "").split(",")
+    assert names == [f.name for f in fields(MlstmConstants) if f.name != "logf"]
+
+
+def test_interp_lut_softcap(driver, tmp_path):
+    knots = build_interp_lut(lambda t: 30 * np.tanh(t / 30), 2e-3, 16, 1e-3, 16, KB)
+    x = np.concatenate([[-(1 << 15), (1 << 15) - 1, 0, -1, 63, 64, 65], RNG.integers(-(1 << 15), 1 << 15, NI - 7)])
+    node = Node(Op.SOFTCAP, ("x",), ("y",), attrs={"cap": 30.0}, name="cap")
+    sim = simulator(node, {"knots": knots}, bits={"x": 16, "y": 16})
+    got = run(driver, tmp_path, "interp_lut", [16], knots, x)
+    assert np.array_equal(got, sim.op_softcap(node, x))
+
+
+def test_head_layernorm(driver, tmp_path):
+    x = RNG.integers(-(1 << 31), 1 << 31, (4, NH * DH))
+    x[1] = 0  # all zero: the rms clamps to 1
+    x[2, :DH] = 7  # a constant head centres to zero
+    x[3] = RNG.integers(-3, 4, NH * DH)  # tiny values: no block shift
+    m, shift = signed_multiplier(RNG.uniform(-1.5, 1.5, NH * DH) / 5e-4)
+    m[0], shift[0] = 0, 0  # a zero gain
+    node = Node(Op.HEAD_LAYERNORM, ("h",), ("hn",), attrs={"heads": NH, "eps": 1e-6}, name="norm")
+    eps_q = 123456789
+    sim = simulator(node, {"inv": (m.reshape(NH, DH), shift.reshape(NH, DH)), "eps": eps_q}, bits={"hn": 16})
+    got = run(driver, tmp_path, "head_layernorm", [eps_q, 16], m, shift, x).reshape(4, -1)
+    assert np.array_equal(got, sim.op_head_layernorm(node, x))
+
+
+def mlstm_node_and_constants(eps: float = 1e-6, s_out: float = 1e-7) -> tuple[Node, MlstmConstants]:
+    """An mLSTM step node and constants built by MlstmConstants.build from plausible scales."""
+    names = ("q", "k", "v", "i", "f", "C", "n", "m")
+    node = Node(Op.MLSTM_STEP, names, ("h", "C_out", "n_out", "m_out"), attrs={"heads": QH, "eps": eps}, name="cell")
+    qm = SimpleNamespace(
+        scales={"q": 0.03, "k": 0.02, "v": 0.04, "i": 15 / 32767, "f": 15 / 32767, "h": s_out},
+        state_scales={"cell/C": 2e-8, "cell/n": 1e-8}, bits={"f": 16, "h": 32},
+        graphs={"prefill": Graph("prefill", [], {"q": Value("q", ("B", "L", QH * DQK))}, [], [])})
+    return node, MlstmConstants.build(qm, node)
+
+
+@pytest.mark.parametrize("eps", [1e-6, 1e-30])  # 1e-30: a degenerate eps, the denominator below its unit
+def test_mlstm_step_three_steps(driver, tmp_path, eps):
+    node, kc = mlstm_node_and_constants(eps)
+    c = RNG.integers(-(1 << 31), 1 << 31, (1, QH, DQK, DV))
+    c[0, 0, 0, :2] = [(1 << 31) - 1, -(1 << 31)]  # saturated state
+    n = RNG.integers(-(1 << 31), 1 << 31, (1, QH, DQK)) >> RNG.integers(0, 31, (1, QH, DQK))
+    n[0, 0] = 0  # with a large m, head 0 keeps q.n = 0: the denominator is the floor 2^(log_inv_qn - m) + eps
+    m = np.array([[45 << 20, -(1 << 24)]])
+    steps = [(RNG.integers(-128, 128, (1, QH * DQK)), RNG.integers(-128, 128, (1, QH * DQK)),
+              RNG.integers(-128, 128, (1, QH * DV)), RNG.integers(-(1 << 15), 1 << 15, (1, QH)),
+              RNG.integers(-(1 << 15), 1 << 15, (1, QH))) for _ in range(3)]
+    steps[1][3][:] = (1 << 15) - 1  # the input gate at its cap: the stabilizer jumps
+    steps[2][0][:] = 0  # q = 0: the denominator is the floor exp(-m) + eps
+    scalars = [int(getattr(kc, f.name)) for f in fields(kc) if f.name != "logf"]
+    got = run(driver, tmp_path, "mlstm_step", scalars, kc.logf, c, n, m, *[p for st in steps for p in st])
+    sim = simulator(node, {"cell": kc})
+    want, state = [], (c, n, m)
+    for q, k, v, i, f in steps:
+        h, *state = sim.op_mlstm_step(node, q, k, v, i, f, *state)
+        want.append(h)
+    assert np.array_equal(got, np.concatenate([np.ravel(a) for a in (*want, *state)]))
+    assert np.abs(want[0][0, :DV]).min() > 0  # head 0's first output did not vanish (degenerate eps: shifted up)

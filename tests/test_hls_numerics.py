@@ -28,13 +28,14 @@ from edgec.numerics.fixed import (
     EXP2_POLY_Q30,
     bit_length,
     exp2_fixed,
+    exp2_int,
     isqrt,
     reciprocal_fixed,
     requant,
     rshift_round,
     saturate,
 )
-from edgec.numerics.lut import build_lut, lookup
+from edgec.numerics.lut import build_interp_lut, build_lut, interp_lookup, lookup
 
 DRIVER_SOURCE = Path(__file__).parent / "cpp" / "numerics_driver.cpp"
 HEADER = HLS_INCLUDE_DIR / "edgec_numerics.h"
@@ -255,6 +256,66 @@ def test_exp2_fixed_random(run_cpp):
         py[fb == b] = exp2_fixed(t[fb == b], int(b))
     assert (py > 0).mean() > 0.25
     assert_same(run_cpp("exp2_fixed", t, fb), py, t=t, frac_bits=fb)
+
+
+# ---- exp2_int ------------------------------------------------------------------------------------
+
+def _exp2_int_py(e, fb, cap) -> np.ndarray:
+    out = np.empty_like(e)
+    for key in set(zip(fb.tolist(), cap.tolist(), strict=True)):
+        sel = (fb == key[0]) & (cap == key[1])
+        out[sel] = exp2_int(e[sel], *key)
+    return out
+
+
+def test_exp2_int_edge_cases(run_cpp):
+    rows = []
+    for fb in (0, 1, 20, 30, 31, 45, 62):
+        one = 1 << fb
+        for cap in (30, 31, 47, 59, 61, 62):
+            es = [0, 1, -1, one // 2, -(one // 2), I64_MIN, I64_MAX, I64_MIN + 1, I64_MAX - 1]
+            es += [k * one + d for k in (*range(-70, 70), 1 << 20, -(1 << 20)) for d in (-1, 0, 1)]
+            rows += [(e, fb, cap) for e in es if I64_MIN <= e <= I64_MAX]
+    e, fb, cap = np.array(rows, dtype=np.int64).T
+    py = _exp2_int_py(e, fb, cap)
+    assert_same(run_cpp("exp2_int", e, fb, cap), py, e=e, frac_bits=fb, cap_bits=cap)
+    k = np.arange(0, 59)  # exact powers of two below the cap
+    assert exp2_int(k << 20, 20, 59).tolist() == [1 << int(v) for v in k]
+    assert exp2_int(np.array([-(1 << 20), 100 << 20]), 20, 59).tolist() == [0, 1 << 59]  # 1/2 rounds to 0
+
+
+def test_exp2_int_random(run_cpp):
+    rng = np.random.default_rng(8)
+    n = N_RANDOM
+    fb = rng.integers(0, 63, size=n)
+    cap = rng.integers(30, 63, size=n)
+    e = _wide(rng, n)
+    near = rng.random(n) < 0.6  # most exponents within +-2^7 of 1, where the result is neither 0 nor the cap
+    small = _wide(rng, n, 8)
+    e = np.where(near & (fb <= 54), small << np.minimum(fb, 54), e)
+    e = np.where(near & (fb > 54), small, e)
+    py = _exp2_int_py(e, fb, cap)
+    assert ((py > 0) & (py < np.int64(1) << cap)).mean() > 0.2
+    assert_same(run_cpp("exp2_int", e, fb, cap), py, e=e, frac_bits=fb, cap_bits=cap)
+
+
+# ---- interp_lookup -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("in_bits", "knot_bits"), [(16, 10), (16, 16), (16, 0), (8, 4), (24, 10)])
+def test_interp_lookup_every_code(run_cpp, in_bits, knot_bits):
+    rng = np.random.default_rng(in_bits * 100 + knot_bits)
+    tables = [rng.integers(-(1 << 31), 1 << 31, (1 << knot_bits) + 1),  # 32-bit knots, steepest slopes
+              build_interp_lut(lambda t: 30 * np.tanh(t / 30), 2e-3, in_bits, 1e-3, 16, knot_bits),
+              build_interp_lut(lambda t: -np.logaddexp(0, -t) / np.log(2), 5e-4, in_bits, 2.0**-20, 32, knot_bits)]
+    codes = np.arange(-(1 << (in_bits - 1)), 1 << (in_bits - 1))
+    if codes.size > 1 << 17:
+        codes = np.unique(np.concatenate([codes[:4096], codes[-4096:], rng.choice(codes, 1 << 16)]))
+    for knots in tables:
+        prefix = np.concatenate([[in_bits, knot_bits], knots])
+        assert_same(run_cpp("interp", codes, prefix=prefix), interp_lookup(knots, codes, in_bits), code=codes)
+    step = in_bits - knot_bits  # exact at the knots
+    at = (np.arange(1 << knot_bits) << step) - (1 << (in_bits - 1))
+    assert np.array_equal(interp_lookup(tables[0], at, in_bits), tables[0][:-1])
 
 
 # ---- bit_length and reciprocal_fixed --------------------------------------------------------------

@@ -1,6 +1,6 @@
-// edgec HLS kernels for one Mamba decode step. Each kernel mirrors, operation for operation, the
-// handler of the same op in runtime/sim_int.py (the bit-accurate simulator); the integer primitives
-// come from edgec_numerics.h, which mirrors edgec/numerics/fixed.py.
+// edgec HLS kernels for one decode step (Mamba, xLSTM). Each kernel mirrors, operation for operation,
+// the handler of the same op in runtime/sim_int.py (the bit-accurate simulator); the integer primitives
+// come from edgec_numerics.h, which mirrors edgec/numerics/fixed.py and lut.py.
 //
 // Conventions: activations are int64_t buffers holding values already saturated to their declared
 // width (8, 16, 24 or 32 bits); weights are int8 and every per-channel constant (multiplier, shift,
@@ -25,6 +25,22 @@ embed_row:
     }
 }
 
+// Constants of the int profile defined in runtime/int_ops.py and runtime/sim_int.py (same names there;
+// tests/test_hls_kernels.py checks the values).
+static const int INV_BITS = 16;       // inv = 2^(b+16) / rms has 17 significant bits
+static const int NORM_BITS = 24;      // a per-head norm brings its centred input below 2^24 per head
+static const int LOG_FRAC_BITS = 20;  // mLSTM gates and stabilizer m in log2 units, Q20
+static const int DEN_BITS = 60;       // the mLSTM denominator is formed below 2^60
+
+// 2^(b + INV_BITS) / rms with rms = max(isqrt(sumsq / d + eps_q), 1) and b = bit_length(rms) (returned in
+// *b), as rmsnorm_int in runtime/int_ops.py. sumsq, eps_q >= 0: C++ division floors like Python's //.
+inline int64_t rms_inverse(int64_t sumsq, int64_t d, int64_t eps_q, int *b) {
+    int64_t rms = isqrt(sumsq / d + eps_q);
+    if (rms < 1) rms = 1;
+    *b = bit_length(rms);
+    return ((int64_t)1 << (*b + INV_BITS)) / rms;
+}
+
 // Integer RMSNorm (no gain: it is folded into the next linear layer), see rmsnorm_int in
 // runtime/int_ops.py: rms = isqrt(sum(x^2) / D + eps); inv = 2^(b+16) / rms with b = bit_length(rms).
 template <int D>
@@ -35,18 +51,53 @@ rmsnorm_sumsq:
 #pragma HLS PIPELINE II = 1
         sumsq += x[d] * x[d];
     }
-    int64_t rms = isqrt(sumsq / D + eps_q);  // non-negative: C++ division floors like Python's //
-    if (rms < 1) rms = 1;
-    int b = 0;
-rmsnorm_bitlen:
-    for (int i = 0; i < 63; i++) {
-        if ((rms >> i) != 0) b = i + 1;
-    }
-    const int64_t inv = ((int64_t)1 << (b + 16)) / rms;
+    int b;
+    const int64_t inv = rms_inverse(sumsq, D, eps_q, &b);
 rmsnorm_scale:
     for (int d = 0; d < D; d++) {
 #pragma HLS PIPELINE II = 1
-        out[d] = requant(x[d] * inv, m, shift + b + 16, 8);
+        out[d] = requant(x[d] * inv, m, shift + b + INV_BITS, 8);
+    }
+}
+
+// Per-head integer LayerNorm (op_head_layernorm): per head, c = DH * x - sum(x) (exact), a right shift
+// (rounding half to even) by block = max(bit_length(max |c|) - NORM_BITS, 0), then the integer RMSNorm of
+// c with eps_q rounded down by 2 * block bits and per-channel multipliers m (signed: the gain is folded in).
+template <int H, int DH>
+void head_layernorm(const int64_t x[H * DH], int64_t eps_q, const int64_t *m, const int64_t *shift, int bits,
+                    int64_t out[H * DH]) {
+head_norm_heads:
+    for (int h = 0; h < H; h++) {
+        int64_t c[DH];
+        int64_t sum = 0, cmax = 0, sumsq = 0;
+    head_norm_sum:
+        for (int d = 0; d < DH; d++) {
+#pragma HLS PIPELINE II = 1
+            sum += x[h * DH + d];
+        }
+    head_norm_centre:
+        for (int d = 0; d < DH; d++) {
+#pragma HLS PIPELINE II = 1
+            c[d] = x[h * DH + d] * DH - sum;
+            const int64_t a = c[d] < 0 ? -c[d] : c[d];
+            cmax = a > cmax ? a : cmax;
+        }
+        const int over = bit_length(cmax) - NORM_BITS;
+        const int block = over > 0 ? over : 0;
+    head_norm_shift:
+        for (int d = 0; d < DH; d++) {
+#pragma HLS PIPELINE II = 1
+            c[d] = rshift_round(c[d], block);
+            sumsq += c[d] * c[d];
+        }
+        int b;
+        const int64_t inv = rms_inverse(sumsq, DH, rshift_round(eps_q, 2 * block < 62 ? 2 * block : 62), &b);
+    head_norm_scale:
+        for (int d = 0; d < DH; d++) {
+#pragma HLS PIPELINE II = 1
+            const int j = h * DH + d;
+            out[j] = requant(c[d] * inv, m[j], (int)shift[j] + b + INV_BITS, bits);
+        }
     }
 }
 
@@ -111,6 +162,23 @@ lut_lookup_loop:
     }
 }
 
+// A function of one wide input through an interpolated table (op_softcap): 2^KNOT_BITS + 1 knots,
+// burst-read into a local ROM once per call, then interp_lookup per element.
+template <int N, int KNOT_BITS>
+void interp_lut(const int64_t x[N], const int64_t *knots, int in_bits, int64_t out[N]) {
+    int64_t rom[(1 << KNOT_BITS) + 1];
+interp_load:
+    for (int i = 0; i < (1 << KNOT_BITS) + 1; i++) {
+#pragma HLS PIPELINE II = 1
+        rom[i] = knots[i];
+    }
+interp_lookup_loop:
+    for (int i = 0; i < N; i++) {
+#pragma HLS PIPELINE II = 1
+        out[i] = interp_lookup(rom, x[i], in_bits, KNOT_BITS);
+    }
+}
+
 // Selective-scan step for all channels: decay = 2^(dt * a_q / 2^a_frac) in Q30,
 // h = sat32(requant(h, decay, 30) + requant(dt * u * B, bu)), y = sat(requant(C . h, y) + requant(u, d)).
 template <int E, int NS>
@@ -129,6 +197,100 @@ scan_channels:
             acc += (int64_t)h[e][n] * c[n];
         }
         y[e] = saturate(requant(acc, y_m, y_shift, 32) + requant(u[e], d_m[e], (int)d_shift[e], 32), y_bits);
+    }
+}
+
+// Integer constants of one mLSTM cell: MlstmConstants of runtime/sim_int.py, field for field (the knots
+// of the forget gate's log-sigmoid are passed apart, as an int64 array in DRAM).
+struct mlstm_constants {
+    int64_t i_m, i_shift, kv_m, kv_shift, k_m, k_shift, guard, log_inv_qn, eps, r_m, r_shift, gate_bits, h_bits;
+};
+
+// One token of the integer mLSTM cell for every head (mlstm_step_int in runtime/sim_int.py). Per head:
+//   m' = max(logf(f) + m, i2) with i2 = requant(i); f_act = 2^(logf + m - m'), i_act = 2^(i2 - m') (Q30);
+//   n' = sat32(requant(n, f_act, 30) + requant(k i_act)), C' = sat32(requant(C, f_act, 30) + requant(k v i_act));
+//   num = q . C' (per column e), qn = q . n'; den = max(max(|qn| << guard, 2^(log_inv_qn - m')) + eps, 1);
+//   h = num / den through a 15-bit reciprocal mantissa, two rounding shifts around r_m, saturated to h_bits.
+// C is swept once per token, one row of DV values at a time (read, update, write back), so `c` may be an
+// on-chip array or a window of a DRAM port (state too large for the chip) with the same arithmetic.
+template <int H, int DQK, int DV, int KNOT_BITS>
+void mlstm_step(const int64_t q[H * DQK], const int64_t k[H * DQK], const int64_t v[H * DV], const int64_t i_gate[H],
+                const int64_t f_gate[H], int32_t *c, int32_t n[H * DQK], int32_t m[H], const int64_t *logf,
+                const mlstm_constants &kc, int64_t h[H * DV]) {
+    int64_t knots[(1 << KNOT_BITS) + 1];
+    int64_t num[DV];
+    int32_t row[DV];
+mlstm_load_knots:
+    for (int i = 0; i < (1 << KNOT_BITS) + 1; i++) {
+#pragma HLS PIPELINE II = 1
+        knots[i] = logf[i];
+    }
+mlstm_heads:
+    for (int hd = 0; hd < H; hd++) {
+        const int64_t i2 = requant(i_gate[hd], kc.i_m, (int)kc.i_shift, 32);
+        const int64_t decayed = wrap_add(interp_lookup(knots, f_gate[hd], (int)kc.gate_bits, KNOT_BITS), m[hd]);
+        const int64_t m_new = decayed > i2 ? decayed : i2;
+        const int64_t f_act = exp2_fixed(decayed - m_new, LOG_FRAC_BITS);  // Q30
+        const int64_t i_act = exp2_fixed(i2 - m_new, LOG_FRAC_BITS);
+        m[hd] = (int32_t)m_new;
+        int64_t qn = 0;
+    mlstm_n:
+        for (int d = 0; d < DQK; d++) {
+#pragma HLS PIPELINE II = 1
+            const int j = hd * DQK + d;
+            const int64_t nn = saturate(requant(n[j], f_act, 30, 32)
+                                        + requant(k[j] * i_act, kc.k_m, (int)kc.k_shift, 32), 32);
+            n[j] = (int32_t)nn;
+            qn = wrap_add(qn, q[j] * nn);
+        }
+    mlstm_num_clear:
+        for (int e = 0; e < DV; e++) num[e] = 0;
+    mlstm_rows:
+        for (int d = 0; d < DQK; d++) {
+            const int j = hd * DQK + d;
+            int32_t *crow = c + (long)j * DV;
+        mlstm_row_read:
+            for (int e = 0; e < DV; e++) {
+#pragma HLS PIPELINE II = 1
+                row[e] = crow[e];
+            }
+        mlstm_row_update:
+            for (int e = 0; e < DV; e++) {
+#pragma HLS PIPELINE II = 1
+                const int64_t kv = wrap_mul(k[j] * v[hd * DV + e], i_act);
+                const int64_t cc = saturate(requant(row[e], f_act, 30, 32) + requant(kv, kc.kv_m, (int)kc.kv_shift, 32),
+                                            32);
+                row[e] = (int32_t)cc;
+                num[e] = wrap_add(num[e], q[j] * cc);
+            }
+        mlstm_row_write:
+            for (int e = 0; e < DV; e++) {
+#pragma HLS PIPELINE II = 1
+                crow[e] = row[e];
+            }
+        }
+        const int64_t floor = exp2_int(wrap_sub(kc.log_inv_qn, m_new), LOG_FRAC_BITS, DEN_BITS - 1);
+        const int64_t big = wrap_shl(qn < 0 ? -qn : qn, (int)kc.guard);
+        int64_t den = wrap_add(big > floor ? big : floor, kc.eps);
+        if (den < 1) den = 1;
+        int shift;
+        const int64_t y15 = rshift_round(reciprocal_fixed(den, &shift), 16);
+        const int64_t total = shift - 16 - kc.guard + kc.r_shift;
+        const int64_t down = total > 0 ? total : 0;
+    mlstm_out:
+        for (int e = 0; e < DV; e++) {
+#pragma HLS PIPELINE II = 1
+            const int64_t p = wrap_mul(num[e], y15);
+            const int64_t over = bit_length(p < 0 ? -p : p) - REQUANT_INPUT_BITS;
+            const int64_t first = over < 0 ? 0 : (over > down ? down : over);
+            const int64_t prod = wrap_mul(saturate(rshift_round(p, (int)first), REQUANT_INPUT_BITS + 1), kc.r_m);
+            const int64_t rest = down - first;
+            int64_t out = rest > 62 ? 0 : rshift_round(prod, (int)rest);
+            if (total < 0) {  // a denominator below the accumulator's unit: shift left, saturating first
+                out = wrap_shl(saturate(prod, REQUANT_INPUT_BITS + 1), -total < 15 ? (int)-total : 15);
+            }
+            h[hd * DV + e] = saturate(out, (int)kc.h_bits);
+        }
     }
 }
 

@@ -216,6 +216,26 @@ RECIP_NEWTON:
     return y;
 }
 
+// round(2^(e / 2^frac_bits)) for any signed fixed-point exponent e, saturated to 2^cap_bits;
+// frac_bits in [0, 62], cap_bits in [30, 62] (see the wrap note below for 62).
+//
+// With z = ceil(e / 2^frac_bits) and the fraction e - z * 2^frac_bits in (-1, 0]: the Q30 mantissa
+// exp2_fixed(fraction) in (2^29, 2^30] is shifted left by z - 30, or right (rounding half to even) by
+// 30 - z. As in NumPy, mant << up wraps when cap_bits = 62 and the mantissa is 2^30 (mirrored, not
+// relied on: edgec uses cap_bits <= 59).
+inline int64_t exp2_int(int64_t e, int frac_bits, int cap_bits) {
+#pragma HLS INLINE
+    const int64_t z = wrap_sub(0, wrap_sub(0, e) >> frac_bits);  // ceil
+    const int64_t mant = exp2_fixed(wrap_sub(e, wrap_shl(z, frac_bits)), frac_bits);
+    const int64_t cap = static_cast<int64_t>(1) << cap_bits;
+    const int64_t up_max = cap_bits - EXP2_FRAC_BITS + 1;
+    const int64_t zu = wrap_sub(z, EXP2_FRAC_BITS), zd = wrap_sub(EXP2_FRAC_BITS, z);
+    const int64_t up = zu < 0 ? 0 : (zu > up_max ? up_max : zu);
+    const int64_t down = zd < 0 ? 0 : (zd > 62 ? 62 : zd);
+    const int64_t v = rshift_round(wrap_shl(mant, static_cast<int>(up)), static_cast<int>(down));
+    return v < cap ? v : cap;
+}
+
 // ---- Lookup tables (edgec/numerics/lut.py) -----------------------------------------------------
 
 // The table entry of an int8 code: table[q + 128]. The 256-entry table is computed at compile time
@@ -225,6 +245,21 @@ template <typename T>
 inline T lut_lookup(const T table[256], code_t q) {
 #pragma HLS INLINE
     return table[static_cast<int>(q) + 128];
+}
+
+// Linear interpolation between the two knots around a code q of an in_bits-bit signed input (exact at
+// the knots), as interp_lookup in lut.py: knots holds 2^knot_bits + 1 values 2^step codes apart, with
+// step = in_bits - knot_bits; u = q + 2^(in_bits-1), j = u >> step, r = u - j * 2^step and
+// y = t[j] + round_half_even((t[j+1] - t[j]) * r / 2^step). Domain: q in the in_bits range.
+template <typename T>
+inline int64_t interp_lookup(const T *knots, int64_t q, int in_bits, int knot_bits) {
+#pragma HLS INLINE
+    const int step = in_bits - knot_bits;
+    const int64_t u = wrap_add(q, static_cast<int64_t>(1) << (in_bits - 1));
+    const int64_t j = u >> step;
+    const int64_t lo = knots[j];
+    const int64_t r = wrap_sub(u, wrap_shl(j, step));
+    return wrap_add(lo, rshift_round(wrap_mul(wrap_sub(static_cast<int64_t>(knots[j + 1]), lo), r), step));
 }
 
 }  // namespace edgec

@@ -143,6 +143,50 @@ void run_hadamard(const int64_t *hk) {
     put(y, KH << M);
 }
 
+// prefix: in_bits, knots[2^KB + 1]; record: x[N] -> out[N]
+template <int N, int KB>
+void run_interp_lut(const int64_t *prefix) {
+    int64_t y[N];
+    edgec::interp_lut<N, KB>(take(N), prefix + 1, (int)prefix[0], y);
+    put(y, N);
+}
+
+// eps, bits, m[H*DH], shift[H*DH], x[H*DH] -> out[H*DH]
+template <int H, int DH>
+void run_head_layernorm(const int64_t *) {
+    const int64_t eps = next(), bits = next();
+    const int64_t *m = take(H * DH), *shift = take(H * DH), *x = take(H * DH);
+    int64_t y[H * DH];
+    edgec::head_layernorm<H, DH>(x, eps, m, shift, (int)bits, y);
+    put(y, H * DH);
+}
+
+// prefix: gate_bits, h_bits, logf[2^KB + 1]; record: i_m, i_shift, kv_m, kv_shift, k_m, k_shift, guard,
+// log_inv_qn, eps, r_m, r_shift, q[H*DQK], k[H*DQK], v[H*DV], i[H], f[H], C[H*DQK*DV], n[H*DQK], m[H]
+//   -> h[H*DV], C, n, m
+template <int H, int DQK, int DV, int KB>
+void run_mlstm_step(const int64_t *prefix) {
+    edgec::mlstm_constants kc;
+    int64_t *fields[] = {&kc.i_m, &kc.i_shift, &kc.kv_m, &kc.kv_shift, &kc.k_m, &kc.k_shift, &kc.guard,
+                         &kc.log_inv_qn, &kc.eps, &kc.r_m, &kc.r_shift};
+    for (int64_t *f : fields) *f = next();
+    kc.gate_bits = prefix[0];
+    kc.h_bits = prefix[1];
+    const int64_t *q = take(H * DQK), *k = take(H * DQK), *v = take(H * DV), *i = take(H), *f = take(H);
+    const int64_t *c0 = take(H * DQK * DV), *n0 = take(H * DQK), *m0 = take(H);
+    static int32_t c[H * DQK * DV];
+    int32_t n[H * DQK], m[H];
+    for (int j = 0; j < H * DQK * DV; j++) c[j] = (int32_t)c0[j];
+    for (int j = 0; j < H * DQK; j++) n[j] = (int32_t)n0[j];
+    for (int j = 0; j < H; j++) m[j] = (int32_t)m0[j];
+    int64_t h[H * DV];
+    edgec::mlstm_step<H, DQK, DV, KB>(q, k, v, i, f, c, n, m, prefix + 2, kc, h);
+    put(h, H * DV);
+    out.insert(out.end(), c, c + H * DQK * DV);
+    out.insert(out.end(), n, n + H * DQK);
+    out.insert(out.end(), m, m + H);
+}
+
 // m, shift, bits, a[N], b[N] -> out[N] (bits = 0: the wide product)
 template <int N>
 void run_mul(const int64_t *) {
@@ -203,6 +247,12 @@ runner find(int64_t id) {
     case id: return run_scan_step<E, NS>;
 #define HADAMARD(id, DIM, KH, M) \
     case id: return run_hadamard<DIM, KH, M>;
+#define INTERP_LUT(id, N, KB) \
+    case id: return run_interp_lut<N, KB>;
+#define HEAD_LAYERNORM(id, H, DH) \
+    case id: return run_head_layernorm<H, DH>;
+#define MLSTM_STEP(id, H, DQK, DV, KB) \
+    case id: return run_mlstm_step<H, DQK, DV, KB>;
 #define MUL(id, N) \
     case id: return run_mul<N>;
 #define RESIDUAL_ADD(id, D) \

@@ -10,6 +10,7 @@
 #include "edgec_kernels.h"
 
 enum { V = 40, D = 64, K = 48, N = 36, E = 24, KT = 4, NS = 16, HD = 90, HK = 12, HM = 3 };
+enum { NH = 3, DH = 16, QH = 2, DQK = 8, DV = 12, KB = 10, NI = 600 };
 
 static std::vector<int64_t> in;
 static size_t pos = 0;
@@ -107,6 +108,39 @@ int main(int argc, char **argv) {
         out.insert(out.end(), z, z + D);
         edgec::residual_add<D>(a, b, m, (int)shift, 24, y);
         out.insert(out.end(), y, y + D);
+    } else if (kernel == "interp_lut") {
+        const int in_bits = (int)next();
+        const int64_t *knots = take((1 << KB) + 1);
+        int64_t y[NI];
+        edgec::interp_lut<NI, KB>(take(NI), knots, in_bits, y);
+        out.assign(y, y + NI);
+    } else if (kernel == "head_layernorm") {
+        const int64_t eps = next(), bits = next();
+        const int64_t *m = take(NH * DH), *shift = take(NH * DH);
+        for (int r = 0; r < 4; r++) {
+            int64_t y[NH * DH];
+            edgec::head_layernorm<NH, DH>(take(NH * DH), eps, m, shift, (int)bits, y);
+            out.insert(out.end(), y, y + NH * DH);
+        }
+    } else if (kernel == "mlstm_step") {
+        edgec::mlstm_constants kc;
+        int64_t *fields[] = {&kc.i_m, &kc.i_shift, &kc.kv_m, &kc.kv_shift, &kc.k_m, &kc.k_shift, &kc.guard,
+                             &kc.log_inv_qn, &kc.eps, &kc.r_m, &kc.r_shift, &kc.gate_bits, &kc.h_bits};
+        for (int64_t *f : fields) *f = next();
+        const int64_t *logf = take((1 << KB) + 1);
+        std::vector<int32_t> c(QH * DQK * DV), n(QH * DQK), m(QH);
+        for (auto &t : c) t = (int32_t)next();
+        for (auto &t : n) t = (int32_t)next();
+        for (auto &t : m) t = (int32_t)next();
+        for (int step = 0; step < 3; step++) {
+            const int64_t *q = take(QH * DQK), *k = take(QH * DQK), *v = take(QH * DV), *i = take(QH), *f = take(QH);
+            int64_t h[QH * DV];
+            edgec::mlstm_step<QH, DQK, DV, KB>(q, k, v, i, f, c.data(), n.data(), m.data(), logf, kc, h);
+            out.insert(out.end(), h, h + QH * DV);
+        }
+        out.insert(out.end(), c.begin(), c.end());
+        out.insert(out.end(), n.begin(), n.end());
+        out.insert(out.end(), m.begin(), m.end());
     } else {
         return 3;
     }

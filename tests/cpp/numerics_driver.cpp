@@ -9,10 +9,13 @@
 //   requant       x, m, shift, bits     -> requant(x, m, shift, bits)
 //   isqrt         x                     -> isqrt(x)
 //   exp2_fixed    t, frac_bits          -> exp2_fixed(t, frac_bits)
+//   exp2_int      e, frac_bits, cap     -> exp2_int(e, frac_bits, cap)
 //   bit_length    x                     -> bit_length(x)
 //   reciprocal    x                     -> mantissa * 128 + shift of reciprocal_fixed(x)
 //   lut           256 table entries (int32 range) first, then one int8 code per record
 //                                       -> lut_lookup(table, code)
+//   interp        in_bits, knot_bits and the 2^knot_bits + 1 knots first, then one code per record
+//                                       -> interp_lookup(knots, code, in_bits, knot_bits)
 // Test code only (not synthesized): it uses the host's file I/O and std::vector freely.
 
 #include <stdint.h>
@@ -83,6 +86,13 @@ int main(int argc, char** argv) {
         for (size_t i = 0; i < n; ++i) out.push_back(edgec::isqrt(v[i]));
     } else if (op == "exp2_fixed" && n % 2 == 0) {
         for (size_t i = 0; i < n; i += 2) out.push_back(edgec::exp2_fixed(v[i], static_cast<int>(v[i + 1])));
+    } else if (op == "exp2_int" && n % 3 == 0) {
+        for (size_t i = 0; i < n; i += 3)
+            out.push_back(edgec::exp2_int(v[i], static_cast<int>(v[i + 1]), static_cast<int>(v[i + 2])));
+    } else if (op == "interp" && n >= 2 && n >= 2 + (static_cast<size_t>(1) << v[1]) + 1) {
+        const int in_bits = static_cast<int>(v[0]), knot_bits = static_cast<int>(v[1]);
+        const size_t count = (static_cast<size_t>(1) << knot_bits) + 1;
+        for (size_t i = 2 + count; i < n; ++i) out.push_back(edgec::interp_lookup(v + 2, v[i], in_bits, knot_bits));
     } else if (op == "bit_length") {
         for (size_t i = 0; i < n; ++i) out.push_back(edgec::bit_length(v[i]));
     } else if (op == "reciprocal") {
