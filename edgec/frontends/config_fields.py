@@ -9,19 +9,19 @@ from typing import Any
 from edgec.errors import CheckpointError
 from edgec.frontends.validate import short
 
-__all__ = ["as_int", "bool_field", "float_field", "int_field"]
+__all__ = ["as_float", "as_int", "bool_field", "float_field", "int_field"]
 
 
-def as_int(value: Any, name: str, source: str, high: int, limit: str) -> int:
-    """A JSON integer (or integral float like 64.0) in [1, high]; bools, strings and 96.7 are refused."""
+def as_int(value: Any, name: str, source: str, high: int, limit: str, low: int = 1) -> int:
+    """A JSON integer (or integral float like 64.0) in [low, high]; bools, strings and 96.7 are refused."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise CheckpointError(f"{source}: {name} must be a JSON integer, got {short(value)}; write a whole number")
     if isinstance(value, float):
         if not (math.isfinite(value) and value.is_integer()):
             raise CheckpointError(f"{source}: {name} {short(value)} is not a whole number; write an integer")
         value = int(value)
-    if not 1 <= value <= high:
-        raise CheckpointError(f"{source}: {name} {short(value)} is outside [1, {high}] ({limit}); "
+    if not low <= value <= high:
+        raise CheckpointError(f"{source}: {name} {short(value)} is outside [{low}, {high}] ({limit}); "
                               "fix config.json")
     return value
 
@@ -54,8 +54,11 @@ def float_field(cfg: Mapping[str, Any], name: str, source: str, default: float |
                 high: float) -> float | None:
     """A finite JSON number in (low, high] (``default`` when missing or null); bools and strings are refused."""
     value = cfg.get(name)
-    if value is None:
-        return default
+    return default if value is None else as_float(value, name, source, low, high)
+
+
+def as_float(value: Any, name: str, source: str, low: float, high: float) -> float:
+    """A finite JSON number in (low, high]; bools and strings are refused."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
             or not low < value <= high:
         raise CheckpointError(f"{source}: {name} {short(value)} is not a number in ({low:g}, {high:g}]; "

@@ -188,6 +188,12 @@ class WeightStore(Mapping[str, np.ndarray]):
         self._arrays[name] = arr
         return arr
 
+    def rename(self, old: str, new: str) -> None:
+        """Make tensor ``old`` available as ``new`` only (read or not yet read)."""
+        for table in (self._arrays, self._files, self._shapes):
+            if old in table:
+                table[new] = table.pop(old)
+
     def __contains__(self, name: object) -> bool:  # never reads a tensor (Mapping's default would)
         return name in self._shapes
 

@@ -7,8 +7,9 @@ the logit soft cap. The step graph carries each block's (C, n, m) as explicit st
 
 from __future__ import annotations
 
+from edgec.frontends.graph_builder import GraphBuilder
 from edgec.frontends.xlstm_spec import XlstmSpec
-from edgec.ir import Graph, Node, Op, Value
+from edgec.ir import Graph, Op, Value
 
 __all__ = ["build_graphs", "state_names"]
 
@@ -18,22 +19,7 @@ def state_names(block: int) -> tuple[str, str, str]:
     return f"b{block}.C", f"b{block}.n", f"b{block}.m"
 
 
-class _Builder:
-    """Appends nodes and typed values to one graph."""
-
-    def __init__(self, step: bool) -> None:
-        self.lead: tuple[int | str, ...] = ("B",) if step else ("B", "L")
-        self.values: dict[str, Value] = {"tokens": Value("tokens", self.lead, "i64")}
-        self.nodes: list[Node] = []
-
-    def add(self, op: Op, name: str, ins: list[str], outs: dict[str, int | tuple[int, ...]],
-            weights: dict[str, str] | None = None, **attrs: object) -> None:
-        for out, width in outs.items():
-            self.values[out] = Value(out, (*self.lead, *(width if isinstance(width, tuple) else (width,))))
-        self.nodes.append(Node(op, tuple(ins), tuple(outs), weights or {}, attrs, name))
-
-
-def _projections(g: _Builder, spec: XlstmSpec, b: int, x: str) -> tuple[str, str, str, str, str, str]:
+def _projections(g: GraphBuilder, spec: XlstmSpec, b: int, x: str) -> tuple[str, str, str, str, str, str]:
     """q, k, v, o and the soft-capped gate pre-activations i, f of block ``b`` from its normed input ``x``."""
     p, m = f"b{b}.", f"backbone.blocks.{b}.mlstm_layer."
     qk, v, h = spec.qk_dim, spec.v_dim, spec.num_heads
@@ -62,7 +48,7 @@ def _projections(g: _Builder, spec: XlstmSpec, b: int, x: str) -> tuple[str, str
     return names[0], names[1], names[2], names[3], gates[0], gates[1]
 
 
-def _ffn(g: _Builder, spec: XlstmSpec, b: int, x: str) -> str:
+def _ffn(g: GraphBuilder, spec: XlstmSpec, b: int, x: str) -> str:
     """The SiLU-gated feed-forward of block ``b`` on ``x``; returns its output value."""
     p, w, f = f"b{b}.", f"backbone.blocks.{b}.ffn.", spec.ffn_dim
     if spec.weight_mode == "single":
@@ -82,7 +68,8 @@ def _ffn(g: _Builder, spec: XlstmSpec, b: int, x: str) -> str:
 
 def _build(spec: XlstmSpec, step: bool) -> Graph:
     d, v, h = spec.hidden_size, spec.v_dim, spec.num_heads
-    g = _Builder(step)
+    lead: tuple[int | str, ...] = ("B",) if step else ("B", "L")
+    g = GraphBuilder(lead, [Value("tokens", lead, "i64")])
     inputs, state_outputs = ["tokens"], []
     g.add(Op.EMBED, "embed", ["tokens"], {"x0": d}, {"weight": "backbone.embeddings.weight"})
     x = "x0"
