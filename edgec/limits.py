@@ -11,19 +11,25 @@ from edgec.errors import DataError
 
 __all__ = [
     "MAX_CALIB_TOKENS",
+    "MAX_CHANNELS",
+    "MAX_CLASSES",
     "MAX_CONFIG_BYTES",
     "MAX_CONV_KERNEL",
     "MAX_DATA_BYTES",
     "MAX_DATA_TOKENS",
     "MAX_EVAL_TOKENS",
+    "MAX_EXPERTS",
     "MAX_GOLDEN_TOKENS",
     "MAX_HEADER_BYTES",
+    "MAX_IMAGE_SIDE",
     "MAX_LAYERS",
     "MAX_NEW_TOKENS",
     "MAX_PARALLELISM",
+    "MAX_PATCHES",
     "MAX_PROMPT_BYTES",
     "MAX_SEQ_LEN",
     "MAX_STATE_SIZE",
+    "MAX_TASKS",
     "MAX_TEMPERATURE",
     "MAX_TENSOR_RANK",
     "MAX_TOKENIZER_BYTES",
@@ -38,6 +44,12 @@ MAX_WIDTH = 65_536  # hidden and intermediate sizes
 MAX_VOCAB = 4_194_304  # 2^22 tokens
 MAX_STATE_SIZE = 1024
 MAX_CONV_KERNEL = 64
+MAX_IMAGE_SIDE = 8192  # pixels of an image's height or width (vision families)
+MAX_CHANNELS = 64  # image channels
+MAX_PATCHES = 65_536  # patches of one image (attention holds tokens^2 scores per head)
+MAX_EXPERTS = 1024  # experts of one mixture-of-experts layer
+MAX_TASKS = 64  # tasks (gates and heads) of a multi-task model
+MAX_CLASSES = 4_194_304  # classes of one task head
 
 # Checkpoint files (config.json, model.safetensors.index.json, safetensors headers, tokenizer.json).
 MAX_CONFIG_BYTES = 16 << 20  # config.json or a shard index: real ones are a few kB to a few MB

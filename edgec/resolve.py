@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgec.errors import ArtifactError, DataError
+from edgec.errors import ArtifactError, DataError, UnsupportedModelError
 from edgec.frontends.model import Model
 from edgec.passes.quantize import QuantizedModel
 from edgec.zoo import BUNDLED, DEFAULT_MODEL, ZooEntry
@@ -33,19 +33,32 @@ def model_name(arg: str | None) -> str:
 
 
 def load_float(arg: str | None) -> tuple[Model, ZooEntry | None]:
-    """The float model named by ``arg`` (default: the bundled model) and its zoo entry, if bundled."""
+    """The float language model named by ``arg`` (default: the bundled model) and its zoo entry, if bundled."""
     from edgec.frontends.hf_checkpoint import load_checkpoint
 
     name = model_name(arg)
     if name in BUNDLED:
-        return load_checkpoint(BUNDLED[name].folder), BUNDLED[name]
+        return _language_model(load_checkpoint(BUNDLED[name].folder), name), BUNDLED[name]
     if _edgec_output(name, None) is not None:  # an edgec output, sound or not, is never read as a checkpoint
         from edgec.manifest import describe, read_manifest, uses
 
         fmt = read_manifest(Path(name), what="a checkpoint")["format"]
         raise ArtifactError(f"{name}: is {describe(fmt)}, not a checkpoint folder (quantize takes a "
                             f"save_pretrained folder or a bundled name); {uses(fmt, Path(name))}")
-    return load_checkpoint(Path(name)), None
+    return _language_model(load_checkpoint(Path(name)), name), None
+
+
+def _language_model(fm: Model, name: str) -> Model:
+    """``fm``, unless its family takes images: quantize, eval and build read token data, and the recipe for
+    image models is not there yet."""
+    from edgec.families import FAMILIES
+
+    family = FAMILIES[fm.spec.family]
+    if family.inputs != "tokens":
+        raise UnsupportedModelError(f"{name}: is a {family.title} model (it takes {family.inputs}); edgec quantize, "
+                                    f"eval and build do not handle {family.title} yet (its quantization recipe "
+                                    "comes next); edgec.load_checkpoint runs its float reference from Python")
+    return fm
 
 
 def _quantize(fm: Model, entry: ZooEntry | None, model: str | None, calib: Path | None) -> QuantizedModel:

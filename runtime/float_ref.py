@@ -164,6 +164,74 @@ class FloatInterpreter(Interpreter):
                                                         f[..., t, :], *state)
         return out
 
+    # ViT-MoE ops (the math, in the order the simulators mirror, is in runtime/vit_float.py)
+
+    def op_normalize_image(self, node: Node, images: np.ndarray) -> np.ndarray:
+        """u8 [..., H, W, C] -> (pixel / 255 - mean) / std per channel."""
+        mean, std = (np.asarray(node.attrs[k], self.dtype) for k in ("mean", "std"))
+        return (images.astype(self.dtype) / self.dtype(255) - mean) / std
+
+    def op_patch_embed(self, node: Node, x: np.ndarray) -> np.ndarray:
+        from edgec.runtime.vit_float import patchify
+
+        w = self.w(node, "weight")
+        return patchify(x, node.attrs["patch"]) @ w.reshape(w.shape[0], -1).T + self.w(node, "bias")
+
+    def op_cls_pos(self, node: Node, x: np.ndarray) -> np.ndarray:
+        cls = np.broadcast_to(self.w(node, "cls").reshape(-1), (*x.shape[:-2], 1, x.shape[-1]))
+        return np.concatenate([cls, x], axis=-2) + self.w(node, "pos")[0]
+
+    def op_layernorm(self, node: Node, x: np.ndarray) -> np.ndarray:
+        from edgec.runtime.vit_float import layer_norm
+
+        y = layer_norm(x, node.attrs["eps"])
+        gamma, beta = self.w(node, "weight"), self.w(node, "bias")
+        y = y if gamma is None else y * gamma
+        return y if beta is None else y + beta
+
+    def op_attn_scores(self, node: Node, q: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """(q, k [..., T, h*d]) -> q_h k_h^T * scale [..., h, T, T]."""
+        qh, kh = (np.swapaxes(_heads(x, node.attrs["heads"]), -2, -3) for x in (q, k))
+        return (qh @ np.swapaxes(kh, -1, -2)) * self.dtype(node.attrs["scale"])
+
+    def op_softmax(self, node: Node, x: np.ndarray) -> np.ndarray:
+        from edgec.runtime.vit_float import softmax
+
+        return softmax(x)
+
+    def op_attn_context(self, node: Node, probs: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """(probs [..., h, T, T], v [..., T, h*d]) -> probs @ v_h, heads concatenated [..., T, h*d]."""
+        ctx = probs @ np.swapaxes(_heads(v, node.attrs["heads"]), -2, -3)
+        return np.swapaxes(ctx, -2, -3).reshape(v.shape)
+
+    def op_gelu(self, node: Node, x: np.ndarray) -> np.ndarray:
+        from edgec.runtime.vit_float import gelu
+
+        return gelu(x)
+
+    def op_route_logits(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return x @ self.w(node, "weight")
+
+    def op_topk(self, node: Node, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from edgec.runtime.vit_float import topk
+
+        return topk(p, node.attrs["k"])
+
+    def op_moe(self, node: Node, x: np.ndarray, weights: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        from edgec.runtime.vit_float import gelu, moe
+
+        w1, b1, w2, b2 = (self.w(node, role) for role in ("fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias"))
+
+        def expert(e: int, rows: np.ndarray) -> np.ndarray:
+            h = rows @ w1[e].T if b1 is None else rows @ w1[e].T + b1[e]
+            out = gelu(h) @ w2[e].T
+            return out if b2 is None else out + b2[e]
+
+        return moe(x, weights, indices, expert, w2.shape[1])
+
+    def op_cls_pool(self, node: Node, x: np.ndarray) -> np.ndarray:
+        return x[..., 0, :]
+
 
 def _heads(x: np.ndarray, heads: int) -> np.ndarray:
     """[..., H*d] -> [..., H, d]."""

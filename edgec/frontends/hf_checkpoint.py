@@ -1,4 +1,5 @@
-"""Hugging Face checkpoints of every family (edgec.families): a checkpoint folder, or a live transformers model."""
+"""Checkpoints of every family (edgec.families): a Hugging Face-style folder (config.json + safetensors), or a
+live torch model."""
 
 from __future__ import annotations
 
@@ -124,9 +125,10 @@ def load_checkpoint(folder: str | Path) -> Model:
     spec = family.spec(cfg, source=str(folder / "config.json"))
     files, weight_map = _weight_files(folder)
     store = WeightStore.from_safetensors(files, weight_map)
+    family.adapt_checkpoint(spec, store, str(folder))
     check_weights(spec, store, str(folder), _intermediate_hint(cfg, spec))
     tokenizer = folder / "tokenizer.json"
-    if is_present(tokenizer):
+    if family.inputs == "tokens" and is_present(tokenizer):
         ids = load_tokenizer(tokenizer).get_vocab_size()  # a garbled tokenizer.json fails now, not after calibration
         if ids > spec.vocab_size:
             raise CheckpointError(f"{tokenizer}: has {ids} token ids, but config.json's vocab_size is "
@@ -137,7 +139,8 @@ def load_checkpoint(folder: str | Path) -> Model:
 
 
 def from_torch(model: Any) -> Model:
-    """Import a live transformers model of a supported family (``MambaForCausalLM``, ``xLSTMForCausalLM``);
+    """Import a live torch model of a supported family (transformers' ``MambaForCausalLM`` or
+    ``xLSTMForCausalLM``, edgec's ViT-MoE reference ``VitMoe``): its ``config.to_dict()`` names the family;
     its weights are copied to float32 NumPy."""
     cfg = model.config.to_dict()
     source = f"{type(model).__name__}.config"

@@ -17,7 +17,8 @@ __all__ = ["Model"]
 
 @dataclass
 class Model:
-    """``graphs`` holds "prefill" (a sequence, zero initial state) and "step" (one token, state in/out)."""
+    """``graphs`` holds the family's entry graphs: "prefill" (a sequence, zero initial state) and "step" (one
+    token, state in/out) for a language model; "task/<name>" (images to one task's logits) per task for ViT-MoE."""
 
     spec: ModelSpec  # of the model's family (edgec.families)
     weights: WeightStore

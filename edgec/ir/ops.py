@@ -29,9 +29,24 @@ class Op(StrEnum):
     # mLSTM cell (xLSTM): q, k [.., H*dqk], v [.., H*dv], input and forget gate pre-activations [.., H].
     MLSTM_SEQUENCE = "mlstm_sequence"  # (q, k, v, i, f) -> h over a sequence, zero state   attrs: heads, eps, chunk
     MLSTM_STEP = "mlstm_step"  # (q, k, v, i, f, C, n, m) -> (h, C', n', m')                 attrs: heads, eps
+    # Vision transformer with experts (ViT-MoE). Tokens are [B, T, D], the cls token first.
+    NORMALIZE_IMAGE = "normalize_image"  # (u8 [B,H,W,C]) -> (pixel / 255 - mean) / std    attrs: mean, std
+    PATCH_EMBED = "patch_embed"  # ([B,H,W,C]) -> [B, N, D]: conv weight [D,C,P,P] + bias, stride P, patches row-major
+    CLS_POS = "cls_pos"  # ([B,N,D]) -> [B, N+1, D]: weight `cls` [1,1,D] prepended, then + `pos` [1,N+1,D]
+    LAYERNORM = "layernorm"  # (x) -> (x - mean) / sqrt(var + eps) * weight + bias (both optional)   attrs: eps
+    ATTN_SCORES = "attn_scores"  # (q, k [B,T,h*d]) -> q_h k_h^T * scale [B,h,T,T]         attrs: heads, scale
+    SOFTMAX = "softmax"  # softmax over the last axis
+    ATTN_CONTEXT = "attn_context"  # (probs [B,h,T,T], v [B,T,h*d]) -> probs @ v_h, heads concatenated  attrs: heads
+    GELU = "gelu"  # x * Phi(x), the exact erf form
+    ROUTE_LOGITS = "route_logits"  # (x [..,D]) -> x @ weight [D, E] (M3ViT's w_gate layout, no bias)
+    TOPK = "topk"  # (p [..,E]) -> (values, i64 indices) [..,k], descending, ties to the lower index   attrs: k
+    # (x [..,D], weights [..,k], indices [..,k]) -> sum_j weights_j * fc2(gelu(fc1(x))) of expert indices_j, in
+    # slot order; weights fc1_weight [E,Hm,D], fc1_bias [E,Hm], fc2_weight [E,D,Hm], fc2_bias [E,D]
+    MOE = "moe"
+    CLS_POOL = "cls_pool"  # ([B,T,D]) -> [B, D], the cls token
 
 
-ELEMENTWISE = frozenset({Op.SILU, Op.SOFTPLUS, Op.SIGMOID, Op.SOFTCAP, Op.MUL, Op.ADD})
+ELEMENTWISE = frozenset({Op.SILU, Op.SOFTPLUS, Op.SIGMOID, Op.SOFTCAP, Op.MUL, Op.ADD, Op.GELU})
 LINEAR_OPS = frozenset({Op.LINEAR, Op.CONV1D_CAUSAL, Op.CONV1D_STEP})
 RECURRENT = frozenset({Op.CONV1D_CAUSAL, Op.CONV1D_STEP, Op.SELECTIVE_SCAN, Op.SCAN_STEP, Op.MLSTM_SEQUENCE,
                        Op.MLSTM_STEP})

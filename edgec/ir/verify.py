@@ -30,6 +30,18 @@ ARITY: dict[Op, tuple[int, int, frozenset[str]]] = {
     Op.HEAD_LAYERNORM: (1, 1, frozenset()),
     Op.MLSTM_SEQUENCE: (5, 1, frozenset()),
     Op.MLSTM_STEP: (8, 4, frozenset()),
+    Op.NORMALIZE_IMAGE: (1, 1, frozenset()),
+    Op.PATCH_EMBED: (1, 1, frozenset({"weight", "bias"})),
+    Op.CLS_POS: (1, 1, frozenset({"cls", "pos"})),
+    Op.LAYERNORM: (1, 1, frozenset()),
+    Op.ATTN_SCORES: (2, 1, frozenset()),
+    Op.SOFTMAX: (1, 1, frozenset()),
+    Op.ATTN_CONTEXT: (2, 1, frozenset()),
+    Op.GELU: (1, 1, frozenset()),
+    Op.ROUTE_LOGITS: (1, 1, frozenset({"weight"})),
+    Op.TOPK: (1, 2, frozenset()),
+    Op.MOE: (3, 1, frozenset({"fc1_weight", "fc2_weight"})),
+    Op.CLS_POOL: (1, 1, frozenset()),
 }
 
 
