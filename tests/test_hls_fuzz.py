@@ -10,7 +10,6 @@ evaluates it in one batched call, and one driver process runs thousands of cases
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -37,9 +36,9 @@ from edgec.numerics.hadamard import KNOWN_ORDERS, HadamardPlan, hadamard_base, p
 from edgec.numerics.lut import build_interp_lut, build_lut
 from edgec.runtime.float_ref import sigmoid, silu, softplus
 from edgec.runtime.mlstm_float import logsigmoid
+from edgec.runtime.mlstm_int import DEN_BITS, LOG_FRAC_BITS
 from edgec.runtime.sim_int import LOG2E, IntSimulator, MlstmConstants, ScanConstants
 
-CELL = importlib.import_module(MlstmConstants.__module__)  # the module of the integer mLSTM cell and its widths
 SEED = int(os.environ.get("EDGEC_FUZZ_SEED", "20240917"))
 SLOW_CASES, FAST_CASES = 100_000, 2_000
 GROUP = 256  # cases per group (one shape, one batched handler call)
@@ -539,17 +538,17 @@ def _mlstm_step(rng: np.random.Generator, params: tuple, g: int) -> Batch:
     heads, dqk, dv, kb = params
     gate_bits = int(rng.choice([b for b in (16, 12, 10) if b >= kb]))
     h_bits = int(rng.choice([32, 16, 8], p=[0.7, 0.15, 0.15]))
-    logf = _knots(rng, lambda t: logsigmoid(t) * LOG2E, gate_bits, 2.0 ** -CELL.LOG_FRAC_BITS, 32, kb, (-(1 << 31), 0))
+    logf = _knots(rng, lambda t: logsigmoid(t) * LOG2E, gate_bits, 2.0 ** -LOG_FRAC_BITS, 32, kb, (-(1 << 31), 0))
     col = (g, 1)
     i_m, k_m, kv_m, r_m = (mults(rng, col) for _ in range(4))
     qn_bits = 7 + 31 + max(dqk - 1, 1).bit_length()  # MlstmConstants.build: |q.n| << guard < 2^(DEN_BITS - 1)
-    guard = rng.integers(0, max(0, CELL.DEN_BITS - 1 - qn_bits), col, endpoint=True)
+    guard = rng.integers(0, max(0, DEN_BITS - 1 - qn_bits), col, endpoint=True)
     eps = np.where(rng.random(col) < 0.3, rng.choice([0, 0, 1, 1 << 59], col),
                    rng.integers(0, 1 << 59, col, endpoint=True) >> rng.integers(0, 60, col))
     # r_shift < 0 (h = num / den * r_m * 2^|r_shift|); with a tiny denominator the output is shifted up
     r_shift = np.where(rng.random(col) < 0.2, rng.integers(-40, -10, col), rng.integers(-24, 40, col, endpoint=True))
     consts = (i_m, shifts(rng, col, 6, m=i_m), kv_m, shifts(rng, col, 28, m=kv_m), k_m, shifts(rng, col, 21, m=k_m),
-              guard, rng.integers(10 << CELL.LOG_FRAC_BITS, 62 << CELL.LOG_FRAC_BITS, col), eps, r_m, r_shift)
+              guard, rng.integers(10 << LOG_FRAC_BITS, 62 << LOG_FRAC_BITS, col), eps, r_m, r_shift)
     q, k = codes(rng, (g, heads * dqk)), codes(rng, (g, heads * dqk))
     v, i, f = codes(rng, (g, heads * dv)), codes(rng, (g, heads), gate_bits), codes(rng, (g, heads), gate_bits)
     c = codes(rng, (g, heads, dqk, dv), 32, edge=0.05, whole=0.1)

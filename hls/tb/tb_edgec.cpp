@@ -7,7 +7,8 @@
 //
 // WEIGHTS.bin: "EDGECW1\0", uint64 n8, uint64 n64, n8 int8 values, zero padding to 8 bytes, n64 int64.
 // TOKENS.bin:  int64 token ids, little-endian, no header (the state is reset before the first one).
-// LOGITS_OUT.bin: for each token, EDGEC_VOCAB int64 logit accumulators (little-endian).
+// State too large for the chip lives in a buffer allocated here (EDGEC_STATE_WORDS int32, the top's state port).
+// LOGITS_OUT.bin: for each token, EDGEC_VOCAB int64 logit codes (little-endian).
 // TRACE_OUT.bin (optional): for each token and node output: uint32 name length, name bytes,
 //   uint64 count, count int64 values.
 #include <stdint.h>
@@ -95,6 +96,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     std::vector<int64_t> logits(EDGEC_VOCAB);
+    std::vector<int32_t> state(EDGEC_STATE_WORDS > 0 ? EDGEC_STATE_WORDS : 1);  // DRAM-resident recurrent state
     size_t mismatches = 0;
     for (size_t t = 0; t < count; t++) {
         int64_t token;
@@ -103,7 +105,11 @@ int main(int argc, char **argv) {
             fprintf(stderr, "tb_edgec: token %lld at position %zu is outside the vocabulary\n", (long long)token, t);
             return 1;
         }
+#if EDGEC_STATE_WORDS > 0
+        edgec_step(token, t == 0, w8.data(), w64.data(), state.data(), logits.data());
+#else
         edgec_step(token, t == 0, w8.data(), w64.data(), logits.data());
+#endif
         fwrite(logits.data(), sizeof(int64_t), logits.size(), out);
         for (int v = 0; golden_path && v < EDGEC_VOCAB; v++) {
             int64_t want;

@@ -45,15 +45,16 @@ def build_fpga(qm: QuantizedModel, output: Path, device_name: str = "zcu102", pa
         raise EdgecError("--trace compares C simulation layer by layer: it cannot be used with --no-csim")
     # The generated kernels process one element per cycle outside the matrix-vector engine (lanes = 1);
     # the engine gets the smallest P that already meets the DRAM bound (else DEFAULT_PARALLELISM).
+    step = {"graph": qm.graphs["step"], "bits": qm.bits, "lanes": KERNEL_LANES}
     if parallelism is None:
-        balanced = estimate(qm.spec, device, None, lanes=KERNEL_LANES).balanced_parallelism
+        balanced = estimate(qm.spec, device, None, **step).balanced_parallelism
         parallelism = balanced or DEFAULT_PARALLELISM
-    est = estimate(qm.spec, device, parallelism, lanes=KERNEL_LANES)
+    est = estimate(qm.spec, device, parallelism, **step)
     if not est.fits:
         raise EdgecError(f"{device.name}: the model does not fit even with DRAM streaming: {est.reason}")
     if not qm.int_constants:  # a QDIR written before constants were persisted: derive them now
         lower_int_constants(qm, golden_tokens(qm.spec.vocab_size, 4)[None])
-    design = emit_design(qm, est.parallelism)
+    design = emit_design(qm, est.parallelism, est.dram_states)  # state lives where the estimate placed it
     seq = golden_tokens(qm.spec.vocab_size, tokens)
     expected, _ = simulate_steps(qm, seq)
     report: dict = {"format": FORMAT, "device": asdict(device), "estimate": est.as_dict()}

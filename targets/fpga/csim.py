@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from edgec.errors import VerificationError
-from edgec.frontends.mamba_graph import state_names
 from edgec.hls.toolchain import ap_types_dir, compile_program, run_program
 from edgec.passes.quantize import QuantizedModel
 from edgec.runtime.sim_int import IntSimulator
@@ -36,14 +35,11 @@ class CsimResult:
 
 
 def simulate_steps(qm: QuantizedModel, tokens: np.ndarray, trace: bool = False) -> tuple[np.ndarray, list[dict]]:
-    """The int simulator's step graph over ``tokens``: logits [T, V] and, with ``trace``, every value."""
+    """The int simulator's step graph over ``tokens`` from zero state (every step-graph input but the token):
+    logits [T, V] and, with ``trace``, every value."""
     sim = IntSimulator(qm)
     graph = qm.graphs["step"]
-    state = {}
-    for i in range(qm.spec.num_hidden_layers):
-        conv, ssm = state_names(i)
-        state[conv] = np.zeros((1, qm.spec.intermediate_size, qm.spec.conv_kernel - 1), np.int64)
-        state[ssm] = np.zeros((1, qm.spec.intermediate_size, qm.spec.state_size), np.int64)
+    state = {name: np.zeros((1, *graph.values[name].shape[1:]), np.int64) for name in graph.inputs if name != "tokens"}
     logits, envs = [], []
     for token in tokens:
         env = sim.run(graph, {"tokens": np.array([token]), **state}, keep_all=trace)

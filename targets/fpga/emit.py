@@ -4,23 +4,33 @@ Table-driven: one ``_emit_<op>`` per IR op, each returning C++ lines that call a
 ``hls/include/edgec_kernels.h`` with the node's buffers, offsets into the weights file and scalar
 constants (taken from ``QuantizedModel.int_constants``, the same values the simulator runs with).
 An op without an emitter raises UnsupportedOpError before any file is written.
+
+Storage: activations live in int64 buffers shared between values whose lifetimes do not overlap
+(buffers.py). Recurrent state lives in static arrays on chip, except the arrays named in ``dram_states``
+(chosen by the estimate's size rule), which live in a DRAM window of the top's ``state`` port: int32
+words at fixed offsets, read and written back by their kernel once per token.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from edgec.errors import UnsupportedOpError
-from edgec.ir import Node, Op
+from edgec.ir import Node
 from edgec.numerics.hadamard import hadamard_base
 from edgec.passes.quantize import QuantizedModel
+from edgec.runtime.sim_int import MlstmConstants
 from edgec.targets.fpga.blob import WeightBlob
+from edgec.targets.fpga.buffers import assign_buffers, state_outputs
 
 __all__ = ["EmittedDesign", "emit_design"]
+
+#: The scalar fields of an mLSTM cell, in the order of edgec::mlstm_constants (its knots go to the weights).
+_CELL_FIELDS = tuple(f.name for f in fields(MlstmConstants) if f.name != "logf")
 
 
 def c_name(value: str) -> str:
@@ -28,38 +38,38 @@ def c_name(value: str) -> str:
     return "v_" + re.sub(r"[^0-9A-Za-z_]", "_", value)
 
 
-def buffer_name(value: str) -> str:
-    """The on-chip buffer holding ``value``: layers run one after another, so every layer's values share
-    one set of buffers (``l3.x`` -> ``v_x``); the residual stream alternates between two (h0, h1)."""
-    layer_value = re.fullmatch(r"l\d+\.(.+)", value)
-    if layer_value:
-        return c_name(layer_value.group(1))
-    residual = re.fullmatch(r"h(\d+)", value)
-    return f"v_h{int(residual.group(1)) % 2}" if residual else c_name(value)
-
-
 @dataclass
 class EmittedDesign:
-    """The generated sources (file name -> text) and the weights file contents."""
+    """The generated sources (file name -> text), the weights file contents and where the state lives."""
 
     files: dict[str, str]
     blob: WeightBlob
     traced: list[str] = field(default_factory=list)  # values the trace hook reports, in node order
+    states: list[str] = field(default_factory=list)  # one line per state array: name, type, shape, where
+    state_words: int = 0  # int32 words of state in DRAM (the size of the top's state port)
 
 
 class _Emitter:
-    def __init__(self, qm: QuantizedModel, parallelism: int) -> None:
+    def __init__(self, qm: QuantizedModel, parallelism: int, dram_states: frozenset[str]) -> None:
         self.qm = qm
         self.graph = qm.graphs["step"]
         self.const = qm.int_constants
         self.blob = WeightBlob()
         self.parallelism = parallelism
-        self.states: list[tuple[str, str]] = []  # (C name, declaration) of each per-layer state array
+        self.dram_states = dram_states
+        self.buffers = assign_buffers(self.graph, state_outputs(self.graph))
+        self.declarations: list[str] = []  # static state arrays on chip
+        self.resets: list[str] = []  # one clear_state per state array
+        self.states: list[str] = []
+        self.state_words = 0
         self.partitioned: dict[str, int] = {}  # buffer -> cyclic partition factor (inputs of the engine)
 
     # -- helpers ----------------------------------------------------------------------------------
     def width(self, value: str) -> int:
         return int(self.graph.values[value].shape[-1])
+
+    def buf(self, value: str) -> str:
+        return self.buffers[value][0]
 
     def scalar(self, key: str) -> str:
         return f"{int(np.asarray(self.const[key]))}LL"
@@ -75,85 +85,131 @@ class _Emitter:
         key = f"{node.name}/bias"
         return "nullptr" if np.asarray(self.const[key]).ndim == 0 else self.w64(key)
 
+    def state(self, value: str, ctype: str, flat: bool = False) -> str:
+        """Declare the state array of ``value`` (on chip, or a window of the DRAM port) and return its C expression;
+        ``flat``: one dimension (the kernel indexes it), else the step graph's shape without the batch axis."""
+        dims = self.state_dims(value)
+        count = int(np.prod(dims))
+        shape = f"{ctype} [{', '.join(map(str, dims))}]"
+        if value in self.dram_states:
+            if ctype != "int32_t" or not flat:
+                raise UnsupportedOpError(f"state %{value} ({shape}) cannot live in DRAM: its kernel keeps it on chip")
+            offset, self.state_words = self.state_words, self.state_words + count
+            self.resets.append(f"edgec::clear_state(state + {offset}, {4 * count}UL);")
+            self.states.append(f"{value}: {shape} in DRAM (state port, int32 offset {offset})")
+            return f"state + {offset}"
+        name = c_name(value)
+        decl = (count,) if flat else dims
+        self.declarations.append(f"static {ctype} {name}{''.join(f'[{d}]' for d in decl)};")
+        self.resets.append(f"edgec::clear_state(&{name}{'[0]' * len(decl)}, sizeof({name}));")
+        self.states.append(f"{value}: {shape} on chip")
+        return name
+
+    def state_dims(self, value: str) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.graph.values[value].shape[1:])  # without the batch axis
+
     # -- one emitter per op -----------------------------------------------------------------------
     def _emit_embed(self, node: Node) -> list[str]:
         out, vocab = node.outputs[0], self.qm.spec.vocab_size
         return [f"edgec::embed<{vocab}, {self.width(out)}>(token, {self.w8(node.weights['weight'])}, "
                 f"{self.w64(node.name + '/rows/0')}, {self.w64(node.name + '/rows/1')}, "
-                f"{self.qm.bits[out]}, {buffer_name(out)});"]
+                f"{self.qm.bits[out]}, {self.buf(out)});"]
 
     def _emit_rmsnorm(self, node: Node) -> list[str]:
         n = node.name
-        return [f"edgec::rmsnorm<{self.width(node.inputs[0])}>({buffer_name(node.inputs[0])}, "
+        return [f"edgec::rmsnorm<{self.width(node.inputs[0])}>({self.buf(node.inputs[0])}, "
                 f"{self.scalar(n + '/eps')}, {self.scalar(n + '/inv/0')}, {self.scalar(n + '/inv/1')}, "
-                f"{buffer_name(node.outputs[0])});"]
+                f"{self.buf(node.outputs[0])});"]
 
     def _emit_linear(self, node: Node) -> list[str]:
         x, out = node.inputs[0], node.outputs[0]
         bits = self.qm.bits.get(out, 0)
         m, shift = (self.w64(node.name + "/out/0"), self.w64(node.name + "/out/1")) if bits else ("nullptr",) * 2
         bias = self.bias(node)
-        self.partitioned[buffer_name(x)] = min(self.parallelism, self.width(x))
+        self.partitioned[self.buf(x)] = max(self.partitioned.get(self.buf(x), 1), min(self.parallelism, self.width(x)))
         return [f"edgec::linear<{self.width(x)}, {self.width(out)}, {self.parallelism}, "
-                f"{'false' if bias == 'nullptr' else 'true'}, {bits}>({buffer_name(x)}, "
-                f"{self.w8(node.weights['weight'])}, {bias}, {m}, {shift}, {buffer_name(out)});"]
+                f"{'false' if bias == 'nullptr' else 'true'}, {bits}>({self.buf(x)}, "
+                f"{self.w8(node.weights['weight'])}, {bias}, {m}, {shift}, {self.buf(out)});"]
 
     def _emit_split(self, node: Node) -> list[str]:
         lines, start = [], 0
         for out, size in zip(node.outputs, node.attrs["sizes"], strict=True):
-            lines.append(f"edgec::slice<{size}>({buffer_name(node.inputs[0])} + {start}, {buffer_name(out)});")
+            lines.append(f"edgec::slice<{size}>({self.buf(node.inputs[0])} + {start}, {self.buf(out)});")
             start += size
         return lines
 
     def _emit_conv1d_step(self, node: Node) -> list[str]:
         x, state = node.inputs
-        e, k = self.width(x), self.qm.spec.conv_kernel
-        if k < 2:
-            raise UnsupportedOpError(f"the fpga target needs conv_kernel >= 2 (node {node.name} has {k})")
-        self.states.append((c_name(state), f"static int8_t {c_name(state)}[{e}][{k - 1}];"))
+        e, taps = self.state_dims(state)
+        if taps < 1:
+            raise UnsupportedOpError(f"the fpga target needs conv_kernel >= 2 (node {node.name} has {taps + 1})")
+        window = self.state(state, "int8_t")
         bias = self.bias(node)
-        return [f"edgec::conv1d_step<{e}, {k}, {'false' if bias == 'nullptr' else 'true'}>({buffer_name(x)}, "
-                f"{c_name(state)}, {self.w8(node.weights['weight'])}, {bias}, {self.w64(node.name + '/out/0')}, "
-                f"{self.w64(node.name + '/out/1')}, {self.qm.bits[node.outputs[0]]}, {buffer_name(node.outputs[0])});"]
+        return [f"edgec::conv1d_step<{e}, {taps + 1}, {'false' if bias == 'nullptr' else 'true'}>({self.buf(x)}, "
+                f"{window}, {self.w8(node.weights['weight'])}, {bias}, {self.w64(node.name + '/out/0')}, "
+                f"{self.w64(node.name + '/out/1')}, {self.qm.bits[node.outputs[0]]}, {self.buf(node.outputs[0])});"]
 
     def _emit_lut(self, node: Node) -> list[str]:
-        return [f"edgec::lut<{self.width(node.inputs[0])}>({buffer_name(node.inputs[0])}, "
-                f"{self.w64(node.name + '/lut')}, {buffer_name(node.outputs[0])});"]
+        return [f"edgec::lut<{self.width(node.inputs[0])}>({self.buf(node.inputs[0])}, "
+                f"{self.w64(node.name + '/lut')}, {self.buf(node.outputs[0])});"]
 
-    _emit_silu = _emit_softplus = _emit_lut
+    _emit_silu = _emit_softplus = _emit_sigmoid = _emit_lut
+
+    def _emit_softcap(self, node: Node) -> list[str]:
+        x = node.inputs[0]
+        knot_bits = (np.asarray(self.const[node.name + "/knots"]).size - 1).bit_length() - 1
+        return [f"edgec::interp_lut<{self.width(x)}, {knot_bits}>({self.buf(x)}, {self.w64(node.name + '/knots')}, "
+                f"{self.qm.bits[x]}, {self.buf(node.outputs[0])});"]
 
     def _emit_scan_step(self, node: Node) -> list[str]:
         u, dt, b, c, h = node.inputs
-        e, n = self.width(u), self.qm.spec.state_size
+        e, n = self.state_dims(h)
         k = node.name + "/scan/"
-        self.states.append((c_name(h), f"static int32_t {c_name(h)}[{e}][{n}];"))
-        return [f"edgec::scan_step<{e}, {n}>({buffer_name(u)}, {buffer_name(dt)}, {buffer_name(b)}, "
-                f"{buffer_name(c)}, {c_name(h)}, "
+        state = self.state(h, "int32_t")
+        return [f"edgec::scan_step<{e}, {n}>({self.buf(u)}, {self.buf(dt)}, {self.buf(b)}, {self.buf(c)}, {state}, "
                 f"{self.w64(k + 'a_q')}, {self.scalar(k + 'a_frac')}, {self.scalar(k + 'bu_m')}, "
                 f"{self.scalar(k + 'bu_shift')}, {self.scalar(k + 'y_m')}, {self.scalar(k + 'y_shift')}, "
                 f"{self.w64(k + 'd_m')}, {self.w64(k + 'd_shift')}, {self.scalar(k + 'y_bits')}, "
-                f"{buffer_name(node.outputs[0])});"]
+                f"{self.buf(node.outputs[0])});"]
+
+    def _emit_head_layernorm(self, node: Node) -> list[str]:
+        x, heads = node.inputs[0], int(node.attrs["heads"])
+        return [f"edgec::head_layernorm<{heads}, {self.width(x) // heads}>({self.buf(x)}, "
+                f"{self.scalar(node.name + '/eps')}, {self.w64(node.name + '/inv/0')}, "
+                f"{self.w64(node.name + '/inv/1')}, {self.qm.bits[node.outputs[0]]}, {self.buf(node.outputs[0])});"]
+
+    def _emit_mlstm_step(self, node: Node) -> list[str]:
+        q, k, v, i, f, c, n, m = node.inputs
+        heads, dqk, dv = self.state_dims(c)
+        key = node.name + "/cell/"
+        knot_bits = (np.asarray(self.const[key + "logf"]).size - 1).bit_length() - 1
+        consts = c_name(node.name) + "_cell"
+        arrays = (*(self.buf(x) for x in (q, k, v, i, f)), *(self.state(s, "int32_t", flat=True) for s in (c, n, m)))
+        return [f"static const edgec::mlstm_constants {consts} = "
+                f"{{{', '.join(self.scalar(key + name) for name in _CELL_FIELDS)}}};",
+                f"edgec::mlstm_step<{heads}, {dqk}, {dv}, {knot_bits}>({', '.join(arrays)}, {self.w64(key + 'logf')}, "
+                f"{consts}, {self.buf(node.outputs[0])});"]
 
     def _emit_mul(self, node: Node) -> list[str]:
         out = node.outputs[0]
         requant = out in self.qm.scales
         m = self.scalar(node.name + "/out/0") if requant else "0"
         shift = self.scalar(node.name + "/out/1") if requant else "0"
-        return [f"edgec::mul<{self.width(out)}>({buffer_name(node.inputs[0])}, {buffer_name(node.inputs[1])}, {m}, "
-                f"{shift}, {self.qm.bits[out] if requant else 0}, {buffer_name(out)});"]
+        return [f"edgec::mul<{self.width(out)}>({self.buf(node.inputs[0])}, {self.buf(node.inputs[1])}, {m}, "
+                f"{shift}, {self.qm.bits[out] if requant else 0}, {self.buf(out)});"]
 
     def _emit_hadamard(self, node: Node) -> list[str]:
         plan = node.attrs["plan"]
         hk = self.blob.add(f"hadamard_base_{plan.k}", hadamard_base(plan.k).astype(np.int64), "int64")
-        return [f"edgec::hadamard<{plan.dim}, {plan.k}, {plan.m}>({buffer_name(node.inputs[0])}, w64 + {hk}, "
+        return [f"edgec::hadamard<{plan.dim}, {plan.k}, {plan.m}>({self.buf(node.inputs[0])}, w64 + {hk}, "
                 f"{self.scalar(node.name + '/out/0')}, {self.scalar(node.name + '/out/1')}, "
-                f"{buffer_name(node.outputs[0])});"]
+                f"{self.buf(node.outputs[0])});"]
 
     def _emit_add(self, node: Node) -> list[str]:
         out = node.outputs[0]
-        return [f"edgec::residual_add<{self.width(out)}>({buffer_name(node.inputs[0])}, "
-                f"{buffer_name(node.inputs[1])}, {self.scalar(node.name + '/skip/0')}, "
-                f"{self.scalar(node.name + '/skip/1')}, {self.qm.bits[out]}, {buffer_name(out)});"]
+        return [f"edgec::residual_add<{self.width(out)}>({self.buf(node.inputs[0])}, "
+                f"{self.buf(node.inputs[1])}, {self.scalar(node.name + '/skip/0')}, "
+                f"{self.scalar(node.name + '/skip/1')}, {self.qm.bits[out]}, {self.buf(out)});"]
 
     # -- the whole top ----------------------------------------------------------------------------
     def emitter(self, node: Node) -> Callable[[Node], list[str]]:
@@ -164,25 +220,20 @@ class _Emitter:
 
     def top(self) -> tuple[str, list[str]]:
         body: list[str] = []
-        buffers: dict[str, str] = {}
         traced: list[str] = []
-        state_outs = {o for n in self.graph.nodes if n.op in (Op.CONV1D_STEP, Op.SCAN_STEP) for o in n.outputs[1:]}
         for node in self.graph.nodes:
             lines = self.emitter(node)(node)
-            for out in node.outputs:
-                if out in state_outs:
-                    continue
-                buffers[buffer_name(out)] = f"static int64_t {buffer_name(out)}[{self.width(out)}];"
-                traced.append(out)
+            outs = [o for o in node.outputs if o in self.buffers]
+            traced += outs
             body.append(f"    // {node.format(self.graph.values)}")
             body += [f"    {line}" for line in lines]
-            body += [f'    EDGEC_TRACE("{o}", {buffer_name(o)}, {self.width(o)});' for o in node.outputs
-                     if o not in state_outs]
-        resets = [f"        edgec::clear_state(&{name}[0][0], sizeof({name}));" for name, _ in self.states]
+            body += [f'    EDGEC_TRACE("{o}", {self.buf(o)}, {self.width(o)});' for o in outs]
+        buffers = sorted(dict(self.buffers.values()).items(), key=lambda b: int(b[0][3:]))  # buf0, buf1, ...
         partitions = [f"#pragma HLS ARRAY_PARTITION variable = {b} cyclic factor = {f}"
                       for b, f in sorted(self.partitioned.items()) if f > 1]
         vocab = self.qm.spec.vocab_size
         n8, n64 = self.blob.sizes
+        state_port = ["#pragma HLS INTERFACE m_axi port = state offset = slave bundle = gmem3"][:bool(self.state_words)]
         src = "\n".join([
             "// Generated by edgec: one decode step of the quantized model (int profile).",
             '#include "edgec_top.h"',
@@ -195,37 +246,40 @@ class _Emitter:
             "#define EDGEC_TRACE(name, buf, n)",
             "#endif",
             "",
-            *(decl for _, decl in self.states),
-            *buffers.values(),
+            *self.declarations,
+            *(f"static int64_t {name}[{width}];" for name, width in buffers),
             "",
-            _signature(n8, n64, vocab) + " {",
+            _signature(n8, n64, vocab, self.state_words) + " {",
             "#pragma HLS INTERFACE m_axi port = w8 offset = slave bundle = gmem0",
             "#pragma HLS INTERFACE m_axi port = w64 offset = slave bundle = gmem1",
             "#pragma HLS INTERFACE s_axilite port = token",
             "#pragma HLS INTERFACE s_axilite port = reset",
             "#pragma HLS INTERFACE m_axi port = logits offset = slave bundle = gmem2",
+            *state_port,
             "#pragma HLS INTERFACE s_axilite port = return",
             *partitions,
             f"    if (token < 0 || token >= {vocab}) return;  // never index DRAM with an invalid token",
             "    if (reset) {",
-            *resets,
+            *(f"        {line}" for line in self.resets),
             "    }",
             *body,
-            f"    for (int i = 0; i < {vocab}; i++) logits[i] = {c_name('logits')}[i];",
+            f"    for (int i = 0; i < {vocab}; i++) logits[i] = {self.buf(self.graph.outputs[0])}[i];",
             "}",
             "",
         ])
         return src, traced
 
 
-def _signature(n8: int, n64: int, vocab: int) -> str:
+def _signature(n8: int, n64: int, vocab: int, state_words: int) -> str:
+    state = f"int32_t state[{state_words}], " if state_words else ""
     return (f"void edgec_step(int64_t token, int reset, const int8_t w8[{max(n8, 1)}], "
-            f"const int64_t w64[{max(n64, 1)}], int64_t logits[{vocab}])")
+            f"const int64_t w64[{max(n64, 1)}], {state}int64_t logits[{vocab}])")
 
 
-def emit_design(qm: QuantizedModel, parallelism: int = 8) -> EmittedDesign:
-    """Generate the top function, its header and the weights file contents for ``qm``."""
-    em = _Emitter(qm, parallelism)
+def emit_design(qm: QuantizedModel, parallelism: int = 8, dram_states: frozenset[str] = frozenset()) -> EmittedDesign:
+    """Generate the top function, its header and the weights file contents for ``qm``; the state arrays
+    named in ``dram_states`` live in DRAM (the top's ``state`` port), the others on chip."""
+    em = _Emitter(qm, parallelism, frozenset(dram_states))
     for node in em.graph.nodes:  # every op must have a kernel before anything is generated
         em.emitter(node)
     top, traced = em.top()
@@ -238,12 +292,13 @@ def emit_design(qm: QuantizedModel, parallelism: int = 8) -> EmittedDesign:
         f"#define EDGEC_VOCAB {qm.spec.vocab_size}",
         f"#define EDGEC_W8_SIZE {n8}",
         f"#define EDGEC_W64_SIZE {n64}",
+        f"#define EDGEC_STATE_WORDS {em.state_words}  // int32 words of recurrent state in DRAM (0: all on chip)",
         "typedef void (*edgec_trace_fn)(const char *name, const int64_t *values, int n);",
         "#ifndef __SYNTHESIS__",
         "extern edgec_trace_fn edgec_trace_hook;  // C simulation only: called after every node",
         "#endif",
-        _signature(n8, n64, qm.spec.vocab_size) + ";",
+        _signature(n8, n64, qm.spec.vocab_size, em.state_words) + ";",
         "#endif",
         "",
     ])
-    return EmittedDesign({"edgec_top.cpp": top, "edgec_top.h": header}, em.blob, traced)
+    return EmittedDesign({"edgec_top.cpp": top, "edgec_top.h": header}, em.blob, traced, em.states, em.state_words)

@@ -1,0 +1,57 @@
+"""On-chip activation buffers of a step graph: values share a buffer once their last reader has run.
+
+Nodes run one after another, so a value needs storage from the node that writes it to the last node
+that reads it. ``assign_buffers`` walks the graph in order and hands each output a free buffer of its
+width (a new one if none is free), then frees the inputs whose last reader this node is. An output
+never shares a buffer with an input of its own node, so no kernel reads and writes the same array.
+Graph outputs stay allocated to the end. The result depends on the graph alone, for any family.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from edgec.ir import Graph
+from edgec.ir.ops import STATEFUL_STEP
+
+__all__ = ["assign_buffers", "state_outputs"]
+
+logger = logging.getLogger(__name__)
+
+
+def assign_buffers(graph: Graph, skip: Iterable[str] = ()) -> dict[str, tuple[str, int]]:
+    """Map each value written by a node (except ``skip``: state outputs) to (buffer name, width)."""
+    skip = set(skip) | set(graph.inputs)
+    last: dict[str, int] = {}
+    for i, node in enumerate(graph.nodes):
+        for value in node.inputs:
+            last[value] = i
+    for value in graph.outputs:
+        last[value] = len(graph.nodes)
+    free: dict[int, list[str]] = {}
+    assigned: dict[str, tuple[str, int]] = {}
+    count = 0
+    for i, node in enumerate(graph.nodes):
+        for out in node.outputs:
+            if out in skip:
+                continue
+            width = int(graph.values[out].shape[-1])
+            pool = free.setdefault(width, [])
+            if pool:
+                assigned[out] = (pool.pop(0), width)
+            else:
+                assigned[out] = (f"buf{count}", width)
+                count += 1
+        done = {v for v in node.inputs if last.get(v) == i} | {o for o in node.outputs if o not in last}
+        for value in sorted(done & assigned.keys(), key=lambda v: assigned[v][0]):
+            name, width = assigned[value]
+            free[width].append(name)
+            free[width].sort(key=lambda b: int(b[3:]))
+    logger.debug("%s: %d values in %d buffers", graph.name, len(assigned), count)
+    return assigned
+
+
+def state_outputs(graph: Graph) -> set[str]:
+    """The new state each stateful step node writes (its outputs after the first): kept in state arrays."""
+    return {o for node in graph.nodes if node.op in STATEFUL_STEP for o in node.outputs[1:]}
