@@ -202,6 +202,47 @@ def test_unsupported_and_custom_ops():
     assert got == [("unsupported-op", "ein"), ("unsupported-op", "ssm"), ("data-dependent-shape", "nz")]
 
 
+def _exp_after(nodes, inits, pinned: tuple[str, ...] = ()) -> onnx.ModelProto:
+    model = _model([*nodes, helper.make_node("Exp", [nodes[-1].output[0]], ["y"], name="exp")], inits,
+                   outputs=[helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, K])])
+    if pinned:
+        helper.set_model_props(model, {"edgec.fp32_layers": ",".join(pinned)})
+    return model
+
+
+def test_exp_that_may_overflow_fp16_is_flagged_unless_bounded_or_pinned():
+    def hits(model):
+        return [(f.rule, f.node_name, f.severity) for f in lint(model, TRT_8_6) if f.rule == "fp16-exp-overflow"]
+
+    unbounded = _exp_after([helper.make_node("Identity", ["x"], ["x1"], name="id")], [])
+    assert hits(unbounded) == [("fp16-exp-overflow", "exp", "error")]
+    assert "unbounded" in lint(unbounded, TRT_10_3)[0].message
+    # -softplus(-x) <= 0 (log sigmoid): exp of it is at most 1
+    logsig = [helper.make_node("Neg", ["x"], ["nx"], name="neg"),
+              helper.make_node("Softplus", ["nx"], ["sp"], name="sp"),
+              helper.make_node("Neg", ["sp"], ["ls"], name="logsig")]
+    assert hits(_exp_after(logsig, [])) == []
+    for scale, flagged in ((0.1, True), (0.05, False)):  # a dequantized activation reaches 127 * scale
+        inits = [_init("s", np.array(scale, np.float32)), _init("z", np.array(0, np.int8))]
+        qdq = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q"),
+               helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq")]
+        assert bool(hits(_exp_after(qdq, inits))) is flagged, scale
+    assert hits(_exp_after([helper.make_node("Identity", ["x"], ["x1"], name="id")], [], ("exp",))) == []
+    stale = _exp_after([helper.make_node("Identity", ["x"], ["x1"], name="id")], [], ("exp", "gone"))
+    assert hits(stale) == [("fp16-exp-overflow", "<model>", "warning")]
+
+
+def test_axes_computed_in_the_graph_are_flagged():
+    nodes = [helper.make_node("Shape", ["x"], ["shape"], name="shape"),
+             helper.make_node("Unsqueeze", ["x", "shape"], ["x3"], name="unsq"),
+             helper.make_node("ReduceSum", ["x3", "shape"], ["y"], name="rsum", keepdims=0)]
+    got = [(f.rule, f.node_name) for f in lint(_model(nodes, []), TRT_8_5) if f.rule == "constant-operand"]
+    assert got == [("constant-operand", "unsq"), ("constant-operand", "rsum")]
+    nodes[1:] = [helper.make_node("Unsqueeze", ["x", "ax"], ["x3"], name="unsq")]
+    assert not [f for f in lint(_model(nodes, [_init("ax", np.array([0], np.int64))]), TRT_8_5)
+                if f.rule == "constant-operand"]
+
+
 def test_format_findings_and_require_clean():
     findings = [Finding("conditional", "if0", "If", "a warning", "warning"),
                 Finding("opset-too-high", "<model>", "", "model opset 19 is above 17", "error"),
@@ -234,6 +275,18 @@ def test_recipe_flags(trt):
     assert "--stronglyTyped" not in data["flags"]
     assert data["version"] == trt.name and data["shapes"] == {"tokens": [1], "conv_state": [1, 64, 3]}
     assert build_recipe(trt, "step.onnx", "step.engine", shapes) == (script, data)  # deterministic
+
+
+def test_recipe_keeps_fp32_layers_in_fp32():
+    shapes = {"tokens": (1,)}
+    script, data = build_recipe(TRT_8_5, "step.onnx", "step.engine", shapes, fp32_layers=["b0.h.expnegm", "b0.m_out"])
+    spec = "b0.h.expnegm:fp32,b0.m_out:fp32"
+    for flag in ("--precisionConstraints=obey", f"--layerPrecisions={spec}", f"--layerOutputTypes={spec}"):
+        assert flag in data["flags"] and flag in script
+    assert data["fp32_layers"] == ["b0.h.expnegm", "b0.m_out"]
+    assert "--precisionConstraints" not in "".join(build_recipe(TRT_8_5, "a.onnx", "a.engine", shapes)[1]["flags"])
+    with pytest.raises(RecipeError, match="layer name"):
+        build_recipe(TRT_8_6, "a.onnx", "a.engine", shapes, fp32_layers=["a:b"])
 
 
 def test_recipe_rejects_bad_shape():

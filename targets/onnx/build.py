@@ -27,10 +27,10 @@ from edgec.numerics.agreement import relative_error
 from edgec.outdir import atomic_dir
 from edgec.passes.quantize import QuantizedModel
 from edgec.targets.fpga.build import golden_tokens
-from edgec.targets.onnx.export import export_step
+from edgec.targets.onnx.export import dequantized_weights, export_step, export_step_float, state_shapes
 from edgec.targets.onnx.polygraphy_json import save_inputs, save_outputs
-from edgec.targets.onnx.prefill import export_prefill
-from edgec.targets.onnx.verify import compare_with_simulator, simulate_io, simulate_logits
+from edgec.targets.onnx.prefill import export_prefill, export_prefill_float
+from edgec.targets.onnx.verify import compare_prefill, compare_with_simulator, simulate_io, simulate_logits
 
 __all__ = ["FORMAT", "build_cpu", "build_target", "check_options", "export_verified", "load_golden",
            "read_onnx_manifest", "summarize", "verify_build", "verify_output", "write_onnx_folder"]
@@ -39,15 +39,20 @@ FORMAT = "edgec-onnx/1"
 GOLDEN_TOKENS = 32
 POLYGRAPHY_STEPS = 4  # golden iterations for polygraphy (each carries the full state: keep the files small)
 LOGITS_RTOL = 1e-4  # ONNX Runtime (optimizations off) against the simulator, relative to max |logit|
+#: prefill's closed form against stepping (float twins): the same math in another float order
+PREFILL_RTOL = 1e-4
 
 
-def export_verified(qm: QuantizedModel, integer_matmul: bool = False,
-                    tokens: int = GOLDEN_TOKENS) -> tuple[onnx.ModelProto, np.ndarray, dict]:
-    """Export the step graph and check it with ONNX Runtime against the qdq simulator.
+def export_verified(qm: QuantizedModel, integer_matmul: bool = False, tokens: int = GOLDEN_TOKENS
+                    ) -> tuple[onnx.ModelProto, onnx.ModelProto, np.ndarray, dict]:
+    """Export step.onnx and prefill.onnx and check them with ONNX Runtime (optimizations off).
 
-    The contract (optimizations off, each int8 tensor compared from the same int8 inputs): within 1 LSB,
-    logits within LOGITS_RTOL; else VerificationError. Also reported: the free-running comparison (each
-    side on its own state for the whole sequence) and ONNX Runtime with optimizations on.
+    The contract: step.onnx against the qdq simulator, each int8 tensor compared from the same int8 inputs,
+    within 1 LSB and the logits within LOGITS_RTOL; prefill's closed form against stepping, on their float
+    twins (the same graphs with the dequantized weights and no Q/DQ, so that no int8 code flipped by float
+    order hides a formula error), logits and end state within PREFILL_RTOL. Else VerificationError. Also
+    reported: the free-running comparison (each side on its own state for the whole sequence), ONNX Runtime
+    with optimizations on, and the int8 prefill.onnx against step.onnx.
     """
     model, quantized = export_step(qm, integer_matmul)
     seq = golden_tokens(qm.spec.vocab_size, tokens)
@@ -57,16 +62,26 @@ def export_verified(qm: QuantizedModel, integer_matmul: bool = False,
                                 f"tensor, logits off by {exact.logits_max_rel:.2e} of their range")
     free = compare_with_simulator(model, quantized, qm, seq, teacher_forcing=False)
     optimized = compare_with_simulator(model, quantized, qm, seq, optimize=True)
-    return model, seq, {"reference": asdict(exact), "free_running": asdict(free), "optimized": asdict(optimized)}
+    prefill = export_prefill(qm, integer_matmul=integer_matmul)[0]
+    weights = dequantized_weights(qm)
+    twins = compare_prefill(export_step_float(qm, weights), export_prefill_float(qm, weights), seq)
+    if twins is not None and max(twins.state_max_rel, twins.logits_max_rel) > PREFILL_RTOL:
+        raise VerificationError(f"prefill.onnx's closed form disagrees with step.onnx over {twins.tokens} golden "
+                                f"tokens: end state off by {twins.state_max_rel:.2e}, logits by "
+                                f"{twins.logits_max_rel:.2e} of their range")
+    chunks = compare_prefill(model, prefill, seq)
+    return model, prefill, seq, {"reference": asdict(exact), "free_running": asdict(free),
+                                 "optimized": asdict(optimized), "prefill": chunks and asdict(chunks),
+                                 "prefill_float": twins and asdict(twins)}
 
 
-def write_onnx_folder(tmp: Path, qm: QuantizedModel, model: onnx.ModelProto, seq: np.ndarray, report: dict,
-                      fmt: str, tokenizer: Path | None = None, integer_matmul: bool = False,
+def write_onnx_folder(tmp: Path, qm: QuantizedModel, model: onnx.ModelProto, prefill: onnx.ModelProto,
+                      seq: np.ndarray, report: dict, fmt: str, tokenizer: Path | None = None,
                       unhashed: tuple[str, ...] = ()) -> None:
-    """step.onnx, golden.npz, tokenizer.json, report.json and a manifest hashing every file in ``tmp`` but
-    report.json and ``unhashed`` (deterministic)."""
+    """step.onnx, prefill.onnx, golden.npz, tokenizer.json, report.json and a manifest hashing every file in
+    ``tmp`` but report.json and ``unhashed`` (deterministic)."""
     onnx.save(model, tmp / "step.onnx")
-    onnx.save(export_prefill(qm, integer_matmul=integer_matmul)[0], tmp / "prefill.onnx")
+    onnx.save(prefill, tmp / "prefill.onnx")
     np.savez(tmp / "golden.npz", tokens=seq, logits=simulate_logits(qm, seq))
     _write_polygraphy_golden(tmp, qm, seq[:POLYGRAPHY_STEPS])
     if tokenizer is not None:
@@ -74,10 +89,9 @@ def write_onnx_folder(tmp: Path, qm: QuantizedModel, model: onnx.ModelProto, seq
     (tmp / "report.json").write_text(json.dumps({"format": fmt, **report}, indent=1, sort_keys=True,
                                                 default=str) + "\n")
     spec = qm.spec
-    write_manifest(tmp, {"format": fmt, "source": qm.source, "vocab_size": spec.vocab_size,
-                         "layers": spec.num_hidden_layers, "d_inner": spec.intermediate_size,
-                         "state_size": spec.state_size, "conv_kernel": spec.conv_kernel},
-                   ("report.json", *unhashed))
+    state = {name: list(shape) for name, shape in state_shapes(qm.graphs["step"]).items()}
+    write_manifest(tmp, {"format": fmt, "source": qm.source, "family": spec.family, "vocab_size": spec.vocab_size,
+                         "layers": spec.num_hidden_layers, "state": state}, ("report.json", *unhashed))
 
 
 def _write_polygraphy_golden(tmp: Path, qm: QuantizedModel, tokens: np.ndarray) -> None:
@@ -92,9 +106,9 @@ def _write_polygraphy_golden(tmp: Path, qm: QuantizedModel, tokens: np.ndarray) 
 def build_cpu(qm: QuantizedModel, output: Path, tokenizer: Path | None = None, tokens: int = GOLDEN_TOKENS) -> dict:
     """Export, check against the qdq simulator, and write the folder; refuse if they disagree."""
     # integer_matmul: MatMulInteger, ONNX Runtime's int8 CPU kernels
-    model, seq, report = export_verified(qm, integer_matmul=True, tokens=tokens)
+    model, prefill, seq, report = export_verified(qm, integer_matmul=True, tokens=tokens)
     with atomic_dir(output) as tmp:
-        write_onnx_folder(tmp, qm, model, seq, report, FORMAT, tokenizer, integer_matmul=True)
+        write_onnx_folder(tmp, qm, model, prefill, seq, report, FORMAT, tokenizer)
     return report
 
 
@@ -182,10 +196,15 @@ def build_target(qm: QuantizedModel, output: Path, options: Mapping[str, Any], t
 
 def summarize(report: dict, output: Path) -> str:
     """Plug-in entry: how ONNX Runtime agrees with the qdq simulator, and where the folder was written."""
-    ref, opt = report["reference"], report["optimized"]
-    return (f"step.onnx: ONNX Runtime vs qdq simulator over {ref['tokens']} tokens: int8 tensors within "
-            f"{ref['max_lsb']} LSB, logits {ref['logits_max_rel']:.1e} (optimized: {opt['logits_max_rel']:.1e})\n"
-            f"wrote {output}")
+    ref, opt, pre = report["reference"], report["optimized"], report.get("prefill")
+    lines = [f"step.onnx: ONNX Runtime vs qdq simulator over {ref['tokens']} tokens: int8 tensors within "
+             f"{ref['max_lsb']} LSB, logits {ref['logits_max_rel']:.1e} (optimized: {opt['logits_max_rel']:.1e})"]
+    if pre:
+        twin = report["prefill_float"]
+        lines.append(f"prefill.onnx vs step.onnx over {pre['tokens']} tokens: end state {twin['state_max_rel']:.1e}, "
+                     f"logits {twin['logits_max_rel']:.1e} (float twins); int8 graphs: same next token at "
+                     f"{pre['argmax_agreement']:.0%}")
+    return "\n".join([*lines, f"wrote {output}"])
 
 
 def verify_build(folder: Path, manifest: dict) -> str:

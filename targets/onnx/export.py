@@ -6,25 +6,46 @@ with a 3-input QuantizeLinear/DequantizeLinear pair (int8 zero point 0, float32 
 are int8 initializers behind a per-channel DequantizeLinear (MatMul weights [K, N] on axis 1, conv
 taps [E, K] on axis 0). Everything between the islands is float32, exactly as the qdq simulator
 computes it; the step graph is elementwise (no Loop, Scan or CumSum).
+
+Nothing here names a family: the state inputs and outputs are the step graph's own, and each op's
+sizes come from its values and weights. Ops whose values leave fp16's range (the mLSTM cell: exp(-m)
+reaches e^15) are emitted inside ``fp32_region``; their node names are stored in the model's metadata
+(FP32_LAYERS_KEY), for the Orin recipe's precision constraints and the lint.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgec.errors import UnsupportedOpError
-from edgec.frontends.mamba_graph import state_names
-from edgec.ir import Node, Op
-from edgec.numerics.hadamard import hadamard_matrix
+from edgec.ir import Graph, Node, Op
+from edgec.numerics.hadamard import HadamardPlan, hadamard_base, sylvester
 from edgec.passes.quantize import QuantizedModel
+from edgec.targets.onnx import mlstm
 
-__all__ = ["OPSET", "export_step", "export_step_float"]
+__all__ = ["FP32_LAYERS_KEY", "OPSET", "FloatWeights", "dequantized_weights", "export_step", "export_step_float",
+           "fp32_layers", "hadamard_factors", "state_shapes"]
 
 OPSET = 17  # the highest opset TensorRT 8.5 / 8.6 (JetPack 5 / 6.0) parse
+#: metadata_props key of the ONNX node names that must run in fp32 (the recipe pins them; the lint checks them)
+FP32_LAYERS_KEY = "edgec.fp32_layers"
+MAX_HADAMARD_FACTOR = 6  # the 2^m part of a rotation is applied as factors of at most 2^6 = 64
+
+
+def state_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
+    """The step graph's state inputs and their shapes without the batch axis, in input order (any family)."""
+    return {name: tuple(int(d) for d in graph.values[name].shape[1:]) for name in graph.inputs if name != "tokens"}
+
+
+def fp32_layers(model: onnx.ModelProto) -> list[str]:
+    """The node names an exported graph asks to keep in fp32 (empty when it asks for none)."""
+    entry = next((p.value for p in model.metadata_props if p.key == FP32_LAYERS_KEY), "")
+    return [name for name in entry.split(",") if name]
 
 
 class _OnnxBuilder:
@@ -37,6 +58,7 @@ class _OnnxBuilder:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: dict[str, onnx.TensorProto] = {}
         self.quantized: list[str] = []  # names of the int8 QuantizeLinear outputs, in graph order
+        self.fp32: list[str] = []  # nodes that must not run in fp16 (see fp32_region)
 
     # -- helpers ----------------------------------------------------------------------------------
     def init(self, name: str, array: np.ndarray) -> str:
@@ -47,6 +69,13 @@ class _OnnxBuilder:
     def node(self, op: str, inputs: list[str], output: str, **attrs) -> str:
         self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
         return output
+
+    @contextmanager
+    def fp32_region(self) -> Iterator[None]:
+        """Record every node appended inside as one TensorRT must keep in fp32 (values beyond fp16's range)."""
+        start = len(self.nodes)
+        yield
+        self.fp32 += [n.name for n in self.nodes[start:]]
 
     def const_f32(self, name: str, value) -> str:
         return self.init(name, np.asarray(value, dtype=np.float32))
@@ -152,12 +181,16 @@ class _OnnxBuilder:
             window_q = self.node("QuantizeLinear", [window, scale, zero], out + ".window.q")
             window_dq = self.node("DequantizeLinear", [window_q, scale, zero], out + ".window.dq")
         taps = self.dq_weight(node.weights["weight"], False, keep_shape=True)  # [E, 1, K], axis 0
-        conv = self.node("Conv", [window_dq, taps], out + ".conv", group=self.qm.spec.intermediate_size)
+        conv = self.node("Conv", [window_dq, taps], out + ".conv", group=self.conv_channels(node))
         acc = self.node("Squeeze", [conv, self.axes(-1)], out + ".sum")
         self.node("Identity", [self.bias(node, acc)], self.output(out))
-        k = self.qm.spec.conv_kernel
+        k = self.qm.qweights[node.weights["weight"]].shape[-1]
         self.node("Slice", [window, self.init("slice_1", np.array([1], np.int64)),
                             self.init(f"slice_{k}", np.array([k], np.int64)), self.axes(-1)], new_state)
+
+    def conv_channels(self, node: Node) -> int:
+        """The channel count (= groups) of a depthwise conv node, from its weight [E, 1, K]."""
+        return int(self.qm.qweights[node.weights["weight"]].shape[0])
 
     def _emit_silu(self, node: Node) -> None:
         x = node.inputs[0]
@@ -187,13 +220,63 @@ class _OnnxBuilder:
         self.node("Add", list(node.inputs), self.output(node.outputs[0]))
 
     def _emit_hadamard(self, node: Node) -> None:
+        """The rotation in Kronecker factors, as the simulator's fast transform: H_2^m as MatMuls by
+        Sylvester factors of at most 64, then H_K, then the 1/sqrt(n) scale. Constants of K^2 + sum f^2
+        floats instead of a dense n x n matrix (which would outweigh the int8 weights at 7B widths)."""
         plan = node.attrs["plan"]
         x, out = node.inputs[0], node.outputs[0]
+        lead = len(self.graph.values[x].shape) - 1
         if plan.pad:
-            pads = self.init(f"{node.name}.pads", np.array([0, 0, 0, plan.pad], np.int64))
+            pads = self.init(f"{node.name}.pads", np.array([0] * (lead + 1) + [0] * lead + [plan.pad], np.int64))
             x = self.node("Pad", [x, pads], out + ".padded")
-        h = hadamard_matrix(plan.padded_dim).astype(np.float64) / np.sqrt(plan.padded_dim)
-        self.node("MatMul", [x, self.const_f32(f"hadamard_{plan.padded_dim}", h.T)], self.output(out))
+        sizes = hadamard_factors(plan)
+        stages = [(size, hadamard_base(size) if j == 0 and plan.k > 1 else sylvester(size.bit_length() - 1))
+                  for j, size in enumerate(sizes)]
+        after = 1
+        for j in reversed(range(len(stages))):  # the last factor (fastest index) first, H_K last
+            size, h = stages[j]
+            before = plan.padded_dim // (after * size)
+            shape = self.init(f"shape_{'0_' * lead}{before}_{size}_{after}",
+                              np.array([0] * lead + [before, size, after], np.int64))
+            x = self.node("Reshape", [x, shape], f"{out}.f{j}")
+            x = self.node("MatMul", [self.const_f32(f"hadamard_factor_{size}", h), x], f"{out}.h{j}")
+            after *= size
+        flat = self.init(f"shape_{'0_' * lead}m1", np.array([0] * lead + [-1], np.int64))
+        x = self.node("Reshape", [x, flat], out + ".flat")
+        scale = self.const_f32(f"hadamard_scale_{plan.padded_dim}", np.float32(1.0 / np.sqrt(plan.padded_dim)))
+        self.node("Mul", [x, scale], self.output(out))
+
+    def _emit_sigmoid(self, node: Node) -> None:
+        self.node("Sigmoid", [node.inputs[0]], self.output(node.outputs[0]))
+
+    def _emit_softcap(self, node: Node) -> None:
+        """cap * tanh(x / cap), in the simulator's order."""
+        out, cap = node.outputs[0], self.const_f32(f"softcap_{node.attrs['cap']:g}", node.attrs["cap"])
+        t = self.node("Tanh", [self.node("Div", [node.inputs[0], cap], out + ".scaled")], out + ".tanh")
+        self.node("Mul", [cap, t], self.output(out))
+
+    def _emit_head_layernorm(self, node: Node) -> None:
+        """LayerNorm over each head's values, decomposed (TensorRT 8.5 has no LayerNormalization)."""
+        x, out, heads = node.inputs[0], node.outputs[0], node.attrs["heads"]
+        lead = len(self.graph.values[x].shape) - 1
+        xh = self.node("Reshape", [x, self.init(f"shape_{'0_' * lead}{heads}_m1",
+                                                 np.array([0] * lead + [heads, -1], np.int64))], out + ".heads")
+        centred = self.node("Sub", [xh, self.node("ReduceMean", [xh], out + ".mean", axes=[-1], keepdims=1)],
+                            out + ".centred")
+        var = self.node("ReduceMean", [self.node("Mul", [centred, centred], out + ".sq")], out + ".var", axes=[-1],
+                        keepdims=1)
+        std = self.node("Sqrt", [self.node("Add", [var, self.const_f32(f"{out}.eps", node.attrs["eps"])],
+                                           out + ".var_eps")], out + ".std")
+        y = self.node("Div", [centred, std], out + ".normed")
+        flat = self.init(f"shape_{'0_' * lead}m1", np.array([0] * lead + [-1], np.int64))
+        y = self.node("Reshape", [y, flat], out + ".flat" if "weight" in node.weights else self.output(out))
+        if "weight" in node.weights:
+            gamma = self.const_f32(node.weights["weight"], self.qm.fparams[node.weights["weight"]])
+            self.node("Mul", [y, gamma], self.output(out))
+
+    def _emit_mlstm_step(self, node: Node) -> None:
+        with self.fp32_region():
+            mlstm.emit_step(self, node)
 
     # -- the graph --------------------------------------------------------------------------------
     def emitter(self, node: Node) -> Callable[[Node], None]:
@@ -205,15 +288,13 @@ class _OnnxBuilder:
     name = "edgec_step"
 
     def io(self, lead: tuple) -> tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto]]:
-        """Graph inputs (tokens, then each layer's conv and SSM state) and outputs (logits, new states)."""
-        spec = self.qm.spec
-        e, k, n = spec.intermediate_size, spec.conv_kernel, spec.state_size
+        """Graph inputs (tokens, then the step graph's states) and outputs (logits, then each new state)."""
+        vocab = self.graph.values["logits"].shape[-1]
         inputs = [helper.make_tensor_value_info("tokens", TensorProto.INT64, list(lead))]
-        outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [*lead, spec.vocab_size])]
-        for i in range(spec.num_hidden_layers):
-            for name, tail in zip(state_names(i), ((k - 1,), (n,)), strict=True):
-                inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", e, *tail]))
-                outputs.append(helper.make_tensor_value_info(name + "_out", TensorProto.FLOAT, ["batch", e, *tail]))
+        outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [*lead, vocab])]
+        for name, shape in state_shapes(self.qm.graphs["step"]).items():
+            inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *shape]))
+            outputs.append(helper.make_tensor_value_info(name + "_out", TensorProto.FLOAT, ["batch", *shape]))
         return inputs, outputs
 
     def build(self) -> onnx.ModelProto:
@@ -228,15 +309,18 @@ class _OnnxBuilder:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                                   producer_name="edgec", producer_version="0.1.0")
         model.ir_version = 8  # ONNX 1.12+: parsed by TensorRT 8.5 and later
+        if self.fp32:
+            helper.set_model_props(model, {FP32_LAYERS_KEY: ",".join(self.fp32)})
         onnx.checker.check_model(model)
         return model
 
 
-class _FloatOnnxBuilder(_OnnxBuilder):
-    """The same graph in fp32: float weights, no Q/DQ (the baseline the int8 graph is measured against)."""
+class FloatWeights:
+    """Mixin for a builder: the same graph in fp32, float weights and no Q/DQ (the baseline the int8 graph is
+    measured against, and the float twin that checks a closed form without int8 rounding in the way)."""
 
-    def __init__(self, qm: QuantizedModel, weights: Mapping[str, np.ndarray]) -> None:
-        super().__init__(qm)
+    def __init__(self, qm: QuantizedModel, weights: Mapping[str, np.ndarray], *args) -> None:
+        super().__init__(qm, *args)
         self.weights = weights
         self.q_points = set()
 
@@ -248,6 +332,24 @@ class _FloatOnnxBuilder(_OnnxBuilder):
     def _emit_embed(self, node: Node) -> None:
         table = self.init(node.weights["weight"] + ".f32", self.weights[node.weights["weight"]].astype(np.float32))
         self.node("Gather", [table, node.inputs[0]], node.outputs[0], axis=0)
+
+
+class _FloatOnnxBuilder(FloatWeights, _OnnxBuilder):
+    """The step graph in fp32."""
+
+
+def dequantized_weights(qm: QuantizedModel) -> dict[str, np.ndarray]:
+    """Every int8 weight times its per-channel scales (float32): the weights the int8 graph computes with."""
+    return {name: q.astype(np.float32) * qm.wscales[name].astype(np.float32).reshape(-1, *[1] * (q.ndim - 1))
+            for name, q in qm.qweights.items()}
+
+
+def hadamard_factors(plan: HadamardPlan) -> list[int]:
+    """The Kronecker factors the exporter applies a rotation with: K (when > 1), then 2^m split into the fewest
+    near-equal powers of two of at most 2^MAX_HADAMARD_FACTOR."""
+    parts = -(-plan.m // MAX_HADAMARD_FACTOR)
+    bits = [plan.m // parts + (i < plan.m % parts) for i in range(parts)]
+    return [plan.k] * (plan.k > 1) + [1 << b for b in bits]
 
 
 def export_step(qm: QuantizedModel, integer_matmul: bool = False) -> tuple[onnx.ModelProto, list[str]]:

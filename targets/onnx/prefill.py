@@ -1,4 +1,4 @@
-"""Export the prefill graph: a fixed chunk of T tokens with the conv and SSM state in and out.
+"""Export the prefill graph: a fixed chunk of T tokens with the step graph's state in and out.
 
 No Loop, Scan or CumSum: inside a chunk the selective scan is written in closed form with matrix
 products over time. With S_t = sum_{r<=t} dt_r (a product with a constant lower-triangular matrix) and
@@ -7,22 +7,24 @@ G_ts = sum_{s<r<=t} dt_r (a product with a constant [T*T, T] band matrix, so no 
     h_t = exp(S_t A) h_0 + sum_{s<=t} exp(G_ts A) dt_s u_s B_s,      y_t = C_t . h_t + D u_t,
 
 with s > t masked out before the exponential. Memory is O(T^2 E N) per chunk, so T stays small
-(default 16); a longer prompt is fed chunk by chunk, the state carried between calls.
+(default 16); a longer prompt is fed chunk by chunk, the state carried between calls. The mLSTM cell's
+chunk form is in mlstm.py. Each recurrent node reads and writes the states of the step-graph node of the
+same name, so the two graphs have the same state inputs and outputs whatever the family.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 
 import numpy as np
 import onnx
 
-from edgec.frontends.mamba_graph import state_names
 from edgec.ir import Node
 from edgec.passes.quantize import QuantizedModel
-from edgec.targets.onnx.export import _OnnxBuilder
+from edgec.targets.onnx import mlstm
+from edgec.targets.onnx.export import FloatWeights, _OnnxBuilder
 
-__all__ = ["DEFAULT_CHUNK", "export_prefill"]
+__all__ = ["DEFAULT_CHUNK", "export_prefill", "export_prefill_float"]
 
 DEFAULT_CHUNK = 16
 MASKED = 1e4  # added to G_ts for s > t: exp(1e4 * A) underflows to 0 for every A <= -0.01
@@ -34,22 +36,24 @@ class _PrefillBuilder(_OnnxBuilder):
         self.graph = qm.graphs["prefill"]
         self.chunk = chunk
 
-    def _layer_states(self, node: Node) -> tuple[str, str]:
-        layer = int(re.match(r"layers\.(\d+)\.", node.name).group(1))
-        return state_names(layer)
+    def _states(self, node: Node) -> tuple[str, ...]:
+        """The state inputs of the step-graph node with this node's name (those beyond its own inputs)."""
+        return self.qm.graphs["step"].find(node.name).inputs[len(node.inputs):]
 
     def _emit_conv1d_causal(self, node: Node) -> None:
         x, out = node.inputs[0], node.outputs[0]
-        conv_state, _ = self._layer_states(node)
-        k, t = self.qm.spec.conv_kernel, self.chunk
+        (conv_state,) = self._states(node)
+        k, t = self.qm.qweights[node.weights["weight"]].shape[-1], self.chunk
         x_t = self.node("Transpose", [x], out + ".xT", perm=[0, 2, 1])  # [B, E, T]
         window = self.node("Concat", [conv_state, x_t], out + ".window", axis=-1)  # [B, E, K-1+T]
-        scale = self.const_f32(f"{x}.scale", self.qm.scales[x])
-        zero = self.init("zero_point_int8", np.array(0, np.int8))
-        window_q = self.node("QuantizeLinear", [window, scale, zero], out + ".window.q")
-        window_dq = self.node("DequantizeLinear", [window_q, scale, zero], out + ".window.dq")
+        window_dq = window
+        if self.q_points:  # the state holds past x values, already on x's int8 grid: exact, and marks int8
+            scale = self.const_f32(f"{x}.scale", self.qm.scales[x])
+            zero = self.init("zero_point_int8", np.array(0, np.int8))
+            window_q = self.node("QuantizeLinear", [window, scale, zero], out + ".window.q")
+            window_dq = self.node("DequantizeLinear", [window_q, scale, zero], out + ".window.dq")
         taps = self.dq_weight(node.weights["weight"], False, keep_shape=True)
-        conv = self.node("Conv", [window_dq, taps], out + ".conv", group=self.qm.spec.intermediate_size)  # [B,E,T]
+        conv = self.node("Conv", [window_dq, taps], out + ".conv", group=self.conv_channels(node))  # [B,E,T]
         acc = self.node("Transpose", [conv], out + ".convT", perm=[0, 2, 1])
         self.node("Identity", [self.bias(node, acc)], self.output(out))
         self.node("Slice", [window, self.init(f"slice_{t}", np.array([t], np.int64)),
@@ -59,7 +63,7 @@ class _PrefillBuilder(_OnnxBuilder):
     def _emit_selective_scan(self, node: Node) -> None:
         u, dt, b, c = node.inputs
         y = node.outputs[0]
-        _, h0 = self._layer_states(node)
+        (h0,) = self._states(node)
         t = self.chunk
         a = self.const_f32(node.weights["A_log"] + ".A", -np.exp(self.qm.fparams[node.weights["A_log"]]))
         d = self.const_f32(node.weights["D"], self.qm.fparams[node.weights["D"]])
@@ -89,10 +93,24 @@ class _PrefillBuilder(_OnnxBuilder):
         self.node("Add", [yc, self.node("Mul", [d, u], y + ".Du")], self.output(y))
         self.node("Gather", [h, self.init(f"last_{t}", np.array(t - 1, np.int64))], h0 + "_out", axis=1)
 
+    def _emit_mlstm_sequence(self, node: Node) -> None:
+        with self.fp32_region():
+            mlstm.emit_chunk(self, node, self._states(node), self.chunk)
+
     name = "edgec_prefill"
 
     def io(self, lead: tuple) -> tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto]]:
         return super().io(("batch", self.chunk))
+
+
+class _FloatPrefillBuilder(FloatWeights, _PrefillBuilder):
+    """The prefill graph in fp32."""
+
+
+def export_prefill_float(qm: QuantizedModel, weights: Mapping[str, np.ndarray],
+                         chunk: int = DEFAULT_CHUNK) -> onnx.ModelProto:
+    """The prefill graph in fp32 from ``weights`` (no Q/DQ), the twin of export_step_float."""
+    return _FloatPrefillBuilder(qm, weights, chunk).build()
 
 
 def export_prefill(qm: QuantizedModel, chunk: int = DEFAULT_CHUNK,

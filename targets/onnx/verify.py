@@ -12,19 +12,22 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from edgec.frontends.mamba_graph import state_names
 from edgec.numerics.agreement import relative_error
 from edgec.passes.quantize import QuantizedModel
 from edgec.runtime.sim_qdq import QdqSimulator
+from edgec.targets.onnx.export import state_shapes
 
 __all__ = [
     "BROKEN_ORT_FUSIONS",
     "OnnxAgreement",
+    "PrefillAgreement",
+    "compare_prefill",
     "compare_with_simulator",
+    "decode",
+    "onnx_perplexity",
     "ort_session",
     "simulate_io",
     "simulate_logits",
-    "step_perplexity",
 ]
 
 #: Fusions of ONNX Runtime 1.32 that change results beyond tolerance on edgec graphs (see ort_session).
@@ -65,12 +68,8 @@ def ort_session(model: onnx.ModelProto, optimize: bool = False, extra_outputs: l
 
 
 def _zero_state(qm: QuantizedModel) -> dict[str, np.ndarray]:
-    spec, state = qm.spec, {}
-    for i in range(spec.num_hidden_layers):
-        conv, ssm = state_names(i)
-        state[conv] = np.zeros((1, spec.intermediate_size, spec.conv_kernel - 1), np.float32)
-        state[ssm] = np.zeros((1, spec.intermediate_size, spec.state_size), np.float32)
-    return state
+    """Zeros for every state input of the step graph, batch 1 (the models' initial state, m = 0 included)."""
+    return {name: np.zeros((1, *shape), np.float32) for name, shape in state_shapes(qm.graphs["step"]).items()}
 
 
 class _PinnedQdq(QdqSimulator):
@@ -143,24 +142,58 @@ def simulate_logits(qm: QuantizedModel, tokens: np.ndarray) -> np.ndarray:
     return np.stack(out)
 
 
-def step_perplexity(model: onnx.ModelProto, batches: list[np.ndarray], optimize: bool = True) -> float:
-    """Perplexity of [B, L] token windows decoded step by step through the ONNX graph (zero state each)."""
+def decode(session, tokens: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Run [B, L] tokens from the zero state through a session of step.onnx (one token per call) or of
+    prefill.onnx (one chunk per call; L a multiple of the chunk): the logits [B, L, V] and the last state."""
+    shape = next(i.shape for i in session.get_inputs() if i.name == "tokens")
+    chunk = shape[1] if len(shape) == 2 else None
+    names = [o.name for o in session.get_outputs()]
+    state = {i.name: np.zeros([tokens.shape[0], *i.shape[1:]], np.float32)
+             for i in session.get_inputs() if i.name != "tokens"}
+    logits = []
+    for c in range(0, tokens.shape[1], chunk or 1):
+        feed = tokens[:, c] if chunk is None else tokens[:, c:c + chunk]
+        out = dict(zip(names, session.run(None, {"tokens": feed.astype(np.int64), **state}), strict=True))
+        state = {k: out[k + "_out"] for k in state}
+        logits.append(out["logits"] if chunk else out["logits"][:, None])
+    return np.concatenate(logits, axis=1), state
+
+
+def onnx_perplexity(model: onnx.ModelProto, batches: list[np.ndarray], optimize: bool = True) -> float:
+    """Perplexity of [B, L] token windows decoded through step.onnx or prefill.onnx (zero state each window)."""
     from edgec.evaluate import nll_sum
 
     session = ort_session(model, optimize)
-    names = [o.name for o in session.get_outputs()]
     total, count = 0.0, 0
     for tokens in batches:
-        state = {i.name: np.zeros([tokens.shape[0], *i.shape[1:]], np.float32)
-                 for i in session.get_inputs() if i.name != "tokens"}
-        logits = []
-        for t in range(tokens.shape[1]):
-            out = dict(zip(names, session.run(None, {"tokens": tokens[:, t].astype(np.int64), **state}), strict=True))
-            state = {k: out[k + "_out"] for k in state}
-            logits.append(out["logits"])
-        total += nll_sum(np.stack(logits, axis=1), tokens)
+        total += nll_sum(decode(session, tokens)[0], tokens)
         count += tokens.shape[0] * (tokens.shape[1] - 1)
     return float(np.exp(total / count))
+
+
+@dataclass(frozen=True)
+class PrefillAgreement:
+    """prefill.onnx against step.onnx (ONNX Runtime, optimizations off) on the same tokens from the zero state."""
+
+    tokens: int  # whole chunks compared
+    logits_max_rel: float  # max |prefill - step| / max |step| over all logits
+    argmax_agreement: float  # fraction of positions where both predict the same next token
+    state_max_rel: float  # worst state: max |prefill - step| / max |step| after the last chunk
+
+
+def compare_prefill(step: onnx.ModelProto, prefill: onnx.ModelProto, tokens: np.ndarray) -> PrefillAgreement | None:
+    """Feed the whole chunks of ``tokens`` to both graphs; None when there is not one whole chunk."""
+    prefill_session = ort_session(prefill)
+    chunk = next(i.shape[1] for i in prefill_session.get_inputs() if i.name == "tokens")
+    whole = len(tokens) // chunk * chunk
+    if whole == 0:
+        return None
+    seq = np.asarray(tokens[:whole], np.int64)[None]
+    got, got_state = decode(prefill_session, seq)
+    want, want_state = decode(ort_session(step), seq)
+    state_rel = max(relative_error(got_state[k], want_state[k]) for k in want_state)
+    return PrefillAgreement(whole, relative_error(got, want), float((got.argmax(-1) == want.argmax(-1)).mean()),
+                            state_rel)
 
 
 def simulate_io(qm: QuantizedModel, tokens: np.ndarray) -> tuple[list[dict], list[dict]]:

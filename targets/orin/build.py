@@ -19,6 +19,7 @@ from edgec.outdir import atomic_dir
 from edgec.passes.quantize import QuantizedModel
 from edgec.targets.onnx.build import GOLDEN_TOKENS, export_verified, verify_build, write_onnx_folder
 from edgec.targets.onnx.build import summarize as onnx_summary
+from edgec.targets.onnx.export import fp32_layers, state_shapes
 from edgec.targets.orin.engine import build_engine, tensorrt_available
 from edgec.targets.orin.jetpack import resolve_jetpack
 from edgec.targets.orin.lint import format_findings, lint, require_clean
@@ -37,11 +38,8 @@ UNHASHED = (ENGINE, LAYER_INFO)
 
 
 def _step_shapes(qm: QuantizedModel) -> dict[str, tuple[int, ...]]:
-    spec, shapes = qm.spec, {"tokens": (1,)}
-    for name in qm.graphs["step"].inputs[1:]:
-        tail = (spec.conv_kernel - 1,) if name.endswith("conv_state") else (spec.state_size,)
-        shapes[name] = (1, spec.intermediate_size, *tail)
-    return shapes
+    """trtexec's --shapes at batch 1: the token and every state input of the step graph."""
+    return {"tokens": (1,)} | {name: (1, *shape) for name, shape in state_shapes(qm.graphs["step"]).items()}
 
 
 def build_orin(qm: QuantizedModel, output: Path, jetpack: str = "6.2", engine: str = "auto",
@@ -53,23 +51,26 @@ def build_orin(qm: QuantizedModel, output: Path, jetpack: str = "6.2", engine: s
     if engine == "always" and not tensorrt_available():
         raise EdgecError("--engine always needs the tensorrt package and an NVIDIA GPU; run build_engine.sh on "
                          "the Jetson or pass --engine auto")
-    model, seq, report = export_verified(qm, tokens=tokens)
+    model, prefill, seq, report = export_verified(qm, tokens=tokens)
     findings = lint(model, trt)
+    prefill_findings = lint(prefill, trt)
     require_clean(findings)
+    require_clean(prefill_findings)
     shapes = _step_shapes(qm)
-    script, recipe = build_recipe(trt, "step.onnx", ENGINE, shapes)
-    roofline = decode_roofline(qm.spec)
+    script, recipe = build_recipe(trt, "step.onnx", ENGINE, shapes, fp32_layers=fp32_layers(model))
+    roofline = decode_roofline(qm.graphs["step"])
     report |= {"tensorrt": str(trt), "jetpack": jetpack, "lint": [asdict(f) for f in findings],
-               "roofline": roofline}
+               "prefill_lint": [asdict(f) for f in prefill_findings], "roofline": roofline}
     with atomic_dir(output) as tmp:
         (tmp / "build_engine.sh").write_text(script)
         (tmp / "build_engine.sh").chmod(0o755)
         (tmp / "recipe.json").write_text(json.dumps(recipe, indent=1, sort_keys=True) + "\n")
-        (tmp / "report.txt").write_text(f"{format_findings(findings)}\n\nDecode roofline (batch 1):\n"
+        (tmp / "report.txt").write_text(f"step.onnx: {format_findings(findings)}\nprefill.onnx: "
+                                        f"{format_findings(prefill_findings)}\n\nDecode roofline (batch 1):\n"
                                         f"{format_roofline(roofline)}\n")
-        write_onnx_folder(tmp, qm, model, seq, report, FORMAT, tokenizer, unhashed=UNHASHED)
+        write_onnx_folder(tmp, qm, model, prefill, seq, report, FORMAT, tokenizer, unhashed=UNHASHED)
         if engine != "never" and tensorrt_available():
-            build_engine(tmp / "step.onnx", tmp / ENGINE, shapes)
+            build_engine(tmp / "step.onnx", tmp / ENGINE, shapes, fp32_layers=fp32_layers(model))
             report["engine"] = ENGINE
     return report
 
@@ -88,8 +89,10 @@ def build_target(qm: QuantizedModel, output: Path, options: Mapping[str, Any], t
 
 def summarize(report: dict, output: Path) -> str:
     """Plug-in entry: lint counts, the decode roofline, the engine, and the ONNX agreement."""
-    errors = sum(f["severity"] == "error" for f in report["lint"])
+    findings = report["lint"] + report.get("prefill_lint", [])
+    errors = sum(f["severity"] == "error" for f in findings)
     engine = ENGINE if "engine" in report else "not built here; run build_engine.sh"
-    return "\n".join([f"{report['tensorrt']} lint: {errors} errors, {len(report['lint']) - errors} warnings",
+    return "\n".join([f"{report['tensorrt']} lint: {errors} errors, {len(findings) - errors} warnings "
+                      "(step.onnx and prefill.onnx)",
                       "decode roofline, batch 1:\n" + format_roofline(report["roofline"]),
                       f"engine: {engine}", onnx_summary(report, output)])

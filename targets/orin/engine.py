@@ -34,9 +34,24 @@ def tensorrt_available() -> bool:
     return True
 
 
+def _pin_fp32(trt, network, names: set[str]) -> bool:
+    """Keep the layers named ``names`` (ONNX node names) and their float outputs in fp32; True if any."""
+    pinned = False
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.name in names:
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                if layer.get_output(j).dtype in (trt.float32, trt.float16):
+                    layer.set_output_type(j, trt.float32)
+            pinned = True
+    return pinned
+
+
 def build_engine(onnx_path: Path, engine_path: Path, shapes: dict[str, tuple[int, ...]],
-                 workspace_mib: int = 1024) -> None:
-    """Parse ``onnx_path`` and serialize an int8 + fp16 engine to ``engine_path``."""
+                 workspace_mib: int = 1024, fp32_layers: list[str] | None = None) -> None:
+    """Parse ``onnx_path`` and serialize an int8 + fp16 engine to ``engine_path``, ``fp32_layers`` kept fp32
+    (the same precision constraints as build_engine.sh)."""
     if not tensorrt_available():
         raise EngineError("TensorRT is not available here (pip package tensorrt with an NVIDIA GPU); "
                           "run build_engine.sh on the device or pass --engine never")
@@ -55,6 +70,8 @@ def build_engine(onnx_path: Path, engine_path: Path, shapes: dict[str, tuple[int
     config = builder.create_builder_config()
     config.set_flag(trt.BuilderFlag.INT8)
     config.set_flag(trt.BuilderFlag.FP16)
+    if _pin_fp32(trt, network, set(fp32_layers or ())):
+        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):

@@ -5,7 +5,10 @@ here on the ``onnx.ModelProto``. The rules follow ../shared/REFERENCES.md ("Tens
 onnx-tensorrt's ``docs/operators.md``: explicit quantization is symmetric INT8 with 3-input Q/DQ, constant
 positive scales (float32 on 8.x), zero point 0; per-channel only on Conv/MatMul/Gemm weights (Conv axis 0,
 MatMul [K,N] axis 1, Gemm transB=1 axis 0); Loop/Scan/CumSum become sequential ILoops; NonZero makes
-data-dependent shapes.
+data-dependent shapes; the axes of Slice/Squeeze/Unsqueeze/Reduce* and Conv weights must be constant. The
+recipe builds with ``--fp16``, so an Exp whose input may exceed ln(65504) (by interval arithmetic over the
+graph, ranges.py) must be among the layers the graph asks to keep in fp32 (its ``edgec.fp32_layers``
+metadata, which the recipe passes to trtexec as precision constraints).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from edgec.errors import EdgecError
+from edgec.targets.onnx.export import FP32_LAYERS_KEY, fp32_layers
 from edgec.targets.orin.jetpack import TensorRTVersion
+from edgec.targets.orin.ranges import value_ranges
 
 __all__ = [
     "ALL_VERSIONS",
@@ -43,6 +48,13 @@ QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 SPECIAL_OPS = frozenset({"Loop", "Scan", "If", "CumSum", "NonZero"})
 # Ops whose output is a view/copy of a constant input: walked through to find a weight's real consumer.
 PASS_THROUGH_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "Identity"})
+
+# Inputs TensorRT's ONNX parser needs as initializers/constants (onnx-tensorrt docs/operators.md).
+CONSTANT_OPERANDS: dict[str, tuple[int, str]] = {
+    "Slice": (3, "axes"), "Squeeze": (1, "axes"), "Unsqueeze": (1, "axes"), "Conv": (1, "weights"),
+    **{op: (1, "axes") for op in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2")},
+}
+FP16_EXP_LIMIT = float(np.log(65504.0))  # exp(x) overflows fp16 above this (about 11.09)
 
 # What edgec emits plus common ops the ONNX parser imports on 8.5, 8.6 and 10.3 (onnx-tensorrt operators.md).
 # LayerNormalization is listed here; its 8.5 gap is a rule of its own.
@@ -394,6 +406,32 @@ def _check_topk_sorted(ctx: _Context) -> Iterator[Finding]:
             yield ctx.finding("topk-sorted", i, f"TopK sorted=0 is not supported by {ctx.trt}; set sorted=1")
 
 
+def _check_constant_operands(ctx: _Context) -> Iterator[Finding]:
+    for i, n in enumerate(ctx.nodes):
+        k, what = CONSTANT_OPERANDS.get(n.op_type, (-1, ""))
+        name = _input(n, k) if k >= 0 and n.domain in ("", "ai.onnx") else ""
+        if name and name not in ctx.constant:
+            yield ctx.finding("constant-operand", i, f"{n.op_type} {what} '{name}' is computed in the graph; "
+                              f"TensorRT's ONNX parser needs {what} as an initializer or Constant")
+
+
+def _check_fp16_exp(ctx: _Context) -> Iterator[Finding]:
+    pinned = set(fp32_layers(ctx.model))
+    exps = [i for i in _ops(ctx, "Exp") if ctx.nodes[i].name not in pinned]
+    ranges = value_ranges(ctx.model) if exps else {}
+    for i in exps:
+        hi = ranges.get(ctx.nodes[i].input[0], (0.0, np.inf))[1]
+        if hi > FP16_EXP_LIMIT:
+            bound = "unbounded" if np.isinf(hi) else f"up to {hi:.3g}"
+            yield ctx.finding("fp16-exp-overflow", i, f"Exp of a value {bound} overflows fp16 (above "
+                              f"{FP16_EXP_LIMIT:.2f}) and the recipe's --fp16 lets TensorRT run it in fp16; bound "
+                              f"its input or list the node in the model's {FP32_LAYERS_KEY} metadata")
+    known = {n.name for n in ctx.nodes}
+    for name in sorted(pinned - known):
+        yield Finding("fp16-exp-overflow", MODEL_NODE, "", f"{FP32_LAYERS_KEY} names '{name}', which is no node "
+                      "of the graph", "warning")
+
+
 def _check_supported(ctx: _Context) -> Iterator[Finding]:
     for i, n in enumerate(ctx.nodes):
         if n.domain not in ("", "ai.onnx"):
@@ -426,6 +464,10 @@ RULES: tuple[Rule, ...] = (
     Rule("layernorm-unsupported", "LayerNormalization before TensorRT 8.6", ("8.5",), _check_layernorm),
     Rule("topk-k", "TopK with a non-constant K or K >= 3840", ALL_VERSIONS, _check_topk_k),
     Rule("topk-sorted", "TopK with sorted=0", ("10.3",), _check_topk_sorted),
+    Rule("constant-operand", "Slice/Squeeze/Unsqueeze/Reduce axes or Conv weights computed in the graph",
+         ALL_VERSIONS, _check_constant_operands),
+    Rule("fp16-exp-overflow", "Exp that may overflow fp16, not kept in fp32 by the graph's fp32 layer list",
+         ALL_VERSIONS, _check_fp16_exp),
 )
 
 

@@ -4,6 +4,8 @@ Engines cannot be built on x86 for Jetson (TensorRT #1879, onnx-tensorrt #875), 
 device. Flags (../shared/REFERENCES.md, "TensorRT and Jetson Orin"): TensorRT 8.5/8.6 need ``--int8 --fp16``
 for a Q/DQ graph (it fails without ``--int8``); 10.3 takes the same, or ``--stronglyTyped`` with an
 fp16-typed graph. ``--exportLayerInfo`` with ``--profilingVerbosity=detailed`` records which layers ran INT8.
+Layers whose values leave fp16's range (the mLSTM cell: exp(-m) reaches 3e6) are kept in fp32 with
+``--precisionConstraints=obey --layerPrecisions=NAME:fp32,... --layerOutputTypes=NAME:fp32,...`` (trtexec 8.4+).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import shlex
 from edgec.errors import EdgecError
 from edgec.targets.orin.jetpack import JETPACK, TensorRTVersion
 
-__all__ = ["DEFAULT_WORKSPACE_MIB", "LAYER_INFO", "RecipeError", "build_recipe", "format_shapes"]
+__all__ = ["DEFAULT_WORKSPACE_MIB", "LAYER_INFO", "RecipeError", "build_recipe", "format_shapes", "fp32_flags"]
 
 DEFAULT_WORKSPACE_MIB = 1024  # --memPoolSize=workspace:N is in MiB on 8.5, 8.6 and 10.3; Orin Nano has 8 GB shared.
 LAYER_INFO = "layers.json"
@@ -38,15 +40,31 @@ def format_shapes(input_shapes: dict[str, tuple[int, ...]]) -> str:
     return ",".join(parts)
 
 
+def fp32_flags(layers: list[str]) -> list[str]:
+    """trtexec's precision constraints that keep ``layers`` (ONNX node names = TensorRT layer names) in fp32."""
+    for name in layers:
+        if not _NAME_OK.match(name):
+            raise RecipeError(f"layer name {name!r} cannot be passed to trtexec --layerPrecisions "
+                              "(use [A-Za-z0-9_./-])")
+    if not layers:
+        return []
+    spec = ",".join(f"{name}:fp32" for name in layers)
+    return ["--precisionConstraints=obey", f"--layerPrecisions={spec}", f"--layerOutputTypes={spec}"]
+
+
 def build_recipe(
     trt: TensorRTVersion,
     onnx_name: str,
     engine_name: str,
     input_shapes: dict[str, tuple[int, ...]],
     workspace_mib: int = DEFAULT_WORKSPACE_MIB,
+    fp32_layers: list[str] | None = None,
 ) -> tuple[str, dict]:
-    """The ``build_engine.sh`` text and the equivalent JSON dict; deterministic for the same arguments."""
-    precision = ["--int8", "--fp16"]
+    """The ``build_engine.sh`` text and the equivalent JSON dict; deterministic for the same arguments.
+
+    ``fp32_layers`` (the graph's ``edgec.fp32_layers``) are pinned to fp32 by precision constraints.
+    """
+    precision = ["--int8", "--fp16", *fp32_flags(fp32_layers or [])]
     flags = [f"--onnx={onnx_name}", f"--saveEngine={engine_name}", *precision]
     shapes = format_shapes(input_shapes)
     if shapes:
@@ -62,8 +80,13 @@ def build_recipe(
         "# Run this on the Jetson itself: engines are specific to the GPU and TensorRT version that built them.",
         "# --int8 --fp16: a Q/DQ graph fails to build without --int8; --fp16 lets the float islands run in fp16.",
     ]
+    if fp32_layers:
+        lines.append(f"# --precisionConstraints, --layerPrecisions, --layerOutputTypes: the {len(fp32_layers)} "
+                     "layers whose values leave fp16's range stay fp32.")
     if alternative:
-        lines.append(f"# {trt} alternative: replace '--int8 --fp16' with '--stronglyTyped' (fp16-typed graph).")
+        constraints = " and the precision constraints" if fp32_layers else ""
+        lines.append(f"# {trt} alternative: replace '--int8 --fp16'{constraints} with '--stronglyTyped' "
+                     "(fp16-typed graph).")
     lines += [
         f"# {LAYER_INFO} (--exportLayerInfo, --profilingVerbosity=detailed) shows which layers really ran INT8.",
         "set -euo pipefail",
@@ -87,6 +110,7 @@ def build_recipe(
         "engine": engine_name,
         "shapes": {name: [int(d) for d in dims] for name, dims in input_shapes.items()},
         "precision": "int8+fp16",
+        "fp32_layers": list(fp32_layers or []),
         "workspace_mib": int(workspace_mib),
         "layer_info": LAYER_INFO,
         "flags": flags,

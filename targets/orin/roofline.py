@@ -3,15 +3,25 @@
 Decode is bandwidth bound: every weight is read once per token, and the recurrent state is read and
 written. latency = max(bytes / (efficiency x DRAM bandwidth), 2 x MACs / dense peak). Dense peaks
 (no sparsity) and bandwidths are from ../shared/REFERENCES.md ("TensorRT and Jetson Orin").
+
+The traffic is counted per op of the step graph (any family), from its value shapes alone, so a graph
+built from a spec without weights (xLSTM-7B widths, say) has a roofline too:
+
+- LINEAR: in x out weights (one MAC each); EMBED: one row; CONV1D_STEP: channels x taps;
+- HADAMARD: its Kronecker factors (K^2 + sum f^2 fp32 constants, as the ONNX exporter writes them);
+- stateful steps (conv window, SSM h, mLSTM C, n and m): each state element read and written in fp32
+  (8 bytes per token, in both precisions), two MACs per element (update and read-out).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from edgec.frontends.mamba_spec import MambaSpec
+from edgec.ir import Graph, Node, Op
+from edgec.ir.ops import STATEFUL_STEP
+from edgec.targets.onnx.export import hadamard_factors
 
-__all__ = ["ORIN_DEVICES", "OrinDevice", "decode_roofline", "format_roofline"]
+__all__ = ["ORIN_DEVICES", "DecodeTraffic", "OrinDevice", "decode_roofline", "decode_traffic", "format_roofline"]
 
 BANDWIDTH_EFFICIENCY = 0.7  # achievable fraction of peak DRAM bandwidth (REFERENCES: 0.6-0.8)
 
@@ -31,30 +41,75 @@ ORIN_DEVICES = (
 )
 
 
-def _macs_and_weights(spec: MambaSpec) -> tuple[int, int]:
-    d, e, n, r = spec.hidden_size, spec.intermediate_size, spec.state_size, spec.time_step_rank
-    per_layer = 2 * e * d + (r + 2 * n) * e + e * r + d * e + e * spec.conv_kernel
-    weights = spec.num_hidden_layers * per_layer + spec.vocab_size * d  # lm_head (embedding: one row)
-    return weights, weights  # one MAC per weight at batch 1
+@dataclass(frozen=True)
+class DecodeTraffic:
+    """What one decode step reads and computes: weight elements (int8 or fp16), fp32 constant and state bytes."""
+
+    weights: int
+    macs: int
+    state_bytes: int  # fp32 state, read + written
+    const_bytes: int  # fp32 constants outside the weights (rotation factors)
 
 
-def decode_roofline(spec: MambaSpec) -> list[dict]:
-    """Per device: int8 and fp16 decode latency (ms/token) and the int8 speed-up."""
-    macs, weights = _macs_and_weights(spec)
-    state = spec.num_hidden_layers * spec.intermediate_size * (spec.state_size + spec.conv_kernel - 1)
+def _width(graph: Graph, value: str) -> int:
+    return int(graph.values[value].shape[-1])
+
+
+def _state_elements(graph: Graph, node: Node) -> int:
+    total = 0
+    for name in node.inputs:
+        if name in graph.inputs and name != "tokens":
+            count = 1
+            for d in graph.values[name].shape[1:]:
+                count *= int(d)
+            total += count
+    return total
+
+
+def decode_traffic(step: Graph) -> DecodeTraffic:
+    """Count the per-token traffic of a step graph, op by op (see the module docstring)."""
+    weights = macs = state = consts = 0
+    for node in step.nodes:
+        if node.op is Op.LINEAR:
+            w = _width(step, node.inputs[0]) * _width(step, node.outputs[0])
+            weights, macs = weights + w, macs + w
+        elif node.op is Op.EMBED:
+            weights += _width(step, node.outputs[0])
+        elif node.op is Op.HADAMARD:
+            plan = node.attrs["plan"]
+            factors = hadamard_factors(plan)
+            consts += 4 * sum(f * f for f in factors)
+            macs += plan.padded_dim * sum(factors)
+        if node.op in STATEFUL_STEP:
+            elements = _state_elements(step, node)
+            state, macs = state + 8 * elements, macs + 2 * elements
+            if node.op is Op.CONV1D_STEP:  # channels x taps (the window of K - 1 past values and x)
+                taps = int(step.values[node.inputs[1]].shape[-1]) + 1
+                w = _width(step, node.outputs[0]) * taps
+                weights, macs = weights + w, macs + w
+    return DecodeTraffic(weights, macs, state, consts)
+
+
+def decode_roofline(step: Graph) -> list[dict]:
+    """Per device: int8 and fp16 decode latency (ms/token), the int8 speed-up and the bytes behind them."""
+    t = decode_traffic(step)
+    fixed = t.state_bytes + t.const_bytes  # the state stays fp32 (read + write) in both
+    int8_bytes, fp16_bytes = t.weights + fixed, 2 * t.weights + fixed
     rows = []
     for dev in ORIN_DEVICES:
         bw = dev.dram_gbps * 1e9 * BANDWIDTH_EFFICIENCY
-        # int8: weights 1 byte; fp16: 2 bytes; the state stays fp32 (read + write) in both.
-        int8_bytes, fp16_bytes = weights + 8 * state, 2 * weights + 8 * state
-        int8_ms = 1e3 * max(int8_bytes / bw, 2 * macs / (dev.int8_tops * 1e12))
-        fp16_ms = 1e3 * max(fp16_bytes / bw, 2 * macs / (dev.fp16_tflops * 1e12))
+        int8_ms = 1e3 * max(int8_bytes / bw, 2 * t.macs / (dev.int8_tops * 1e12))
+        fp16_ms = 1e3 * max(fp16_bytes / bw, 2 * t.macs / (dev.fp16_tflops * 1e12))
         rows.append({**asdict(dev), "int8_ms": int8_ms, "fp16_ms": fp16_ms, "speedup": fp16_ms / int8_ms,
-                     "int8_bytes": int8_bytes, "fp16_bytes": fp16_bytes})
+                     "int8_bytes": int8_bytes, "fp16_bytes": fp16_bytes, "state_bytes": t.state_bytes})
     return rows
 
 
 def format_roofline(rows: list[dict]) -> str:
     lines = [f"{'device':<15} {'int8 ms/token':>14} {'fp16 ms/token':>14} {'int8 speed-up':>14}"]
     lines += [f"{r['name']:<15} {r['int8_ms']:>14.3f} {r['fp16_ms']:>14.3f} {r['speedup']:>13.2f}x" for r in rows]
+    if rows:
+        r = rows[0]
+        lines.append(f"per token: int8 {r['int8_bytes'] / 1e6:.2f} MB, fp16 {r['fp16_bytes'] / 1e6:.2f} MB, of which "
+                     f"fp32 state read + written {r['state_bytes'] / 1e6:.2f} MB")
     return "\n".join(lines)
