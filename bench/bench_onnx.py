@@ -1,10 +1,11 @@
-"""Decode latency of the ONNX artifacts: ONNX Runtime int8 (Q/DQ) and fp32 against HF torch fp32.
+"""Decode speed of the ONNX artifacts: ONNX Runtime int8 (Q/DQ) and fp32 against HF torch fp32.
 
-Run: python bench/bench_onnx.py [--tokens 128]
+Run: python bench/bench_onnx.py [--tokens 128] [--models mamba-tiny xlstm-tiny mamba-130m] [--torch-threads 1]
 
-Same model, batch 1, one process; prints milliseconds per token and ratios to HF torch fp32. Models:
-the bundled mamba-tiny, and a random-init model with mamba-130m's widths (2 layers), where weights
-dominate and int8 kernels have something to win.
+Same model, batch 1, one process; prints milliseconds per token, tokens/s and ratios to HF torch fp32
+(the family's transformers class, generate() with its cache). Models: the bundled mamba-tiny and
+xlstm-tiny, and a random-init model with mamba-130m's widths (2 layers), where weights dominate and
+int8 kernels have something to win.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 import edgec
 from edgec.data import model_tokens, windows
+from edgec.families import FAMILIES
 from edgec.passes.base import run_passes
 from edgec.passes.fold_norm import fold_norm_gains
 from edgec.passes.hadamard import rotate_gated_products
@@ -25,57 +28,73 @@ from edgec.targets.onnx.export import export_step, export_step_float
 from edgec.targets.onnx.verify import ort_session
 from edgec.zoo import BUNDLED
 
+ROUNDS = 3  # each decoder is timed this often, interleaved; the best round counts (the machine is shared)
 
-def _ort_ms(model, tokens: int) -> float:
+
+def _ort_decoder(model) -> Callable[[int], float]:
+    """A function that decodes ``tokens`` greedily with ONNX Runtime and returns ms/token."""
     session = ort_session(model, optimize=True)
     names = [o.name for o in session.get_outputs()]
-    state = {i.name: np.zeros([1, *i.shape[1:]], np.float32) for i in session.get_inputs() if i.name != "tokens"}
-    token = np.array([84], np.int64)
-    for warm in (True, False):
+
+    def run(tokens: int) -> float:
+        state = {i.name: np.zeros([1, *i.shape[1:]], np.float32) for i in session.get_inputs() if i.name != "tokens"}
+        token = np.array([84], np.int64)
         start = time.perf_counter()
-        for _ in range(8 if warm else tokens):
+        for _ in range(tokens):
             out = dict(zip(names, session.run(None, {"tokens": token, **state}), strict=True))
             state = {k: out[k + "_out"] for k in state}
             token = out["logits"].argmax(-1).astype(np.int64)
-    return 1e3 * (time.perf_counter() - start) / tokens
+        return 1e3 * (time.perf_counter() - start) / tokens
+
+    return run
 
 
-def _torch_ms(folder: Path, tokens: int) -> float:
+def _torch_decoder(folder: Path, hf_class: str, threads: int) -> Callable[[int], float]:
+    """The same for the family's transformers class (generate() with its recurrent cache)."""
     import torch
-    from transformers import MambaForCausalLM
+    import transformers
 
-    torch.set_num_threads(2)
-    hf = MambaForCausalLM.from_pretrained(folder).eval()
-    ids = torch.tensor([[84]])
-    with torch.no_grad():
-        hf.generate(ids, max_new_tokens=4, min_new_tokens=4, do_sample=False)
-        start = time.perf_counter()
-        hf.generate(ids, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
-    return 1e3 * (time.perf_counter() - start) / tokens
+    torch.set_num_threads(threads)
+    hf = getattr(transformers, hf_class).from_pretrained(folder).eval()
+
+    def run(tokens: int) -> float:
+        ids = torch.tensor([[84]])
+        with torch.no_grad():
+            start = time.perf_counter()
+            hf.generate(ids, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+        return 1e3 * (time.perf_counter() - start) / tokens
+
+    return run
 
 
-def bench(name: str, folder: Path, calib: list[np.ndarray], tokens: int) -> None:
+def bench(name: str, folder: Path, calib: list[np.ndarray], tokens: int, torch_threads: int = 1) -> None:
     model = edgec.load_checkpoint(folder)
     qm = edgec.quantize(model, calib)
     rewritten, _ = run_passes(model, [("fold_norm", fold_norm_gains), ("hadamard", rotate_gated_products)])
     int8_qdq, _ = export_step(qm)  # the --target orin graph (TensorRT Q/DQ pattern)
     int8_cpu, _ = export_step(qm, integer_matmul=True)  # the --target cpu graph (MatMulInteger)
     fp32 = export_step_float(qm, rewritten.weights)
-    rows = {"HF torch fp32": _torch_ms(folder, tokens), "ONNX Runtime fp32": _ort_ms(fp32, tokens),
-            "ORT int8 (cpu graph)": _ort_ms(int8_cpu, tokens), "ORT int8 (orin graph)": _ort_ms(int8_qdq, tokens)}
-    base = rows["HF torch fp32"]
-    print(f"\n{name}: decode, batch 1, {tokens} tokens")
-    for label, ms in rows.items():
-        print(f"  {label:20s} {ms:8.3f} ms/token   {base / ms:6.2f}x the speed of HF torch fp32")
+    decoders = {"HF torch fp32": _torch_decoder(folder, FAMILIES[model.spec.family].hf_class, torch_threads),
+                "ONNX Runtime fp32": _ort_decoder(fp32), "ORT int8 (cpu graph)": _ort_decoder(int8_cpu),
+                "ORT int8 (orin graph)": _ort_decoder(int8_qdq)}
+    for run in decoders.values():
+        run(8)  # warm-up
+    rounds = [{label: run(tokens) for label, run in decoders.items()} for _ in range(ROUNDS)]
+    best = {label: min(r[label] for r in rounds) for label in decoders}
+    base = best["HF torch fp32"]
+    print(f"\n{name}: decode, batch 1, {tokens} tokens, best of {ROUNDS} interleaved rounds, torch on "
+          f"{torch_threads} thread(s), ONNX Runtime on 1")
+    for label, ms in best.items():
+        print(f"  {label:21s} {ms:8.3f} ms/token {1e3 / ms:8.0f} tokens/s   {base / ms:6.2f}x HF torch fp32")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", type=int, default=128)
-    args = parser.parse_args()
-    entry = BUNDLED["mamba-tiny"]
-    tiny = edgec.load_checkpoint(entry.folder)
-    bench("mamba-tiny", entry.folder, windows(model_tokens(tiny, entry.calib), 256, 8, 8192), args.tokens)
+def _bundled(name: str, tokens: int, torch_threads: int) -> None:
+    entry = BUNDLED[name]
+    model = edgec.load_checkpoint(entry.folder)
+    bench(name, entry.folder, windows(model_tokens(model, entry.calib), 256, 8, 8192), tokens, torch_threads)
+
+
+def _mamba_130m_widths(tokens: int, torch_threads: int) -> None:
     import torch
     from transformers import MambaConfig, MambaForCausalLM
 
@@ -85,7 +104,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         MambaForCausalLM(cfg).save_pretrained(tmp)
         calib = [np.random.default_rng(0).integers(0, cfg.vocab_size, (4, 128))]
-        bench("mamba-130m widths, 2 layers, vocab 50280 (random init)", Path(tmp), calib, args.tokens)
+        bench("mamba-130m widths, 2 layers, vocab 50280 (random init)", Path(tmp), calib, tokens, torch_threads)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--models", nargs="+", default=["mamba-tiny", "xlstm-tiny", "mamba-130m"],
+                        choices=["mamba-tiny", "xlstm-tiny", "mamba-130m"])
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="1 (default) matches ONNX Runtime's one intra-op thread; more threads on a busy machine "
+                             "make torch's timings erratic")
+    args = parser.parse_args()
+    for name in args.models:
+        if name == "mamba-130m":
+            _mamba_130m_widths(args.tokens, args.torch_threads)
+        else:
+            _bundled(name, args.tokens, args.torch_threads)
 
 
 if __name__ == "__main__":
