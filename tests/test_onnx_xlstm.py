@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,12 +27,13 @@ from edgec.zoo import BUNDLED
 from conftest import make_hf_xlstm
 
 ENTRY = BUNDLED["xlstm-tiny"]
-MODELS = ["bundled", "random"]
+ALT = Path(__file__).resolve().parent / "assets" / "xlstm_alt"  # fused weights, heads (24, 48), H_12 x H_8
+MODELS = ["bundled", "random", "alt"]
 
 
 def _quantized(which: str):
-    if which == "bundled":
-        model = edgec.load_checkpoint(ENTRY.folder)
+    if which in ("bundled", "alt"):
+        model = edgec.load_checkpoint(ENTRY.folder if which == "bundled" else ALT)
         return model, edgec.quantize(model, windows(model_tokens(model, ENTRY.calib), 256, 8, 8192))
     model = edgec.from_torch(make_hf_xlstm(5))  # hidden 128, 4 heads, 2 blocks
     return model, edgec.quantize(model, [np.random.default_rng(0).integers(0, 256, (4, 128))])
