@@ -57,7 +57,7 @@ def test_csim_is_bit_exact_on_128_tokens(tmp_path, bundled_qm, which):
     assert "#define EDGEC_STATE_WORDS 0" in (tmp_path / "prj" / "firmware" / "edgec_top.h").read_text()
 
 
-@pytest.mark.slow  # ~2.5 min on 2 cores: quantizing 185M parameters, then 128 tokens through both simulations
+@pytest.mark.slow  # 2.5-5 min on 2 busy cores: quantizing 185M parameters, 128 tokens through both simulations
 def test_csim_is_bit_exact_at_xlstm_7b_widths(tmp_path):
     """One block of xLSTM-7B's widths (hidden 4096, 8 heads of dqk 256 and dv 512, ffn 10944 padded to 11008
     for the rotation), vocab 512: its C (4.2 MB) does not fit the ZCU102 and is streamed from DRAM."""
