@@ -97,7 +97,8 @@ def write_onnx_folder(tmp: Path, qm: QuantizedModel, model: onnx.ModelProto, pre
 def _write_polygraphy_golden(tmp: Path, qm: QuantizedModel, tokens: np.ndarray) -> None:
     """golden_inputs.json / golden_outputs.json in Polygraphy's formats, one iteration per decode step:
     ``polygraphy run step.onnx --onnxrt --load-inputs golden_inputs.json --load-outputs golden_outputs.json``
-    (or ``--trt`` on the device)."""
+    (or ``--trt`` on the device). For the Q/DQ graph of an orin build add ``--graph-optimization-level
+    ORT_DISABLE_ALL``: ONNX Runtime's QDQ fusion (see verify.ort_session) moves its logits beyond 1e-4."""
     feeds, outputs = simulate_io(qm, tokens)
     save_inputs(feeds, tmp / "golden_inputs.json")
     save_outputs(outputs, tmp / "golden_outputs.json", runner="edgec-qdq-simulator")
