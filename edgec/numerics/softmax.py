@@ -8,7 +8,9 @@ uint8 attention probabilities and 1/65535 for the router's 16-bit weights.
 Why 1/(2^b - 1) and not 2^-b: probability 1 (one dominant score: cls attention, a confident router)
 is the code P itself instead of saturating one LSB short, so every output is within half an LSB
 (plus the exp variant's error) over the whole of [0, 1]. A power-of-two scale would buy nothing: the
-next product (P.V, the expert mixture) is requantized through a 15-bit multiplier anyway.
+next product (P.V, the expert mixture) is requantized through a 15-bit multiplier anyway. Rows longer
+than 2P can round to all zeros when nearly uniform (uint8: more than 510 scores): those need
+out_bits >= log2(2 N).
 
 Exp variants (``SOFTMAX_VARIANTS``, chosen by name in ``build_softmax``):
 
