@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,9 +47,15 @@ def _where(report: dict) -> dict[str, str]:
     return {s["kind"]: s["where"] for s in report["estimate"]["state"]}
 
 
-@pytest.mark.parametrize("which", ["bundled", "random_h128_4heads"])
+@pytest.mark.parametrize("which", ["bundled", "random_h128_4heads", "alt_fused_weights"])
 def test_csim_is_bit_exact_on_128_tokens(tmp_path, bundled_qm, which):
-    qm = bundled_qm if which == "bundled" else _random_qm(41, hidden_size=128, num_heads=4)
+    if which == "bundled":
+        qm = bundled_qm
+    elif which == "random_h128_4heads":
+        qm = _random_qm(41, hidden_size=128, num_heads=4)
+    else:  # the second trained checkpoint: fused projections (SPLITs), 2 heads of 24 / 48, a 12 x 8 rotation
+        model = edgec.load_checkpoint(Path(__file__).parent / "assets" / "xlstm_alt")
+        qm = edgec.quantize(model, [np.random.default_rng(0).integers(0, 256, (4, 128))])
     report = build_fpga(qm, tmp_path / "prj", "zcu102", tokens=128)
     csim = report["csim"]
     assert csim["bit_exact"] and csim["tokens"] == 128
