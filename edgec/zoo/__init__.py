@@ -12,19 +12,24 @@ _HERE = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """A bundled checkpoint folder with held-out calibration and evaluation text."""
+    """A bundled checkpoint folder with held-out calibration and evaluation data.
+
+    ``data``: the suffix of its data files: ".txt" (text, language models) or ".npz" (images and labels,
+    vision models; edgec.image_data).
+    """
 
     name: str
     description: str
     folder: Path
+    data: str = ".txt"
 
     @property
     def calib(self) -> Path:
-        return self.folder / "calib.txt"
+        return self.folder / f"calib{self.data}"
 
     @property
     def eval(self) -> Path:
-        return self.folder / "eval.txt"
+        return self.folder / f"eval{self.data}"
 
 
 BUNDLED = {
@@ -32,5 +37,7 @@ BUNDLED = {
                            _HERE / "mamba_tiny"),
     "xlstm-tiny": ZooEntry("xlstm-tiny", "byte-level xLSTM (mLSTM, xLSTM-7B blocks), 3 blocks, hidden 128, same prose",
                            _HERE / "xlstm_tiny"),
+    "vitmoe-tiny": ZooEntry("vitmoe-tiny", "multi-task ViT-MoE (digit, parity), 4 blocks, 2 MoE with 8 experts top-2, "
+                            "32x32 RGB digits", _HERE / "vitmoe_tiny", data=".npz"),
 }
 DEFAULT_MODEL = "mamba-tiny"
