@@ -86,10 +86,11 @@ def load_images(path: str | Path, spec: VitMoeSpec, need_labels: bool = True) ->
             arrays = {key: _read(path, archive, m) for key, m in members.items()}
     except (OSError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as err:
         raise DataError(f"{path}: cannot read the .npz ({one_line(err)}); re-save it with numpy.savez") from None
-    labels = {task: arrays[_LABELS + task].astype(np.int64) for task in spec.task_names if _LABELS + task in arrays}
+    labels = {}
     for task, classes in spec.tasks:
-        if task in labels:
-            _check_range(path, task, labels[task], classes)
+        if _LABELS + task in arrays:  # checked in their own dtype: a uint64 past 2^63 must not wrap below 0
+            _check_range(path, task, arrays[_LABELS + task], classes)
+            labels[task] = arrays[_LABELS + task].astype(np.int64)
     return ImageData(arrays["images"], labels)
 
 

@@ -124,6 +124,14 @@ def test_labels_out_of_range(tmp_path, task, bad, fragment):
     _refused(_write(tmp_path / "d.npz", images=_images(), **labels), fragment)
 
 
+def test_unsigned_labels_past_int64(tmp_path):
+    labels = {k: v.astype(np.uint64) for k, v in _labels().items()}
+    labels["labels_digit"][1] = 2**64 - 1
+    _refused(_write(tmp_path / "d.npz", images=_images(), **labels), "labels_digit[1] = 18446744073709551615")
+    labels["labels_digit"][1] = 9
+    assert load_images(_write(tmp_path / "d.npz", images=_images(), **labels), SPEC).labels["digit"].dtype == np.int64
+
+
 def test_labels_out_of_range_in_calibration_data(tmp_path):
     _refused(_write(tmp_path / "d.npz", images=_images(), labels_parity=np.full(N, 5)), "outside [0, 2)",
              need_labels=False)
