@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from baselines import torch_decoder
 
 import edgec
 from edgec.data import model_tokens, windows
@@ -49,24 +50,6 @@ def _ort_decoder(model) -> Callable[[int], float]:
     return run
 
 
-def _torch_decoder(folder: Path, hf_class: str, threads: int) -> Callable[[int], float]:
-    """The same for the family's transformers class (generate() with its recurrent cache)."""
-    import torch
-    import transformers
-
-    torch.set_num_threads(threads)
-    hf = getattr(transformers, hf_class).from_pretrained(folder).eval()
-
-    def run(tokens: int) -> float:
-        ids = torch.tensor([[84]])
-        with torch.no_grad():
-            start = time.perf_counter()
-            hf.generate(ids, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
-        return 1e3 * (time.perf_counter() - start) / tokens
-
-    return run
-
-
 def bench(name: str, folder: Path, calib: list[np.ndarray], tokens: int, torch_threads: int = 1) -> None:
     model = edgec.load_checkpoint(folder)
     qm = edgec.quantize(model, calib)
@@ -74,7 +57,7 @@ def bench(name: str, folder: Path, calib: list[np.ndarray], tokens: int, torch_t
     int8_qdq, _ = export_step(qm)  # the --target orin graph (TensorRT Q/DQ pattern)
     int8_cpu, _ = export_step(qm, integer_matmul=True)  # the --target cpu graph (MatMulInteger)
     fp32 = export_step_float(qm, rewritten.weights)
-    decoders = {"HF torch fp32": _torch_decoder(folder, FAMILIES[model.spec.family].hf_class, torch_threads),
+    decoders = {"HF torch fp32": torch_decoder(folder, FAMILIES[model.spec.family].hf_class, torch_threads),
                 "ONNX Runtime fp32": _ort_decoder(fp32), "ORT int8 (cpu graph)": _ort_decoder(int8_cpu),
                 "ORT int8 (orin graph)": _ort_decoder(int8_qdq)}
     for run in decoders.values():

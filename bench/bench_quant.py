@@ -13,9 +13,11 @@ import argparse
 import time
 
 import numpy as np
+from baselines import torch_decoder
 
 from edgec.data import model_tokens, windows
 from edgec.evaluate import perplexities
+from edgec.families import FAMILIES
 from edgec.frontends.hf_checkpoint import load_checkpoint
 from edgec.passes.pipeline import quantize
 from edgec.passes.quantize import QuantOptions
@@ -57,27 +59,15 @@ def _sim_decode(interp, graph, n: int, dtype) -> float:
     return n / (time.perf_counter() - start)
 
 
-def _torch_decode(folder, n: int) -> float:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    torch.set_num_threads(2)
-    hf = AutoModelForCausalLM.from_pretrained(folder).eval()
-    ids = torch.tensor([[84]])
-    with torch.no_grad():
-        hf.generate(ids, max_new_tokens=4, min_new_tokens=4, do_sample=False)  # warm-up
-        start = time.perf_counter()
-        hf.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
-    return n / (time.perf_counter() - start)
-
-
 def decode_speed(folder, entry, n: int) -> None:
     model = load_checkpoint(folder)
     qm = quantize(model, windows(model_tokens(model, entry.calib), 256, 8, 8192))
-    hf = _torch_decode(folder, n)
+    torch_ms = torch_decoder(folder, FAMILIES[model.spec.family].hf_class)
+    torch_ms(4)  # warm-up
+    hf = 1e3 / torch_ms(n)
     sim = _sim_decode(IntSimulator(qm), qm.graphs["step"], n, np.int64)
     flt = _sim_decode(FloatInterpreter(model.weights), model.graphs["step"], n, np.float32)
-    print(f"\ndecode, batch 1, {n} tokens (tokens/s, ratio to HF torch fp32 in this process)")
+    print(f"\ndecode, batch 1, {n} tokens (tokens/s, ratio to HF torch fp32 on one thread in this process)")
     print(f"{'HF torch fp32':24s} {hf:9.1f}  1.00x")
     print(f"{'edgec float interpreter':24s} {flt:9.1f}  {flt / hf:.2f}x")
     print(f"{'edgec int simulator':24s} {sim:9.1f}  {sim / hf:.2f}x")

@@ -1,0 +1,27 @@
+"""The baseline every speed benchmark divides by: Hugging Face torch fp32 decoding, in the same process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def torch_decoder(folder: Path, hf_class: str, threads: int = 1) -> Callable[[int], float]:
+    """A function that decodes ``tokens`` greedily with the family's transformers class (generate() with its
+    cache) and returns milliseconds per token. One thread by default, like ONNX Runtime's intra-op pool:
+    more threads on a busy machine make torch's timings erratic."""
+    import torch
+    import transformers
+
+    torch.set_num_threads(threads)
+    hf = getattr(transformers, hf_class).from_pretrained(folder).eval()
+
+    def run(tokens: int) -> float:
+        ids = torch.tensor([[84]])
+        with torch.no_grad():
+            start = time.perf_counter()
+            hf.generate(ids, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+        return 1e3 * (time.perf_counter() - start) / tokens
+
+    return run
