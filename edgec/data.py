@@ -11,6 +11,7 @@ import codecs
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -20,7 +21,7 @@ from edgec.frontends.model import Model
 from edgec.frontends.validate import check_file, load_tokenizer, one_line, path_problem, short
 from edgec.limits import MAX_DATA_BYTES, MAX_DATA_TOKENS
 
-__all__ = ["check_data_file", "load_tokens", "model_tokens", "windows"]
+__all__ = ["check_data_file", "load_tokens", "model_tokens", "read_npy_header", "windows"]
 
 _PIECE = 1 << 22  # text is decoded and tokenized in pieces of about this many characters, cut at newlines
 _NPY_MAGIC = b"\x93NUMPY"
@@ -60,6 +61,21 @@ def _check_vocab(path: Path, ids: np.ndarray, vocab_size: int) -> None:
                         "of the model; pass ids of this model's tokenizer")
 
 
+def read_npy_header(f: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran order, dtype) from a .npy header, versions 1.0 and 2.0, without reading the data.
+
+    A bad header raises whatever numpy's parser raises (ValueError, SyntaxError, ...): callers name the file.
+    """
+    version = npy_format.read_magic(f)
+    if version not in ((1, 0), (2, 0)):
+        raise ValueError(f"format version {version[0]}.{version[1]} is not supported")
+    reader = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+    shape, fortran, dtype = reader(f)
+    if any(d < 0 for d in shape):
+        raise ValueError(f"shape {shape} has a negative dimension")
+    return tuple(shape), fortran, dtype
+
+
 def _read_npy(path: Path, size: int) -> np.ndarray:
     """Flat integer ids of a .npy file whose magic, header, dtype and size are checked before reading."""
     with path.open("rb") as f:
@@ -68,13 +84,7 @@ def _read_npy(path: Path, size: int) -> np.ndarray:
                             "or text without the .npy suffix")
         f.seek(0)
         try:
-            version = npy_format.read_magic(f)
-            if version not in ((1, 0), (2, 0)):
-                raise ValueError(f"format version {version[0]}.{version[1]} is not supported")
-            reader = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
-            shape, fortran, dtype = reader(f)
-            if any(d < 0 for d in shape):
-                raise ValueError(f"shape {shape} has a negative dimension")
+            shape, fortran, dtype = read_npy_header(f)
         except Exception as err:  # numpy's header parser raises ValueError, SyntaxError, tokenize.TokenError...
             raise DataError(f"{path}: garbled .npy header ({one_line(err)}); re-save it with numpy.save") from None
         if len(shape) > 2:

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import numpy as np
-from numpy.lib import format as npy_format
 
+from edgec.data import read_npy_header
 from edgec.errors import DataError
 from edgec.frontends.validate import check_file, one_line, path_problem, short
 from edgec.limits import MAX_DATA_BYTES, MAX_TASKS
@@ -164,13 +164,7 @@ def _headers(path: Path, archive: zipfile.ZipFile) -> dict[str, _Member]:
 
 def _header(path: Path, key: str, f: IO[bytes]) -> _Member:
     try:
-        version = npy_format.read_magic(f)
-        if version not in ((1, 0), (2, 0)):
-            raise ValueError(f"format version {version[0]}.{version[1]} is not supported")
-        reader = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
-        shape, fortran, dtype = reader(f)
-        if any(d < 0 for d in shape):
-            raise ValueError(f"shape {shape} has a negative dimension")
+        shape, fortran, dtype = read_npy_header(f)
     except (OSError, zipfile.BadZipFile, zlib.error, EOFError):  # the archive, not the header: load_images says so
         raise
     except Exception as err:  # numpy's header parser raises ValueError, SyntaxError, tokenize.TokenError...
