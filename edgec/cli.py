@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from edgec import exits
+from edgec.data import CALIB_TOKENS
 from edgec.errors import DataError, EdgecError
 from edgec.limits import (
     MAX_CALIB_TOKENS,
@@ -55,7 +56,7 @@ def quantize(
     model: Annotated[str | None, typer.Argument(help="HF Mamba checkpoint folder or bundled name")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="QDIR to write")] = Path("out/qdir"),
     calib: Annotated[Path | None, typer.Option(help="calibration text or .npy token ids")] = None,
-    calib_tokens: Annotated[int, typer.Option(help="tokens of calibration data to use")] = 8192,
+    calib_tokens: Annotated[int, typer.Option(help="tokens of calibration data to use")] = CALIB_TOKENS,
     seq_len: Annotated[int, typer.Option(help="calibration window length")] = 256,
     hadamard: Annotated[bool, typer.Option(help="online Hadamard before out_proj")] = True,
     percentile: Annotated[bool, typer.Option(help="percentile clipping of the SSM input")] = True,
@@ -63,7 +64,7 @@ def quantize(
     alpha: Annotated[float, typer.Option(help="percentile of |u| kept by clipping")] = 0.99999,
 ) -> None:
     """Calibrate and quantize a model; write a QDIR that later builds reuse."""
-    from edgec.data import model_tokens, windows
+    from edgec.data import calibration_batches
     from edgec.passes.pipeline import quantize as run_pipeline
     from edgec.passes.quantize import QuantOptions
     from edgec.qdir import save_qdir
@@ -77,7 +78,7 @@ def quantize(
     calib_path = calib or (entry.calib if entry else None)
     if calib_path is None:
         raise DataError("no calibration data: pass --calib FILE (text or .npy token ids)")
-    batches = windows(model_tokens(fm, calib_path), seq_len, batch=8, max_tokens=calib_tokens)
+    batches = calibration_batches(fm, calib_path, seq_len, calib_tokens)
     qm = run_pipeline(fm, batches, QuantOptions(hadamard=hadamard, percentile=percentile,
                                                 per_channel=per_channel, alpha=alpha))
     qm.source = source_name(model)

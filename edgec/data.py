@@ -21,7 +21,8 @@ from edgec.frontends.model import Model
 from edgec.frontends.validate import check_file, load_tokenizer, one_line, path_problem, short
 from edgec.limits import MAX_DATA_BYTES, MAX_DATA_TOKENS
 
-__all__ = ["check_data_file", "load_tokens", "model_tokens", "read_npy_header", "windows"]
+__all__ = ["CALIB_TOKENS", "calibration_batches", "check_data_file", "load_tokens", "model_tokens", "read_npy_header",
+           "windows"]
 
 _PIECE = 1 << 22  # text is decoded and tokenized in pieces of about this many characters, cut at newlines
 _NPY_MAGIC = b"\x93NUMPY"
@@ -173,6 +174,16 @@ def windows(ids: np.ndarray, seq_len: int, batch: int, max_tokens: int | None = 
     seq_len = min(seq_len, len(ids))
     rows = [ids[i:i + seq_len] for i in range(0, len(ids) - seq_len + 1, seq_len)]
     return [np.stack(rows[i:i + batch]) for i in range(0, len(rows), batch)]
+
+
+CALIB_SEQ_LEN = 256  # calibration windows: 8 per batch of this length
+CALIB_TOKENS = 8192  # calibration tokens used by default
+
+
+def calibration_batches(model: Model, path: str | Path, seq_len: int = CALIB_SEQ_LEN,
+                        max_tokens: int = CALIB_TOKENS) -> list[np.ndarray]:
+    """The [8, seq_len] token batches the quantizer calibrates on, from a data file."""
+    return windows(model_tokens(model, path), seq_len, batch=8, max_tokens=max_tokens)
 
 
 def model_tokens(model: Model, path: str | Path) -> np.ndarray:

@@ -62,13 +62,13 @@ def _language_model(fm: Model, name: str) -> Model:
 
 
 def _quantize(fm: Model, entry: ZooEntry | None, model: str | None, calib: Path | None) -> QuantizedModel:
-    from edgec.data import model_tokens, windows
+    from edgec.data import calibration_batches
     from edgec.passes.pipeline import quantize as run_pipeline
 
     calib_path = calib or (entry.calib if entry else None)
     if calib_path is None:
         raise DataError("MODEL is a checkpoint: pass --calib FILE (held out from evaluation data), or a QDIR")
-    qm = run_pipeline(fm, windows(model_tokens(fm, calib_path), 256, 8, 8192))
+    qm = run_pipeline(fm, calibration_batches(fm, calib_path))
     qm.source = source_name(model)
     return qm
 

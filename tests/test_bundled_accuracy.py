@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import edgec
-from edgec.data import model_tokens, windows
+from edgec.data import calibration_batches, model_tokens, windows
 from edgec.evaluate import perplexities
 from edgec.zoo import BUNDLED
 
@@ -16,7 +16,7 @@ ENTRY = BUNDLED["mamba-tiny"]
 @pytest.fixture(scope="module")
 def bundled():
     model = edgec.load_checkpoint(ENTRY.folder)
-    calib = windows(model_tokens(model, ENTRY.calib), 256, 8, 8192)
+    calib = calibration_batches(model, ENTRY.calib)
     return model, edgec.quantize(model, calib)
 
 

@@ -12,7 +12,7 @@ import pytest
 from hostile import run_cli
 
 import edgec
-from edgec.data import model_tokens, windows
+from edgec.data import calibration_batches
 from edgec.frontends.hf_checkpoint import from_torch
 from edgec.frontends.xlstm_spec import XlstmSpec
 from edgec.targets.fpga import memory
@@ -35,7 +35,7 @@ XLSTM_7B = {"model_type": "xlstm", "vocab_size": 50304, "hidden_size": 4096, "nu
 @pytest.fixture(scope="module")
 def bundled_qm():
     model = edgec.load_checkpoint(ENTRY.folder)
-    return edgec.quantize(model, windows(model_tokens(model, ENTRY.calib), 256, 8, 8192))
+    return edgec.quantize(model, calibration_batches(model, ENTRY.calib))
 
 
 def _random_qm(seed: int, **sizes):

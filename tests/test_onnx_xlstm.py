@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import edgec
-from edgec.data import model_tokens, windows
+from edgec.data import calibration_batches, model_tokens, windows
 from edgec.evaluate import perplexities
 from edgec.frontends.xlstm_graph import build_graphs
 from edgec.frontends.xlstm_spec import XlstmSpec
@@ -34,7 +34,7 @@ MODELS = ["bundled", "random", "alt"]
 def _quantized(which: str):
     if which in ("bundled", "alt"):
         model = edgec.load_checkpoint(ENTRY.folder if which == "bundled" else ALT)
-        return model, edgec.quantize(model, windows(model_tokens(model, ENTRY.calib), 256, 8, 8192))
+        return model, edgec.quantize(model, calibration_batches(model, ENTRY.calib))
     model = edgec.from_torch(make_hf_xlstm(5))  # hidden 128, 4 heads, 2 blocks
     return model, edgec.quantize(model, [np.random.default_rng(0).integers(0, 256, (4, 128))])
 

@@ -9,7 +9,7 @@ import pytest
 from hostile import run_cli
 
 import edgec
-from edgec.data import model_tokens, windows
+from edgec.data import calibration_batches, model_tokens, windows
 from edgec.evaluate import perplexities
 from edgec.frontends.hf_checkpoint import from_torch
 from edgec.ir import Op
@@ -26,7 +26,7 @@ ENTRY = BUNDLED["xlstm-tiny"]
 @pytest.fixture(scope="module")
 def bundled():
     model = edgec.load_checkpoint(ENTRY.folder)
-    calib = windows(model_tokens(model, ENTRY.calib), 256, 8, 8192)
+    calib = calibration_batches(model, ENTRY.calib)
     return model, edgec.quantize(model, calib)
 
 
@@ -121,7 +121,7 @@ def test_independently_trained_xlstm_of_other_widths_within_budget():
 
     model = edgec.load_checkpoint(Path(__file__).parent / "assets" / "xlstm_alt")
     assert (model.spec.hidden_size, model.spec.weight_mode) == (96, "fused")
-    qm = edgec.quantize(model, windows(model_tokens(model, ENTRY.calib), 256, 8, 8192))
+    qm = edgec.quantize(model, calibration_batches(model, ENTRY.calib))
     batches = windows(model_tokens(model, ENTRY.eval), 512, 16)
     ppl = perplexities(model, qm, batches)
     assert ppl["float"] < 3.2
