@@ -1,14 +1,17 @@
-"""Fold each norm's gain into the linear layers that read it: W' = W diag(gamma).
+"""Fold each norm's affine into the linear layers that read it: W' = W diag(gamma), b' = b + W beta.
 
-A gain commutes with elementwise products, so it also folds through MULs whose outputs only LINEARs
-read (xLSTM's per-head norm -> output gate -> out_proj). After this pass such a norm only normalises,
-so its output scale no longer depends on gamma (the gain is absorbed exactly, in float, before
-weights are quantized per output channel).
+Readers are LINEARs, ROUTE_LOGITS (weight [D, E]: rows scaled, a bias role added) and the first linear
+layer of every expert of an MOE (fc1 [E, Hm, D]). A gain (no bias) also commutes with elementwise
+products, so it folds through MULs whose outputs only such readers read (xLSTM's per-head norm ->
+output gate -> out_proj). After this pass such a norm only normalises, so its output scale no longer
+depends on gamma or beta (absorbed exactly, in float, before weights are quantized per output channel).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+
+import numpy as np
 
 from edgec.frontends.model import Model
 from edgec.ir import Graph, Node, Op
@@ -16,21 +19,45 @@ from edgec.passes.base import PassResult
 
 __all__ = ["fold_norm_gains"]
 
+_NORMS = (Op.RMSNORM, Op.HEAD_LAYERNORM, Op.LAYERNORM)
+# reader op -> (weight role, bias role, axis of the weight's input dimension)
+_READERS = {Op.LINEAR: ("weight", "bias", -1), Op.ROUTE_LOGITS: ("weight", "bias", 0),
+            Op.MOE: ("fc1_weight", "fc1_bias", -1)}
 
-def _linear_readers(graph: Graph, value: str) -> list[Node] | None:
-    """The LINEARs that read ``value`` directly or through elementwise MULs; None if anything else reads it."""
+
+def _linear_readers(graph: Graph, value: str, through_mul: bool) -> list[Node] | None:
+    """The readers that read ``value`` directly (or through elementwise MULs); None if anything else reads it."""
     users = graph.users(value)
     if not users or value in graph.outputs:
         return None
     found: list[Node] = []
     for user in users:
-        if user.op is Op.LINEAR:
+        if user.op in _READERS and user.inputs[0] == value and value not in user.inputs[1:]:
             found.append(user)
-        elif user.op is Op.MUL and (through := _linear_readers(graph, user.outputs[0])) is not None:
+        elif through_mul and user.op is Op.MUL and (through := _linear_readers(graph, user.outputs[0], True)):
             found += through
         else:
             return None
     return found
+
+
+def _fold(weights, user: Node, gamma: np.ndarray, beta: np.ndarray | None) -> dict[str, str]:
+    """The reader's new weight (and bias) names, their tensors added to ``weights`` once."""
+    wrole, brole, axis = _READERS[user.op]
+    w = weights[user.weights[wrole]].astype(np.float64)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    folded = {wrole: user.weights[wrole] + "@gain_folded"}
+    if folded[wrole] not in weights:
+        weights[folded[wrole]] = (w * gamma.reshape(shape)).astype(np.float32)
+    if beta is None:
+        return folded
+    folded[brole] = user.weights.get(brole, user.weights[wrole] + ".bias") + "@beta_folded"
+    if folded[brole] not in weights:
+        shift = np.moveaxis(w, axis, -1) @ beta  # W beta per output (per expert and output for an MOE)
+        old = weights[user.weights[brole]].astype(np.float64) if brole in user.weights else 0.0
+        weights[folded[brole]] = (old + shift).astype(np.float32)
+    return folded
 
 
 def fold_norm_gains(model: Model) -> PassResult:
@@ -39,17 +66,17 @@ def fold_norm_gains(model: Model) -> PassResult:
     modified = False
     for key, graph in model.graphs.items():
         graph = graph.copy()
-        for norm in [n for n in graph.nodes if n.op in (Op.RMSNORM, Op.HEAD_LAYERNORM) and "weight" in n.weights]:
-            users = _linear_readers(graph, norm.outputs[0])
+        for norm in [n for n in graph.nodes if n.op in _NORMS and n.weights]:
+            beta_name = norm.weights.get("bias")
+            users = _linear_readers(graph, norm.outputs[0], through_mul=beta_name is None)
             if users is None:
                 continue
-            gamma = model.weights[norm.weights["weight"]]
+            one = np.ones(graph.values[norm.outputs[0]].shape[-1])
+            gamma = model.weights[norm.weights["weight"]].astype(np.float64) if "weight" in norm.weights else one
+            beta = None if beta_name is None else model.weights[beta_name].astype(np.float64)
             for name in dict.fromkeys(u.name for u in users):  # a reader met twice is folded once
                 user = graph.find(name)
-                folded = user.weights["weight"] + "@gain_folded"
-                if folded not in weights:
-                    weights[folded] = model.weights[user.weights["weight"]] * gamma[None, :]
-                graph.replace_node(user, replace(user, weights={**user.weights, "weight": folded}))
+                graph.replace_node(user, replace(user, weights={**user.weights, **_fold(weights, user, gamma, beta)}))
             graph.replace_node(norm, replace(norm, weights={}))
             modified = True
         graphs[key] = graph

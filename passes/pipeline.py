@@ -1,4 +1,5 @@
-"""The quantization pipeline, an explicit list: fold norms -> rotate -> calibrate -> quantize.
+"""The quantization pipeline, an explicit list: fold the image normalization and norms -> rotate -> calibrate
+-> quantize.
 
 Calibration runs after the rotation on purpose: the int8 scale of the rotated SSM output must be
 measured on the rotated values (DESIGN.md lists calibrate first; that order cannot see them).
@@ -10,8 +11,10 @@ import numpy as np
 
 from edgec.errors import PassError
 from edgec.frontends.model import Model
+from edgec.ir import entry_graphs
 from edgec.passes.base import Pass, run_passes
 from edgec.passes.calibrate import calibrate
+from edgec.passes.fold_image import fold_image_normalization
 from edgec.passes.fold_norm import fold_norm_gains
 from edgec.passes.hadamard import rotate_gated_products
 from edgec.passes.quantize import QuantizedModel, QuantOptions, quantize_model
@@ -20,24 +23,27 @@ __all__ = ["lower_int_constants", "quantize"]
 
 
 def quantize(model: Model, calib_batches: list[np.ndarray], options: QuantOptions | None = None) -> QuantizedModel:
-    """Run the whole recipe on a float model; ``calib_batches`` are [B, L] token arrays."""
+    """Run the whole recipe on a float model; ``calib_batches`` are batches of the data input ([B, L] token
+    arrays, [B, H, W, C] uint8 images)."""
     options = options or QuantOptions()
-    passes: list[tuple[str, Pass]] = [("fold_norm", fold_norm_gains)]
+    passes: list[tuple[str, Pass]] = [("fold_image", fold_image_normalization), ("fold_norm", fold_norm_gains)]
     if options.hadamard:
         passes.append(("hadamard", rotate_gated_products))
     rewritten, notes = run_passes(model, passes)
     stats = calibrate(rewritten, calib_batches, alpha=options.alpha)
     qm = quantize_model(rewritten, stats, options, notes)
     try:
-        lower_int_constants(qm, calib_batches[0][:1, :4])
+        first = calib_batches[0]
+        lower_int_constants(qm, first[:1, :4] if first.ndim == 2 else first[:1])
     except PassError as err:
         raise PassError(f"{model.source or 'the model'}: {err}; its weights are degenerate or extreme for int8 "
                         "(e.g. all-zero, constant or huge tensors): check the checkpoint") from None
     return qm
 
 
-def lower_int_constants(qm: QuantizedModel, tokens: np.ndarray) -> None:
-    """Derive every integer constant now (by a short int-simulator run) and keep them with the model.
+def lower_int_constants(qm: QuantizedModel, sample: np.ndarray) -> None:
+    """Derive every integer constant now (by a short int-simulator run of every entry graph on ``sample``,
+    a batch of the data input) and keep them with the model.
 
     A model whose ranges cannot be represented fails here, at quantize time, with the node named.
     Persisted with the QDIR, the constants (LUTs, multipliers, decay coefficients) are then the
@@ -47,7 +53,8 @@ def lower_int_constants(qm: QuantizedModel, tokens: np.ndarray) -> None:
 
     sim = IntSimulator(qm)
     try:
-        sim.run(qm.graphs["prefill"], {"tokens": tokens})
+        for graph in entry_graphs(qm.graphs).values():
+            sim.run(graph, {graph.inputs[0]: sample})
     except (ValueError, OverflowError) as err:
         where = " ".join(getattr(err, "__notes__", []))
         raise PassError(f"the integer (int profile) lowering failed: {err}" + (f" ({where})" if where else "")) \

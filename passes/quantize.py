@@ -13,6 +13,15 @@ The rules are per op, never per family:
   raw logits) and outputs (16-bit); scan outputs and per-head norms (16-bit); the mLSTM cell output
   (32-bit: the per-head norm after it magnifies quiet heads, 16 bits cost 8 dB there on random-init
   models); the SSM state and the mLSTM C and n states (32-bit, the calibrated maximum at 2^29).
+- Vision transformer ops: the centred image (pixel - 128) is int8 at scale 1; the patch embedding writes
+  into the scale of the first residual value (CLS_POS); attention scores int8 (the attention scale folded
+  into their requant); softmax probabilities at 1 / (2^b - 1): uint8 (b = 8) when P.V reads them, 16-bit
+  for a router; top-k values keep their input's format; GELU output is the int8 that fits its 256-entry
+  table; per MOE expert e, its fc1 output ("node/fc1/<e>", calibrated on every token) and GELU output
+  ("node/act/<e>") get their own int8 scales in ``state_scales``.
+- Weights of PATCH_EMBED ([D, C, P, P]: per D), ROUTE_LOGITS ([D, E]: per expert column) and MOE
+  (fc1/fc2 [E, out, in]: per expert and output channel) are int8 like LINEAR's.
+- Scales are chosen over every entry graph (all task graphs of a ViT-MoE): a shared value has one.
 """
 
 from __future__ import annotations
@@ -25,11 +34,13 @@ import numpy as np
 
 from edgec.errors import DataError
 from edgec.frontends.model import Model
-from edgec.ir import Graph, Op
+from edgec.ir import Graph, Op, entry_graphs
 from edgec.passes.calibrate import CalibrationStats
+from edgec.passes.fold_image import is_centred
 from edgec.runtime.float_ref import sigmoid, silu, softplus
+from edgec.runtime.vit_float import gelu
 
-__all__ = ["QuantOptions", "QuantizedModel", "quantize_model"]
+__all__ = ["QuantOptions", "QuantizedModel", "merged_graph", "quantize_model", "quantize_weight"]
 
 RESIDUAL_BITS = 24  # the residual stream saturates at 2^23; its calibrated max sits at 2^21
 STATE_BITS = 32  # recurrent states; the calibrated max sits at 2^29
@@ -65,6 +76,34 @@ class QuantizedModel:
     calibration: dict[str, float | int] = field(default_factory=dict)
     source: str = ""
     int_constants: dict[str, np.ndarray] = field(default_factory=dict)  # lowered int profile, by node/key
+
+
+def merged_graph(graphs: dict[str, Graph]) -> Graph:
+    """The entry graphs as one graph: nodes of equal name are one node (kept once, first seen first)."""
+    nodes, values, outputs = {}, {}, []
+    for g in entry_graphs(graphs).values():
+        nodes |= {n.name: n for n in g.nodes if n.name not in nodes}
+        values |= g.values
+        outputs += [o for o in g.outputs if o not in outputs]
+    return Graph("entry", list(nodes.values()), values, [], outputs)
+
+
+# (op, role) -> how an int8 weight is laid out: "rows" (per first axis), "columns" ([D, E]: per E),
+# "experts" ([E, out, in]: per expert and output channel)
+_INT8_WEIGHTS = {(Op.EMBED, "weight"): "rows", (Op.LINEAR, "weight"): "rows", (Op.CONV1D_CAUSAL, "weight"): "rows",
+                 (Op.PATCH_EMBED, "weight"): "rows", (Op.ROUTE_LOGITS, "weight"): "columns",
+                 (Op.MOE, "fc1_weight"): "experts", (Op.MOE, "fc2_weight"): "experts"}
+
+
+def quantize_weight(w: np.ndarray, layout: str, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 codes of ``w`` (its own layout) and float32 scales per channel of ``layout``."""
+    if layout == "columns":
+        q, scale = _quantize_weight(w.T, per_channel)
+        return np.ascontiguousarray(q.T), scale
+    if layout == "experts":
+        q, scale = _quantize_weight(w.reshape(-1, w.shape[-1]), per_channel)
+        return q.reshape(w.shape), scale.reshape(w.shape[:2])
+    return _quantize_weight(w, per_channel)
 
 
 def _quantize_weight(w: np.ndarray, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +149,7 @@ class _Formats:
 def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
                    notes: list[str] | None = None) -> QuantizedModel:
     """Quantize a (folded, optionally rotated) float model with calibration ``stats``."""
-    graph = model.graphs["prefill"]
+    graph = merged_graph(model.graphs)
     absmax = {k: float(v.max()) for k, v in stats.absmax.items()}
     fmt = _Formats()
     state_scales: dict[str, float] = {}
@@ -141,16 +180,36 @@ def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
             amax = max(absmax[node.outputs[0]], float(np.abs(model.weights[node.weights["weight"]]).max()))
         elif node.op is Op.ADD:
             amax = max(absmax[node.outputs[0]], absmax[node.inputs[1]])
+        elif node.op is Op.CLS_POS:  # the patch embedding writes into the first residual value's scale
+            amax = max(absmax[node.outputs[0]], absmax[node.inputs[0]])
         else:
             continue
         scale = float(np.float32(max(amax, 1e-8) / 2 ** (RESIDUAL_BITS - 3)))
-        for v in node.outputs if node.op is Op.EMBED else (node.outputs[0], node.inputs[1]):
+        written = {Op.EMBED: node.outputs, Op.CLS_POS: (node.outputs[0], node.inputs[0])}.get(node.op)
+        for v in written or (node.outputs[0], node.inputs[1]):
             fmt.set(v, scale, RESIDUAL_BITS)
 
     for node in graph.nodes:
         out = node.outputs[0]
-        if node.op in (Op.RMSNORM, Op.CONV1D_CAUSAL, Op.HADAMARD):
+        if node.op in (Op.RMSNORM, Op.CONV1D_CAUSAL, Op.HADAMARD, Op.LAYERNORM, Op.ATTN_SCORES, Op.ATTN_CONTEXT,
+                       Op.ROUTE_LOGITS):
             int8(out)
+        elif node.op is Op.NORMALIZE_IMAGE:  # pixel - 128 after fold_image: exact codes at scale 1
+            fmt.set(out, 1.0, 8) if is_centred(node.attrs) else int8(out)
+        elif node.op is Op.CLS_POOL:
+            fmt.set(out, fmt.scales[node.inputs[0]], fmt.bits[node.inputs[0]])
+        elif node.op is Op.SOFTMAX:  # uint8 for P.V, 16-bit for a router's weights
+            bits = 8 if Op.ATTN_CONTEXT in consumers(out) else WIDE_BITS
+            fmt.set(out, float(np.float32(1 / (2**bits - 1))), bits)
+        elif node.op is Op.TOPK:
+            fmt.set(out, fmt.scales[node.inputs[0]], fmt.bits[node.inputs[0]])
+        elif node.op is Op.GELU:
+            fmt.set(out, _lut_output_scale(gelu, fmt.scales[node.inputs[0]], 8), 8)
+        elif node.op is Op.MOE:
+            for e in range(node.attrs["experts"]):
+                s_fc1 = _int8_scale(stats.state_absmax[f"{node.name}/fc1/{e}"], f"{node.name}/fc1/{e}")
+                state_scales[f"{node.name}/fc1/{e}"] = s_fc1
+                state_scales[f"{node.name}/act/{e}"] = _lut_output_scale(gelu, s_fc1, 8)
         elif node.op is Op.SPLIT:
             for o in node.outputs:
                 linear_like(o)
@@ -195,10 +254,10 @@ def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
     fparams: dict[str, np.ndarray] = {}
     for node in graph.nodes:
         for role, name in node.weights.items():
-            if role == "weight" and node.op in (Op.EMBED, Op.LINEAR, Op.CONV1D_CAUSAL):
+            if (layout := _INT8_WEIGHTS.get((node.op, role))) is not None:
                 if name not in qweights:
                     per_channel = options.per_channel or node.op is Op.EMBED
-                    qweights[name], wscales[name] = _quantize_weight(model.weights[name], per_channel)
+                    qweights[name], wscales[name] = quantize_weight(model.weights[name], layout, per_channel)
             else:
                 fparams[name] = model.weights[name]
     for o in graph.outputs:  # a LINEAR's graph output (logits) keeps its accumulators, scaled per row at the end

@@ -210,7 +210,9 @@ class FloatInterpreter(Interpreter):
         return gelu(x)
 
     def op_route_logits(self, node: Node, x: np.ndarray) -> np.ndarray:
-        return x @ self.w(node, "weight")
+        y = x @ self.w(node, "weight")
+        bias = self.w(node, "bias")  # after a LayerNorm's bias is folded in
+        return y if bias is None else y + bias
 
     def op_topk(self, node: Node, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from edgec.runtime.vit_float import topk
@@ -220,14 +222,18 @@ class FloatInterpreter(Interpreter):
     def op_moe(self, node: Node, x: np.ndarray, weights: np.ndarray, indices: np.ndarray) -> np.ndarray:
         from edgec.runtime.vit_float import gelu, moe
 
-        w1, b1, w2, b2 = (self.w(node, role) for role in ("fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias"))
+        w2, b2 = self.w(node, "fc2_weight"), self.w(node, "fc2_bias")
 
         def expert(e: int, rows: np.ndarray) -> np.ndarray:
-            h = rows @ w1[e].T if b1 is None else rows @ w1[e].T + b1[e]
-            out = gelu(h) @ w2[e].T
+            out = gelu(self.expert_fc1(node, e, rows)) @ w2[e].T
             return out if b2 is None else out + b2[e]
 
         return moe(x, weights, indices, expert, w2.shape[1])
+
+    def expert_fc1(self, node: Node, e: int, rows: np.ndarray) -> np.ndarray:
+        """Expert ``e``'s first linear layer of an MOE node on ``rows`` [n, D] -> [n, Hm]."""
+        w1, b1 = self.w(node, "fc1_weight")[e], self.w(node, "fc1_bias")
+        return rows @ w1.T if b1 is None else rows @ w1.T + b1[e]
 
     def op_cls_pool(self, node: Node, x: np.ndarray) -> np.ndarray:
         return x[..., 0, :]

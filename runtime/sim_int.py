@@ -26,12 +26,14 @@ from edgec.numerics.fixed import (
     saturate,
 )
 from edgec.numerics.hadamard import hadamard_transform_int
+from edgec.numerics.layernorm import LayerNormConstants
 from edgec.numerics.lut import build_interp_lut, build_lut, interp_lookup, lookup
-from edgec.passes.quantize import QuantizedModel
+from edgec.passes.quantize import QuantizedModel, merged_graph
 from edgec.runtime.base import Interpreter
 from edgec.runtime.float_ref import sigmoid, silu, softplus
 from edgec.runtime.int_ops import INV_BITS, int_matmul, rmsnorm_int, signed_multiplier
 from edgec.runtime.mlstm_int import KNOT_BITS, MlstmConstants, mlstm_step_int
+from edgec.runtime.vit_int import VitIntOps
 
 __all__ = ["IntSimulator", "MlstmConstants", "ScanConstants", "export_constants", "import_constants"]
 
@@ -98,7 +100,7 @@ def _heads(x: np.ndarray, heads: int) -> np.ndarray:
     return x.reshape(*x.shape[:-1], heads, -1)
 
 
-class IntSimulator(Interpreter):
+class IntSimulator(VitIntOps, Interpreter):
     """Executes a QuantizedModel's graphs with the integer semantics of the FPGA target."""
 
     def __init__(self, qm: QuantizedModel) -> None:
@@ -121,7 +123,7 @@ class IntSimulator(Interpreter):
     def _channel_scales(self) -> dict[str, np.ndarray]:
         """Per-channel output scale of each LINEAR output, built from its split segments."""
         out: dict[str, np.ndarray] = {}
-        for node in self.qm.graphs["prefill"].nodes:
+        for node in merged_graph(self.qm.graphs).nodes:
             if node.op is Op.SPLIT:
                 parts = [np.full(n, self.qm.scales[o]) for o, n in zip(node.outputs, node.attrs["sizes"],
                                                                      strict=True)]
@@ -294,16 +296,17 @@ class IntSimulator(Interpreter):
         return ys
 
     # ---- outputs ----------------------------------------------------------------------------
-    def logits_scale(self) -> np.ndarray:
-        """Real value of one logit code, per vocabulary entry."""
-        graph = self.qm.graphs["prefill"]
+    def logits_scale(self, graph_name: str = "prefill") -> np.ndarray:
+        """Real value of one logit code of entry graph ``graph_name``, per vocabulary entry (or class)."""
+        graph = self.qm.graphs[graph_name]
         producer = graph.producer("logits")
         if producer.op is Op.LINEAR and not self.qm.bits.get("logits"):  # int32 accumulators
             return self._acc_scale(producer)
         return np.full(graph.values["logits"].shape[-1], self.qm.scales["logits"])
 
 
-_RECORDS = {"scan": ScanConstants, "cell": MlstmConstants}  # constant records by key, for import
+# constant records by key, for import
+_RECORDS = {"scan": ScanConstants, "cell": MlstmConstants, "ln": LayerNormConstants}
 
 
 def export_constants(cache: Mapping[tuple[str, str], Any]) -> dict[str, np.ndarray]:

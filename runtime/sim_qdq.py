@@ -4,6 +4,11 @@ Each input of a linear or conv layer is quantized (round half to even, saturate 
 point 0) and dequantized; the layer multiplies int8 codes with int8 per-channel weights, exactly
 in int32, and scales the sum in float32. Everything between these islands is float32: softplus,
 exp(dt*A), the scan and its fp32 state, the gate, the Hadamard rotation, the residual stream.
+
+Vision transformer (QDQBERT placement): Q/DQ on the input of every PATCH_EMBED, ROUTE_LOGITS and expert
+linear layer (fc1 on the MOE input, fc2 on each expert's GELU output at that expert's scale), and on both
+inputs of Q.K^T and P.V, the probabilities as uint8 (zero point 0, scale 1/255); LayerNorm, softmax,
+GELU, routing and the residual stream stay float32.
 """
 
 from __future__ import annotations
@@ -11,20 +16,25 @@ from __future__ import annotations
 import numpy as np
 
 from edgec.ir import Node, Op
-from edgec.passes.quantize import QuantizedModel
+from edgec.passes.quantize import QuantizedModel, merged_graph
 from edgec.runtime.float_ref import FloatInterpreter
 from edgec.runtime.int_ops import int_matmul
+from edgec.runtime.vit_float import gelu, moe, patchify
 
 __all__ = ["QdqSimulator", "dequantize_linear", "quantize_linear"]
 
 
-def quantize_linear(x: np.ndarray, scale: float) -> np.ndarray:
-    """ONNX QuantizeLinear to int8, zero point 0: saturate(round_half_even(x / scale))."""
-    return np.clip(np.rint(x / np.float32(scale)), -128, 127).astype(np.int8)
+def quantize_linear(x: np.ndarray, scale: float, unsigned: bool = False) -> np.ndarray:
+    """ONNX QuantizeLinear to int8 (uint8 if ``unsigned``), zero point 0: saturate(round_half_even(x / scale))."""
+    lo, hi, dtype = (0, 255, np.uint8) if unsigned else (-128, 127, np.int8)
+    return np.clip(np.rint(x / np.float32(scale)), lo, hi).astype(dtype)
 
 
 def dequantize_linear(q: np.ndarray, scale: float | np.ndarray) -> np.ndarray:
     return q.astype(np.float32) * np.asarray(scale, dtype=np.float32)
+
+
+_QDQ_FIRST_INPUT = (Op.LINEAR, Op.CONV1D_CAUSAL, Op.PATCH_EMBED, Op.ROUTE_LOGITS, Op.MOE)
 
 
 class QdqSimulator(FloatInterpreter):
@@ -33,12 +43,14 @@ class QdqSimulator(FloatInterpreter):
     def __init__(self, qm: QuantizedModel) -> None:
         super().__init__(qm.fparams, dtype=np.float32)  # float parameters: biases, A_log, D
         self.qm = qm
-        graph = qm.graphs["prefill"]
-        self.q_points = {n.inputs[0] for n in graph.nodes if n.op in (Op.LINEAR, Op.CONV1D_CAUSAL)}
+        graph = merged_graph(qm.graphs)
+        self.q_points = {n.inputs[0] for n in graph.nodes if n.op in _QDQ_FIRST_INPUT}
+        self.q_points |= {i for n in graph.nodes if n.op in (Op.ATTN_SCORES, Op.ATTN_CONTEXT) for i in n.inputs}
 
     def emit(self, node: Node, name: str, value):
         if name in self.q_points:
-            return dequantize_linear(quantize_linear(value, self.qm.scales[name]), self.qm.scales[name])
+            scale = self.qm.scales[name]
+            return dequantize_linear(quantize_linear(value, scale, unsigned=node.op is Op.SOFTMAX), scale)
         return value
 
     def _codes(self, node: Node, x: np.ndarray) -> np.ndarray:
@@ -63,5 +75,32 @@ class QdqSimulator(FloatInterpreter):
         bias = self.w(node, "bias")
         return w, np.zeros(w.shape[0], np.float32) if bias is None else bias
 
-    def logits_scale(self) -> float:
+    def op_patch_embed(self, node: Node, x: np.ndarray) -> np.ndarray:
+        w = self.qm.qweights[node.weights["weight"]]
+        acc = int_matmul(patchify(self._codes(node, x), node.attrs["patch"]), w.reshape(w.shape[0], -1))
+        return acc.astype(np.float32) * self._acc_scale(node) + self.w(node, "bias")
+
+    def op_route_logits(self, node: Node, x: np.ndarray) -> np.ndarray:
+        acc = int_matmul(self._codes(node, x), self.qm.qweights[node.weights["weight"]].T)
+        y = acc.astype(np.float32) * self._acc_scale(node)
+        bias = self.w(node, "bias")
+        return y if bias is None else y + bias
+
+    def op_moe(self, node: Node, x: np.ndarray, weights: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        names = node.weights
+        q1, q2 = self.qm.qweights[names["fc1_weight"]], self.qm.qweights[names["fc2_weight"]]
+        s1, s2 = self.qm.wscales[names["fc1_weight"]], self.qm.wscales[names["fc2_weight"]]
+        b1, b2 = self.w(node, "fc1_bias"), self.w(node, "fc2_bias")
+        s_x = np.float32(self.qm.scales[node.inputs[0]])
+
+        def expert(e: int, rows: np.ndarray) -> np.ndarray:
+            h = int_matmul(self._codes(node, rows), q1[e]).astype(np.float32) * (s_x * s1[e])
+            s_act = np.float32(self.qm.state_scales[f"{node.name}/act/{e}"])
+            a = quantize_linear(gelu(h if b1 is None else h + b1[e]), s_act).astype(np.int64)
+            y = int_matmul(a, q2[e]).astype(np.float32) * (s_act * s2[e])
+            return y if b2 is None else y + b2[e]
+
+        return moe(x, weights, indices, expert, q2.shape[1])
+
+    def logits_scale(self, graph_name: str = "prefill") -> float:
         return 1.0

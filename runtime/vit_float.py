@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["gelu", "layer_norm", "moe", "patchify", "softmax", "topk"]
+__all__ = ["expert_slots", "gelu", "layer_norm", "moe", "patchify", "softmax", "topk"]
 
 _ERF = np.frompyfunc(math.erf, 1, 1)  # NumPy has no erf; math.erf is the C library's
 
@@ -59,12 +59,23 @@ def moe(x: np.ndarray, weights: np.ndarray, indices: np.ndarray, expert: Callabl
     is called once, on its tokens in token order, and only if some token chose it.
     """
     k = indices.shape[-1]
-    flat, idx, w = x.reshape(-1, x.shape[-1]), indices.reshape(-1, k), weights.reshape(-1, k)
-    slots = np.zeros((flat.shape[0], k, out_dim), x.dtype)
-    for e in np.unique(idx):
-        rows, cols = np.nonzero(idx == e)
-        slots[rows, cols] = expert(int(e), flat[rows])
+    slots, w = expert_slots(x, indices, expert, out_dim), weights.reshape(-1, k)
     y = w[:, 0, None] * slots[:, 0]
     for j in range(1, k):
         y = y + w[:, j, None] * slots[:, j]
     return y.reshape(*x.shape[:-1], y.shape[-1])
+
+
+def expert_slots(x: np.ndarray, indices: np.ndarray, expert: Callable[[int, np.ndarray], np.ndarray],
+                 out_dim: int) -> np.ndarray:
+    """[N, k, out_dim]: slot j of token n holds expert(indices[n, j]) of token n (tokens flattened to N)."""
+    k = indices.shape[-1]
+    flat, idx = x.reshape(-1, x.shape[-1]), indices.reshape(-1, k)
+    slots = None
+    for e in np.unique(idx):
+        rows, cols = np.nonzero(idx == e)
+        out = expert(int(e), flat[rows])
+        if slots is None:
+            slots = np.zeros((flat.shape[0], k, out_dim), out.dtype)
+        slots[rows, cols] = out
+    return slots

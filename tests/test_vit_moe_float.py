@@ -118,7 +118,7 @@ def test_task_graphs_share_everything_but_gates_and_heads():
     digit, parity = (from_torch(make_vit_moe(6)).graphs[f"task/{t}"] for t in spec.task_names)
     assert digit.values.keys() - {"logits"} == parity.values.keys() - {"logits"}
     differ = [(a.name, b.name) for a, b in zip(digit, parity, strict=True) if a != b]
-    assert differ == [(f"blocks.{b}.mlp.gate", f"blocks.{b}.mlp.gate") for b in spec.moe_layers] + [
+    assert differ == [(f"blocks.{b}.mlp.gate.0", f"blocks.{b}.mlp.gate.1") for b in spec.moe_layers] + [
         ("heads.digit", "heads.parity")]
     ops = [n.op for n in digit]
     assert ops.count(Op.TOPK) == ops.count(Op.MOE) == ops.count(Op.ROUTE_LOGITS) == len(spec.moe_layers)

@@ -66,7 +66,8 @@ def _dense_mlp(g: GraphBuilder, spec: VitMoeSpec, b: int, x: str) -> str:
 def _moe_mlp(g: GraphBuilder, spec: VitMoeSpec, b: int, x: str, task: str) -> str:
     """Route each token to its top_k experts (``task``'s gate) and mix their outputs."""
     p, w, t, e, k = f"b{b}.", f"blocks.{b}.mlp.", spec.num_tokens, spec.num_experts, spec.top_k
-    g.add(Op.ROUTE_LOGITS, w + "gate", [x], {p + "route_logits": (t, e)}, {"weight": spec.gate_weight(b, task)})
+    gate = spec.gate_weight(b, task)  # the node is named after its weight: equal names, equal nodes across tasks
+    g.add(Op.ROUTE_LOGITS, gate.removesuffix(".w_gate"), [x], {p + "route_logits": (t, e)}, {"weight": gate})
     g.add(Op.SOFTMAX, w + "route_softmax", [p + "route_logits"], {p + "route_probs": (t, e)})
     g.add(Op.TOPK, w + "route_topk", [p + "route_probs"], {p + "route_weights": (t, k), p + "route_experts": (t, k)},
           dtypes={p + "route_experts": "i64"}, k=k)

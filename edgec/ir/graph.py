@@ -14,7 +14,7 @@ from typing import Any
 
 from edgec.ir.ops import Op
 
-__all__ = ["Graph", "Node", "Value"]
+__all__ = ["Graph", "Node", "Value", "entry_graphs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,3 +106,10 @@ class Graph:
 
     def copy(self) -> Graph:
         return Graph(self.name, list(self.nodes), dict(self.values), list(self.inputs), list(self.outputs))
+
+
+def entry_graphs(graphs: Mapping[str, Graph]) -> dict[str, Graph]:
+    """The graphs that take only the model's data input (no state): "prefill" of a language model, every
+    "task/<name>" of a ViT-MoE. Calibration and quantization run over all of them; a value they share gets
+    one scale."""
+    return {key: g for key, g in graphs.items() if len(g.inputs) == 1}
