@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from edgec import exits
-from edgec.data import CALIB_TOKENS
+from edgec.data import CALIB_SEQ_LEN, CALIB_TOKENS
 from edgec.errors import DataError, EdgecError
 from edgec.limits import (
     MAX_CALIB_TOKENS,
@@ -57,17 +57,17 @@ def quantize(
     output: Annotated[Path, typer.Option("-o", "--output", help="QDIR to write")] = Path("out/qdir"),
     calib: Annotated[Path | None, typer.Option(help="calibration text or .npy token ids")] = None,
     calib_tokens: Annotated[int, typer.Option(help="tokens of calibration data to use")] = CALIB_TOKENS,
-    seq_len: Annotated[int, typer.Option(help="calibration window length")] = 256,
+    seq_len: Annotated[int, typer.Option(help="calibration window length")] = CALIB_SEQ_LEN,
     hadamard: Annotated[bool, typer.Option(help="online Hadamard before out_proj")] = True,
     percentile: Annotated[bool, typer.Option(help="percentile clipping of the SSM input")] = True,
     per_channel: Annotated[bool, typer.Option(help="per-output-channel weight scales")] = True,
     alpha: Annotated[float, typer.Option(help="percentile of |u| kept by clipping")] = 0.99999,
 ) -> None:
     """Calibrate and quantize a model; write a QDIR that later builds reuse."""
-    from edgec.data import calibration_batches
     from edgec.passes.pipeline import quantize as run_pipeline
     from edgec.passes.quantize import QuantOptions
     from edgec.qdir import save_qdir
+    from edgec.workloads import workload_of
 
     check_range("--calib-tokens", calib_tokens, 2, MAX_CALIB_TOKENS)
     check_range("--seq-len", seq_len, 2, MAX_SEQ_LEN)
@@ -75,10 +75,11 @@ def quantize(
         raise DataError(f"--alpha {alpha} is outside (0.5, 1]; use e.g. 0.99999")
     check_output(output, _model_paths(model, calib))
     fm, entry = load_float(model)
+    workload = workload_of(fm)
     calib_path = calib or (entry.calib if entry else None)
     if calib_path is None:
-        raise DataError("no calibration data: pass --calib FILE (text or .npy token ids)")
-    batches = calibration_batches(fm, calib_path, seq_len, calib_tokens)
+        raise DataError(f"no calibration data: pass --calib FILE ({workload.data_help})")
+    batches = workload.calibration(fm, calib_path, seq_len, calib_tokens)
     qm = run_pipeline(fm, batches, QuantOptions(hadamard=hadamard, percentile=percentile,
                                                 per_channel=per_channel, alpha=alpha))
     qm.source = source_name(model)
@@ -101,31 +102,19 @@ def evaluate(
     """Perplexity of the float model and of the int and qdq simulators on the same tokens."""
     check_range("--seq-len", seq_len, 2, MAX_SEQ_LEN)
     check_range("--max-tokens", max_tokens, 2, MAX_EVAL_TOKENS)
-    from edgec.data import check_data_file, model_tokens, windows
-    from edgec.evaluate import perplexities
+    from edgec.data import check_data_file
+    from edgec.workloads import EvalOptions, workload_of
+
     for path in (data, calib):  # bad data files fail before any quantization work
         if path is not None:
             check_data_file(path)
     fm, entry, qm = float_and_quantized(model, calib)
+    workload = workload_of(fm)
     data_path = data or (entry.eval if entry else None)
     if data_path is None:
-        raise DataError("no evaluation data: pass --data FILE (text or .npy token ids)")
-    batches = windows(model_tokens(fm, data_path), seq_len, batch=8, max_tokens=max_tokens)
-    ppl = perplexities(fm, qm, batches)
-    tokens = sum(b.shape[0] * (b.shape[1] - 1) for b in batches)
-    if as_json:
-        print(json.dumps({"metric": "perplexity", "tokens": tokens, **ppl}))
-    else:
-        print(f"perplexity on {tokens} tokens of {data_path}:")
-        for k, v in ppl.items():
-            rel = "" if k == "float" else f"  ({v / ppl['float']:.4f} x float)"
-            print(f"  {k:5s} {v:10.4f}{rel}")
-        if layers:
-            from edgec.runtime.compare import residual_sqnr
-
-            print("SQNR (dB) against the float model, first window:")
-            for name, row in residual_sqnr(fm, qm, batches[0][:1]).items():
-                print(f"  {name:8s} int {row['int']:6.1f}   qdq {row['qdq']:6.1f}")
+        raise DataError(f"no evaluation data: pass --data FILE ({workload.data_help})")
+    result = workload.evaluate(fm, qm, data_path, EvalOptions(seq_len, max_tokens, layers and not as_json))
+    print(json.dumps(result) if as_json else workload.report(result, data_path))
 
 
 @app.command()

@@ -21,8 +21,8 @@ from edgec.frontends.model import Model
 from edgec.frontends.validate import check_file, load_tokenizer, one_line, path_problem, short
 from edgec.limits import MAX_DATA_BYTES, MAX_DATA_TOKENS
 
-__all__ = ["CALIB_TOKENS", "calibration_batches", "check_data_file", "load_tokens", "model_tokens", "read_npy_header",
-           "windows"]
+__all__ = ["CALIB_SEQ_LEN", "CALIB_TOKENS", "calibration_batches", "check_data_file", "load_tokens", "model_tokens",
+           "read_npy_header", "windows"]
 
 _PIECE = 1 << 22  # text is decoded and tokenized in pieces of about this many characters, cut at newlines
 _NPY_MAGIC = b"\x93NUMPY"

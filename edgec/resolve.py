@@ -62,13 +62,14 @@ def _language_model(fm: Model, name: str) -> Model:
 
 
 def _quantize(fm: Model, entry: ZooEntry | None, model: str | None, calib: Path | None) -> QuantizedModel:
-    from edgec.data import calibration_batches
+    from edgec.data import CALIB_SEQ_LEN, CALIB_TOKENS
     from edgec.passes.pipeline import quantize as run_pipeline
+    from edgec.workloads import workload_of
 
     calib_path = calib or (entry.calib if entry else None)
     if calib_path is None:
         raise DataError("MODEL is a checkpoint: pass --calib FILE (held out from evaluation data), or a QDIR")
-    qm = run_pipeline(fm, calibration_batches(fm, calib_path))
+    qm = run_pipeline(fm, workload_of(fm).calibration(fm, calib_path, CALIB_SEQ_LEN, CALIB_TOKENS))
     qm.source = source_name(model)
     return qm
 
