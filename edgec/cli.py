@@ -24,7 +24,7 @@ from edgec.limits import (
     check_range,
 )
 from edgec.outdir import check_output
-from edgec.resolve import float_and_quantized, load_float, model_name, quantized_model, source_name
+from edgec.resolve import float_and_quantized, input_family, load_float, model_name, quantized_model, source_name
 from edgec.targets.registry import TARGETS
 from edgec.zoo import BUNDLED
 
@@ -53,11 +53,13 @@ def models() -> None:
 
 @app.command()
 def quantize(
-    model: Annotated[str | None, typer.Argument(help="HF Mamba checkpoint folder or bundled name")] = None,
+    model: Annotated[str | None, typer.Argument(help="Mamba, xLSTM or ViT-MoE checkpoint, or bundled name")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="QDIR to write")] = Path("out/qdir"),
-    calib: Annotated[Path | None, typer.Option(help="calibration text or .npy token ids")] = None,
-    calib_tokens: Annotated[int, typer.Option(help="tokens of calibration data to use")] = CALIB_TOKENS,
-    seq_len: Annotated[int, typer.Option(help="calibration window length")] = CALIB_SEQ_LEN,
+    calib: Annotated[Path | None, typer.Option(help="calibration data: text or .npy token ids; .npz images")] = None,
+    calib_tokens: Annotated[int | None, typer.Option(help=f"language models: calibration tokens [default: "
+                                                          f"{CALIB_TOKENS}]")] = None,
+    seq_len: Annotated[int | None, typer.Option(help=f"language models: calibration window [default: "
+                                                     f"{CALIB_SEQ_LEN}]")] = None,
     hadamard: Annotated[bool, typer.Option(help="online Hadamard before out_proj")] = True,
     percentile: Annotated[bool, typer.Option(help="percentile clipping of the SSM input")] = True,
     per_channel: Annotated[bool, typer.Option(help="per-output-channel weight scales")] = True,
@@ -67,7 +69,7 @@ def quantize(
     from edgec.passes.pipeline import quantize as run_pipeline
     from edgec.passes.quantize import QuantOptions
     from edgec.qdir import save_qdir
-    from edgec.workloads import workload_of
+    from edgec.workloads import CalibOptions, workload_of
 
     check_range("--calib-tokens", calib_tokens, 2, MAX_CALIB_TOKENS)
     check_range("--seq-len", seq_len, 2, MAX_SEQ_LEN)
@@ -79,41 +81,44 @@ def quantize(
     calib_path = calib or (entry.calib if entry else None)
     if calib_path is None:
         raise DataError(f"no calibration data: pass --calib FILE ({workload.data_help})")
-    batches = workload.calibration(fm, calib_path, seq_len, calib_tokens)
+    batches = workload.calibration(fm, calib_path, CalibOptions(seq_len, calib_tokens))
     qm = run_pipeline(fm, batches, QuantOptions(hadamard=hadamard, percentile=percentile,
                                                 per_channel=per_channel, alpha=alpha))
     qm.source = source_name(model)
     save_qdir(qm, output)
     for note in qm.notes:
         print(f"note: {note}")
-    print(f"wrote {output} ({len(qm.qweights)} int8 weights, calibrated on {qm.calibration['tokens']} tokens)")
+    print(f"wrote {output} ({len(qm.qweights)} int8 weights, calibrated on {qm.calibration['tokens']} {workload.unit})")
 
 
 @app.command("eval")
 def evaluate(
     model: Annotated[str | None, typer.Argument(help="QDIR, HF checkpoint folder or bundled name")] = None,
-    data: Annotated[Path | None, typer.Option(help="text or .npy token ids (default: the bundled eval text)")] = None,
+    data: Annotated[Path | None, typer.Option(help="text, .npy token ids or .npz images (default: bundled)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     layers: Annotated[bool, typer.Option("--layers", help="also print per-layer SQNR of both simulators")] = False,
     calib: Annotated[Path | None, typer.Option(help="calibration data, when MODEL is a checkpoint, not a QDIR")] = None,
-    seq_len: Annotated[int, typer.Option(help="evaluation window length")] = 512,
-    max_tokens: Annotated[int | None, typer.Option(help="use at most this many tokens")] = None,
+    seq_len: Annotated[int | None, typer.Option(help="language models: evaluation window [default: 512]")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="language models: use at most this many tokens")] = None,
 ) -> None:
-    """Perplexity of the float model and of the int and qdq simulators on the same tokens."""
+    """Accuracy of the float model and of the int and qdq simulators on the same data (perplexity, or top-1 per
+    task and routing agreement)."""
     check_range("--seq-len", seq_len, 2, MAX_SEQ_LEN)
     check_range("--max-tokens", max_tokens, 2, MAX_EVAL_TOKENS)
     from edgec.data import check_data_file
     from edgec.workloads import EvalOptions, workload_of
 
-    for path in (data, calib):  # bad data files fail before any quantization work
+    for path in (data, calib):  # bad data files and options fail before any quantization work
         if path is not None:
             check_data_file(path)
+    options = EvalOptions(seq_len, max_tokens, layers and not as_json)
+    workload_of(input_family(model)).check(options)
     fm, entry, qm = float_and_quantized(model, calib)
     workload = workload_of(fm)
     data_path = data or (entry.eval if entry else None)
     if data_path is None:
         raise DataError(f"no evaluation data: pass --data FILE ({workload.data_help})")
-    result = workload.evaluate(fm, qm, data_path, EvalOptions(seq_len, max_tokens, layers and not as_json))
+    result = workload.evaluate(fm, qm, data_path, options)
     print(json.dumps(result) if as_json else workload.report(result, data_path))
 
 
@@ -132,7 +137,7 @@ def build(
     trace: Annotated[bool | None, typer.Option(help="fpga: compare every layer, name the first that differs")] = None,
 ) -> None:
     """Build a deployable artifact: a Vitis HLS project (fpga), int8 ONNX for TensorRT (orin) or ONNX Runtime (cpu)."""
-    from edgec.targets.registry import load_target, target_options
+    from edgec.targets.registry import check_compiles, load_target, target_options
 
     given = {"tokens": tokens, "jetpack": jetpack, "engine": engine, "device": device, "parallelism": parallelism,
              "csim": csim, "trace": trace}
@@ -140,7 +145,8 @@ def build(
     check_range("--tokens", options["tokens"], 1, MAX_GOLDEN_TOKENS)
     check_range("--parallelism", options.get("parallelism"), 1, MAX_PARALLELISM)
     plugin = load_target(target)
-    plugin.check_options(options)  # bad options fail before any quantization work
+    plugin.check_options(options)  # bad options and models no target compiles fail before any quantization work
+    check_compiles(target, input_family(model))
     check_output(output, _model_paths(model, calib))
     qm, tokenizer = quantized_model(model, calib)
     report = plugin.build_target(qm, output, options, tokenizer)

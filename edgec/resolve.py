@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgec.errors import ArtifactError, DataError, UnsupportedModelError
+from edgec.errors import ArtifactError, DataError
+from edgec.families import Family
 from edgec.frontends.model import Model
 from edgec.passes.quantize import QuantizedModel
 from edgec.zoo import BUNDLED, DEFAULT_MODEL, ZooEntry
@@ -33,43 +34,43 @@ def model_name(arg: str | None) -> str:
 
 
 def load_float(arg: str | None) -> tuple[Model, ZooEntry | None]:
-    """The float language model named by ``arg`` (default: the bundled model) and its zoo entry, if bundled."""
+    """The float model named by ``arg`` (default: the bundled model) and its zoo entry, if bundled."""
     from edgec.frontends.hf_checkpoint import load_checkpoint
 
     name = model_name(arg)
     if name in BUNDLED:
-        return _language_model(load_checkpoint(BUNDLED[name].folder), name), BUNDLED[name]
+        return load_checkpoint(BUNDLED[name].folder), BUNDLED[name]
     if _edgec_output(name, None) is not None:  # an edgec output, sound or not, is never read as a checkpoint
         from edgec.manifest import describe, read_manifest, uses
 
         fmt = read_manifest(Path(name), what="a checkpoint")["format"]
         raise ArtifactError(f"{name}: is {describe(fmt)}, not a checkpoint folder (quantize takes a "
                             f"save_pretrained folder or a bundled name); {uses(fmt, Path(name))}")
-    return _language_model(load_checkpoint(Path(name)), name), None
+    return load_checkpoint(Path(name)), None
 
 
-def _language_model(fm: Model, name: str) -> Model:
-    """``fm``, unless its family takes images: quantize, eval and build read token data, and the recipe for
-    image models is not there yet."""
+def input_family(arg: str | None) -> Family:
+    """The family of the model ``eval`` or ``quantize`` will read, found cheaply (config.json or a QDIR's
+    manifest), so that options can be checked before any quantization work."""
     from edgec.families import FAMILIES
+    from edgec.frontends.hf_checkpoint import checkpoint_family
+    from edgec.qdir import read_qdir_manifest
 
-    family = FAMILIES[fm.spec.family]
-    if family.inputs != "tokens":
-        raise UnsupportedModelError(f"{name}: is a {family.title} model (it takes {family.inputs}); edgec quantize, "
-                                    f"eval and build do not handle {family.title} yet (its quantization recipe "
-                                    "comes next); edgec.load_checkpoint runs its float reference from Python")
-    return fm
+    folder = _edgec_output(arg, None)
+    if folder is not None:
+        return FAMILIES[read_qdir_manifest(folder)["family"]]
+    name = model_name(arg)
+    return checkpoint_family(BUNDLED[name].folder if name in BUNDLED else Path(name))
 
 
 def _quantize(fm: Model, entry: ZooEntry | None, model: str | None, calib: Path | None) -> QuantizedModel:
-    from edgec.data import CALIB_SEQ_LEN, CALIB_TOKENS
     from edgec.passes.pipeline import quantize as run_pipeline
-    from edgec.workloads import workload_of
+    from edgec.workloads import CalibOptions, workload_of
 
     calib_path = calib or (entry.calib if entry else None)
     if calib_path is None:
         raise DataError("MODEL is a checkpoint: pass --calib FILE (held out from evaluation data), or a QDIR")
-    qm = run_pipeline(fm, workload_of(fm).calibration(fm, calib_path, CALIB_SEQ_LEN, CALIB_TOKENS))
+    qm = run_pipeline(fm, workload_of(fm).calibration(fm, calib_path, CalibOptions()))
     qm.source = source_name(model)
     return qm
 

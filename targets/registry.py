@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from edgec.errors import DataError
+from edgec.errors import DataError, UnsupportedModelError
 
 if TYPE_CHECKING:
+    from edgec.families import Family
     from edgec.passes.quantize import QuantizedModel
 
 __all__ = ["TARGETS", "TargetInfo", "TargetModule", "load_target", "target_of_format", "target_options"]
@@ -42,12 +43,14 @@ class TargetModule(Protocol):
 
 @dataclass(frozen=True)
 class TargetInfo:
-    """A target: its module, a one-line description, its builds' manifest format, its options' defaults."""
+    """A target: its module, a one-line description, its builds' manifest format, its options' defaults, and
+    the kinds of model input it compiles (``Family.inputs``: the targets compile a decode step of tokens)."""
 
     module: str
     description: str
     format: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    inputs: tuple[str, ...] = ("tokens",)
 
 
 TARGETS: dict[str, TargetInfo] = {
@@ -75,6 +78,14 @@ def target_options(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
             raise DataError(f"{flag} is an option of --target {' / '.join(owners)}; it does nothing for "
                             f"--target {name}: drop it")
     return {**own, **given}
+
+
+def check_compiles(name: str, family: Family) -> None:
+    """Refuse, in one line, a model whose kind of input target ``name`` does not compile."""
+    if family.inputs not in TARGETS[name].inputs:
+        raise UnsupportedModelError(f"--target {name} compiles models of {' or '.join(TARGETS[name].inputs)} (a decode "
+                                    f"step); {family.title} models take {family.inputs}, and no target builds them in "
+                                    "this version: quantize and eval them with edgec quantize / edgec eval")
 
 
 def target_of_format(fmt: str) -> str | None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgec.errors import CheckpointError
-from edgec.families import ModelSpec, family_of
+from edgec.families import Family, ModelSpec, family_of
 from edgec.frontends.mamba_spec import MambaSpec
 from edgec.frontends.model import Model
 from edgec.frontends.validate import is_present, load_tokenizer, loads_json, path_problem, read_bytes, short
@@ -17,6 +17,11 @@ from edgec.frontends.weights import WeightStore
 from edgec.limits import MAX_CONFIG_BYTES
 
 __all__ = ["check_weights", "from_torch", "load_checkpoint"]
+
+
+def checkpoint_family(folder: Path) -> Family:
+    """The family of a checkpoint folder, from its config.json alone (nothing else is read)."""
+    return family_of(_read_config(folder), str(folder / "config.json"))
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
