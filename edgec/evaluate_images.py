@@ -3,6 +3,9 @@
 Routing agreement (issue 9): per MoE layer and task, the fraction of tokens whose chosen expert SET in a
 simulator equals the float model's; the tokens that differ are split by the float margin between the
 k-th and (k+1)-th expert probability: near-ties (margin <= NEAR_TIE) may flip, clear decisions should not.
+``flips_clear_cascaded`` counts the clear flips of images whose routing already differed in an earlier MoE
+layer: a flipped near-tie swaps an expert, a jump of the residual stream (the float model is discontinuous
+there), so later clear decisions of that image can flip with no error of their own.
 """
 
 from __future__ import annotations
@@ -42,18 +45,22 @@ def _routers(graph: Graph) -> list[tuple[str, str, str, int]]:
 
 class _Tally:
     def __init__(self) -> None:
-        self.tokens = self.same = self.near = self.clear = 0
+        self.tokens = self.same = self.near = self.clear = self.cascaded = 0
 
-    def add(self, ref: np.ndarray, got: np.ndarray, margin: np.ndarray) -> None:
+    def add(self, ref: np.ndarray, got: np.ndarray, margin: np.ndarray, upstream: np.ndarray) -> np.ndarray:
+        """Count [B, T] tokens; ``upstream`` [B] marks images already flipped earlier. -> images flipped so far."""
         same = (np.sort(ref, axis=-1) == np.sort(got, axis=-1)).all(axis=-1)
+        clear = ~same & (margin > NEAR_TIE)
         self.tokens += same.size
         self.same += int(same.sum())
         self.near += int((~same & (margin <= NEAR_TIE)).sum())
-        self.clear += int((~same & (margin > NEAR_TIE)).sum())
+        self.clear += int(clear.sum())
+        self.cascaded += int((clear & upstream[:, None]).sum())
+        return upstream | ~same.all(axis=-1)
 
     def report(self) -> dict[str, float | int]:
         return {"agreement": self.same / max(self.tokens, 1), "tokens": self.tokens,
-                "flips_near_tie": self.near, "flips_clear": self.clear}
+                "flips_near_tie": self.near, "flips_clear": self.clear, "flips_clear_cascaded": self.cascaded}
 
 
 def image_metrics(model: Model, qm: QuantizedModel, data: ImageData, batch: int = 64,
@@ -74,8 +81,10 @@ def image_metrics(model: Model, qm: QuantizedModel, data: ImageData, batch: int 
                 got = sims[p].run(qm.graphs[name], {"images": b.images}, keep_all=True)
                 logits = got["logits"] * sims[p].logits_scale(name)
                 hits[p] += int((logits.argmax(-1) == b.labels[task]).sum())
-                for layer, probs, experts, k in routers:
-                    tallies[p][layer].add(ref[experts], got[experts], routing_margin(ref[probs], k))
+                upstream = np.zeros(len(b.images), bool)
+                for layer, probs, experts, k in routers:  # in graph order
+                    upstream = tallies[p][layer].add(ref[experts], got[experts], routing_margin(ref[probs], k),
+                                                     upstream)
         tasks[task] = {k: v / len(data) for k, v in hits.items()}
         for p in profiles:
             routing[p][task] = {layer: t.report() for layer, t in tallies[p].items()}

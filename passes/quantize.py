@@ -191,9 +191,10 @@ def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
 
     for node in graph.nodes:
         out = node.outputs[0]
-        if node.op in (Op.RMSNORM, Op.CONV1D_CAUSAL, Op.HADAMARD, Op.LAYERNORM, Op.ATTN_SCORES, Op.ATTN_CONTEXT,
-                       Op.ROUTE_LOGITS):
+        if node.op in (Op.RMSNORM, Op.CONV1D_CAUSAL, Op.HADAMARD, Op.LAYERNORM, Op.ATTN_SCORES, Op.ATTN_CONTEXT):
             int8(out)
+        elif node.op is Op.ROUTE_LOGITS:  # 16-bit: int8 codes tie experts the float model tells apart
+            fmt.set(out, _wide_scale(absmax[out]), WIDE_BITS)
         elif node.op is Op.NORMALIZE_IMAGE:  # pixel - 128 after fold_image: exact codes at scale 1
             fmt.set(out, 1.0, 8) if is_centred(node.attrs) else int8(out)
         elif node.op is Op.CLS_POOL:

@@ -1,7 +1,7 @@
 """Integer (int profile) handlers of the vision transformer ops, mixed into IntSimulator.
 
 Orders the FPGA mirrors: attention scores and P.V accumulate exactly (int8 x int8, uint8 x int8);
-a router ranks experts on its int8 logit codes (exp is monotone, so this is the exact top-k of the
+a router ranks experts on its 16-bit logit codes (exp is monotone, so this is the exact top-k of the
 quantized logits; ties to the lower index), its 16-bit softmax only weights them; an MOE runs each
 expert on its tokens in token order (fc1 int32 -> int8 at the expert's scale -> GELU table -> fc2 int32),
 multiplies each slot's accumulators by the 16-bit route weight, requantizes every slot into the residual
@@ -30,7 +30,7 @@ __all__ = ["ATTENTION_SOFTMAX", "ROUTER_SOFTMAX", "VitIntOps"]
 
 T = TypeVar("T")
 ATTENTION_SOFTMAX = "lut"  # int8 scores -> uint8 probabilities (bench/bench_int_approx.py)
-ROUTER_SOFTMAX = "exp2"  # int8 logits -> 16-bit route weights
+ROUTER_SOFTMAX = "exp2"  # 16-bit logits -> 16-bit route weights
 
 
 def _heads(x: np.ndarray, heads: int) -> np.ndarray:
