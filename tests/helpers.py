@@ -26,3 +26,14 @@ def decode(interp, graph: Graph, spec, tokens: np.ndarray, dtype=np.float32) -> 
 def rel_err(a: np.ndarray, ref: np.ndarray) -> float:
     """max |a - ref| / max |ref|."""
     return float(np.abs(a - ref).max() / np.abs(ref).max())
+
+
+def quantize_bundled(name: str):
+    """(float model, QuantizedModel) of a bundled language model, calibrated on its bundled text."""
+    import edgec
+    from edgec.data import calibration_batches
+    from edgec.zoo import BUNDLED
+
+    entry = BUNDLED[name]
+    model = edgec.load_checkpoint(entry.folder)
+    return model, edgec.quantize(model, calibration_batches(model, entry.calib))

@@ -5,19 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import edgec
-from edgec.data import calibration_batches, model_tokens, windows
+from edgec.data import model_tokens, windows
 from edgec.evaluate import perplexities
 from edgec.zoo import BUNDLED
+
+from helpers import quantize_bundled
 
 ENTRY = BUNDLED["mamba-tiny"]
 
 
 @pytest.fixture(scope="module")
 def bundled():
-    model = edgec.load_checkpoint(ENTRY.folder)
-    calib = calibration_batches(model, ENTRY.calib)
-    return model, edgec.quantize(model, calib)
+    return quantize_bundled("mamba-tiny")
 
 
 def test_held_out_text_is_not_calibration_text():

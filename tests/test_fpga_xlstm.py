@@ -12,7 +12,6 @@ import pytest
 from hostile import run_cli
 
 import edgec
-from edgec.data import calibration_batches
 from edgec.frontends.hf_checkpoint import from_torch
 from edgec.frontends.xlstm_spec import XlstmSpec
 from edgec.targets.fpga import memory
@@ -26,6 +25,7 @@ from edgec.targets.fpga.verify import verify_fpga
 from edgec.zoo import BUNDLED
 
 from conftest import make_hf_xlstm
+from helpers import quantize_bundled
 
 ENTRY = BUNDLED["xlstm-tiny"]
 XLSTM_7B = {"model_type": "xlstm", "vocab_size": 50304, "hidden_size": 4096, "num_hidden_layers": 32, "num_heads": 8,
@@ -34,8 +34,7 @@ XLSTM_7B = {"model_type": "xlstm", "vocab_size": 50304, "hidden_size": 4096, "nu
 
 @pytest.fixture(scope="module")
 def bundled_qm():
-    model = edgec.load_checkpoint(ENTRY.folder)
-    return edgec.quantize(model, calibration_batches(model, ENTRY.calib))
+    return quantize_bundled("xlstm-tiny")[1]
 
 
 def _random_qm(seed: int, **sizes):

@@ -18,16 +18,14 @@ from edgec.runtime.sim_int import IntSimulator
 from edgec.zoo import BUNDLED
 
 from conftest import make_hf_xlstm
-from helpers import decode
+from helpers import decode, quantize_bundled
 
 ENTRY = BUNDLED["xlstm-tiny"]
 
 
 @pytest.fixture(scope="module")
 def bundled():
-    model = edgec.load_checkpoint(ENTRY.folder)
-    calib = calibration_batches(model, ENTRY.calib)
-    return model, edgec.quantize(model, calib)
+    return quantize_bundled("xlstm-tiny")
 
 
 def _random_calib(vocab: int, seed: int, length: int = 64) -> list[np.ndarray]:

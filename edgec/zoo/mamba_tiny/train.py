@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,50 @@ def eval_loss(model: MambaForCausalLM, data: torch.Tensor, seq_len: int, batch: 
     return tot / cnt
 
 
+def train_bytes(model: torch.nn.Module, train: torch.Tensor, args: argparse.Namespace,
+                no_decay: Callable[[str, torch.nn.Parameter], bool], log_every: int,
+                evaluate: Callable[[torch.nn.Module, int], None]) -> float:
+    """Next-byte training on random windows of ``train``: AdamW (weight decay 0.1 except where ``no_decay``),
+    linear warm-up then cosine to 10% of ``args.lr``, gradients clipped at 1. ``args`` gives steps, seq_len,
+    batch, lr, warmup, seed and eval_every; ``evaluate(model, step)`` runs every eval_every steps. Returns
+    the training time in seconds. The bundled byte-level models are all trained by this loop."""
+    decay, plain = [], []
+    for name, p in model.named_parameters():
+        (plain if no_decay(name, p) else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": plain, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
+
+    def lr_at(step: int) -> float:
+        if step < args.warmup:
+            return args.lr * (step + 1) / args.warmup
+        t = (step - args.warmup) / max(1, args.steps - args.warmup)
+        return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+    gen = torch.Generator().manual_seed(args.seed)
+    hi = len(train) - args.seq_len - 1
+    t0, run_loss = time.time(), None
+    model.train()
+    for step in range(args.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        idx = torch.randint(0, hi, (args.batch,), generator=gen)
+        win = torch.stack([train[i : i + args.seq_len + 1] for i in idx.tolist()])
+        logits = model(input_ids=win[:, :-1], use_cache=False).logits.float()
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 256), win[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
+        if step % log_every == 0 or step == args.steps - 1:
+            el = time.time() - t0
+            print(f"step {step:5d}  loss {loss.item():.4f}  avg {run_loss:.4f}  "
+                  f"lr {lr_at(step):.2e}  {el:7.1f}s  {el / (step + 1):.3f}s/step", flush=True)
+        if args.eval_every and step > 0 and step % args.eval_every == 0:
+            evaluate(model, step)
+    return time.time() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="train mamba-tiny (byte-level)")
     ap.add_argument("--steps", type=int, default=700)
@@ -143,48 +188,13 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"params: {n_params:,}  train bytes: {len(train):,}  eval bytes: {len(evald):,}", flush=True)
 
+    def evaluate(model: torch.nn.Module, step: int) -> None:
+        el = eval_loss(model, eval_small, 256, 16)
+        print(f"  eval @ {step}: loss {el:.4f} nats/byte  {el / math.log(2):.4f} bpb", flush=True)
+
     # no weight decay on norms, biases, A_log, D, embeddings
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "A_log" in name or name.endswith(".D")
-         or "embed" in name else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
-
-    def lr_at(step: int) -> float:
-        if step < a.warmup:
-            return a.lr * (step + 1) / a.warmup
-        t = (step - a.warmup) / max(1, a.steps - a.warmup)
-        return a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
-
-    gen = torch.Generator().manual_seed(a.seed)
-    hi = len(train) - a.seq_len - 1
-    t0 = time.time()
-    run_loss = None
-    model.train()
-    for step in range(a.steps):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        idx = torch.randint(0, hi, (a.batch,), generator=gen)
-        win = torch.stack([train[i : i + a.seq_len + 1] for i in idx.tolist()])
-        out = model(input_ids=win[:, :-1], use_cache=False)
-        loss = torch.nn.functional.cross_entropy(
-            out.logits.float().reshape(-1, 256), win[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
-        if step % 20 == 0 or step == a.steps - 1:
-            el = time.time() - t0
-            print(f"step {step:5d}  loss {loss.item():.4f}  avg {run_loss:.4f}  "
-                  f"lr {lr_at(step):.2e}  {el:7.1f}s  {el / (step + 1):.3f}s/step", flush=True)
-        if a.eval_every and step > 0 and step % a.eval_every == 0:
-            el = eval_loss(model, eval_small, 256, 16)
-            print(f"  eval @ {step}: loss {el:.4f} nats/byte  {el / math.log(2):.4f} bpb", flush=True)
-
-    train_s = time.time() - t0
+    train_s = train_bytes(model, train, a, lambda name, p: p.ndim < 2 or "A_log" in name or name.endswith(".D")
+                          or "embed" in name, 20, evaluate)
     final = eval_loss(model, evald, 256, 16)
     print(f"final eval: loss {final:.4f} nats/byte  {final / math.log(2):.4f} bpb  "
           f"ppl/byte {math.exp(final):.3f}", flush=True)

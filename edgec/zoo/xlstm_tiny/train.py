@@ -23,14 +23,13 @@ import copy
 import json
 import math
 import shutil
-import time
 from pathlib import Path
 
 import torch
 from transformers import xLSTMConfig, xLSTMForCausalLM
 from transformers.initialization import no_init_weights
 
-from edgec.zoo.mamba_tiny.train import eval_loss, load_bytes  # the same corpus, read and scored the same way
+from edgec.zoo.mamba_tiny.train import eval_loss, load_bytes, train_bytes  # the same corpus and loop
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "mamba_tiny"
@@ -119,42 +118,10 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"params: {n_params:,}  train bytes: {len(train):,}  eval bytes: {len(evald):,}", flush=True)
 
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "embed" in name else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
+    def evaluate(model: torch.nn.Module, step: int) -> None:
+        print(f"  eval @ {step}: {eval_loss(model, evald[:8192], 128, 16):.4f} nats/byte", flush=True)
 
-    def lr_at(step: int) -> float:
-        if step < a.warmup:
-            return a.lr * (step + 1) / a.warmup
-        t = (step - a.warmup) / max(1, a.steps - a.warmup)
-        return a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
-
-    gen = torch.Generator().manual_seed(a.seed)
-    hi = len(train) - a.seq_len - 1
-    t0, run_loss = time.time(), None
-    model.train()
-    for step in range(a.steps):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        idx = torch.randint(0, hi, (a.batch,), generator=gen)
-        win = torch.stack([train[i: i + a.seq_len + 1] for i in idx.tolist()])
-        logits = model(input_ids=win[:, :-1], use_cache=False).logits.float()
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 256), win[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
-        if step % 25 == 0 or step == a.steps - 1:
-            el = time.time() - t0
-            print(f"step {step:5d}  loss {loss.item():.4f}  avg {run_loss:.4f}  lr {lr_at(step):.2e}  "
-                  f"{el:7.1f}s  {el / (step + 1):.3f}s/step", flush=True)
-        if a.eval_every and step > 0 and step % a.eval_every == 0:
-            print(f"  eval @ {step}: {eval_loss(model, evald[:8192], 128, 16):.4f} nats/byte", flush=True)
-
-    train_s = time.time() - t0
+    train_s = train_bytes(model, train, a, lambda name, p: p.ndim < 2 or "embed" in name, 25, evaluate)
     model.config.mode = "inference"  # what a user's transformers run and edgec's float reference use
     final = eval_loss(model, evald, 128, 16)
     a.out.mkdir(parents=True, exist_ok=True)
