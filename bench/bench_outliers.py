@@ -1,9 +1,11 @@
 """Where the activation outliers are: every linear layer's input, before and after an online Hadamard rotation.
 
-Run: python bench/bench_outliers.py [--model xlstm-tiny] [--tokens 2048]
+Run: python bench/bench_outliers.py [--model xlstm-tiny | vitmoe-tiny | ...] [--checkpoint DIR] [--tokens 2048]
 
-Per op, not per family: the input of every LINEAR node of the prefill graph is measured on held-out
-calibration text, as the int8 quantizer sees it (one scale per tensor):
+Per op, not per family: the input of every int8 linear node (LINEAR, and for vision models PATCH_EMBED
+excluded as it reads pixels, ROUTE_LOGITS and the experts' fc1 in MOE) of every entry graph (the prefill
+graph, or each task graph) is measured on the model's calibration data (text windows, or the first
+batch of images), as the int8 quantizer sees it (after the norm gains are folded; one scale per tensor):
 
 - ``max/rms``: max |x| over the root mean square of x; per-tensor int8 spends its 127 steps on the max,
   so a large ratio leaves few steps for the typical value;
@@ -17,15 +19,21 @@ The rows are sorted by the gain in SQNR: the top rows are where a rotation pays.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
-from edgec.data import model_tokens, windows
 from edgec.frontends.hf_checkpoint import load_checkpoint
-from edgec.ir import Op
+from edgec.ir import Op, entry_graphs
 from edgec.numerics.hadamard import hadamard_transform_float, plan_hadamard
+from edgec.passes.base import run_passes
+from edgec.passes.fold_image import fold_image_normalization
+from edgec.passes.fold_norm import fold_norm_gains
 from edgec.runtime.float_ref import FloatInterpreter
+from edgec.workloads import CalibOptions, workload_of
 from edgec.zoo import BUNDLED
+
+LINEAR_INPUTS = (Op.LINEAR, Op.ROUTE_LOGITS, Op.MOE)
 
 
 def int8_sqnr(x: np.ndarray) -> float:
@@ -40,34 +48,39 @@ def outlier_ratio(x: np.ndarray) -> float:
     return float(np.abs(x).max() / np.sqrt(np.mean(np.square(x.astype(np.float64)))))
 
 
-def measure(model_name: str, tokens: int) -> list[dict]:
-    """One row per distinct linear input of the prefill graph."""
-    model = load_checkpoint(BUNDLED[model_name].folder)
-    batch = windows(model_tokens(model, BUNDLED[model_name].calib), 256, 8, tokens)[0]
-    graph = model.graphs["prefill"]
-    env = FloatInterpreter(model.weights).run(graph, {"tokens": batch}, keep_all=True)
+def measure(model_name: str, tokens: int, checkpoint: Path | None = None) -> list[dict]:
+    """One row per distinct linear input of the entry graphs."""
+    model, _ = run_passes(load_checkpoint(checkpoint or BUNDLED[model_name].folder),
+                          [("fold_image", fold_image_normalization), ("fold_norm", fold_norm_gains)])
+    options = CalibOptions(256, tokens) if model.spec.family != "vit_moe" else CalibOptions()
+    batch = workload_of(model).calibration(model, BUNDLED[model_name].calib, options)[0]
     rows, seen = [], set()
-    for node in graph.nodes:
-        value = node.inputs[0]
-        if node.op is not Op.LINEAR or value in seen:
-            continue
-        seen.add(value)
-        x = env[value].reshape(-1, env[value].shape[-1])
-        rotated = hadamard_transform_float(x.astype(np.float64), plan_hadamard(x.shape[-1]))
-        users = [n.name.split(".")[-1] for n in graph.nodes if n.op is Op.LINEAR and n.inputs[0] == value]
-        rows.append({"value": value, "feeds": "/".join(users), "width": x.shape[-1],
-                     "ratio": outlier_ratio(x), "sqnr": int8_sqnr(x),
-                     "ratio_h": outlier_ratio(rotated), "sqnr_h": int8_sqnr(rotated)})
+    for graph in entry_graphs(model.graphs).values():
+        env = FloatInterpreter(model.weights).run(graph, {graph.inputs[0]: batch}, keep_all=True)
+        for node in graph.nodes:
+            value = node.inputs[0]
+            if node.op in LINEAR_INPUTS and value not in seen:
+                seen.add(value)
+                rows.append(_row(graph, value, env[value]))
     return sorted(rows, key=lambda r: r["sqnr_h"] - r["sqnr"], reverse=True)
+
+
+def _row(graph, value: str, x: np.ndarray) -> dict:
+    x = x.reshape(-1, x.shape[-1])
+    rotated = hadamard_transform_float(x.astype(np.float64), plan_hadamard(x.shape[-1]))
+    users = [n.name.split(".")[-1] for n in graph.nodes if n.op in LINEAR_INPUTS and n.inputs[0] == value]
+    return {"value": value, "feeds": "/".join(users), "width": x.shape[-1], "ratio": outlier_ratio(x),
+            "sqnr": int8_sqnr(x), "ratio_h": outlier_ratio(rotated), "sqnr_h": int8_sqnr(rotated)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="xlstm-tiny", choices=sorted(BUNDLED))
-    ap.add_argument("--tokens", type=int, default=2048)
+    ap.add_argument("--checkpoint", type=Path, help="another checkpoint of the model's family (its calibration data)")
+    ap.add_argument("--tokens", type=int, default=2048, help="language models: calibration tokens")
     args = ap.parse_args()
-    rows = measure(args.model, args.tokens)
-    print(f"{args.model}: linear inputs on {args.tokens} calibration tokens (per-tensor int8)")
+    rows = measure(args.model, args.tokens, args.checkpoint)
+    print(f"{args.checkpoint or args.model}: linear inputs on its calibration data (per-tensor int8)")
     print(f"{'value':14s} {'feeds':34s} {'width':>5s} {'max/rms':>8s} {'SQNR':>6s} {'rotated max/rms':>16s} "
           f"{'SQNR':>6s} {'gain dB':>8s}")
     for r in rows:

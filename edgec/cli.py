@@ -64,6 +64,10 @@ def quantize(
     percentile: Annotated[bool, typer.Option(help="percentile clipping of the SSM input")] = True,
     per_channel: Annotated[bool, typer.Option(help="per-output-channel weight scales")] = True,
     alpha: Annotated[float, typer.Option(help="percentile of |u| kept by clipping")] = 0.99999,
+    softmax: Annotated[str, typer.Option(help="vision: attention softmax (lut, exp2, ibert, shiftmax)")] = "lut",
+    gelu: Annotated[str, typer.Option(help="vision: integer GELU (lut, ibert, shiftgelu, edgemoe)")] = "lut",
+    probs_bits: Annotated[int, typer.Option(help="vision: bits of the attention probabilities (int profile)")] = 16,
+    qdq_pv: Annotated[bool, typer.Option(help="vision: int8 P.V in the qdq profile (TensorRT)")] = False,
 ) -> None:
     """Calibrate and quantize a model; write a QDIR that later builds reuse."""
     from edgec.passes.pipeline import quantize as run_pipeline
@@ -75,6 +79,8 @@ def quantize(
     check_range("--seq-len", seq_len, 2, MAX_SEQ_LEN)
     if not 0.5 < alpha <= 1.0:
         raise DataError(f"--alpha {alpha} is outside (0.5, 1]; use e.g. 0.99999")
+    options = QuantOptions(hadamard=hadamard, percentile=percentile, per_channel=per_channel, alpha=alpha,
+                           softmax=softmax, gelu=gelu, probs_bits=probs_bits, qdq_pv=qdq_pv)
     check_output(output, _model_paths(model, calib))
     fm, entry = load_float(model)
     workload = workload_of(fm)
@@ -82,8 +88,7 @@ def quantize(
     if calib_path is None:
         raise DataError(f"no calibration data: pass --calib FILE ({workload.data_help})")
     batches = workload.calibration(fm, calib_path, CalibOptions(seq_len, calib_tokens))
-    qm = run_pipeline(fm, batches, QuantOptions(hadamard=hadamard, percentile=percentile,
-                                                per_channel=per_channel, alpha=alpha))
+    qm = run_pipeline(fm, batches, options)
     qm.source = source_name(model)
     save_qdir(qm, output)
     for note in qm.notes:

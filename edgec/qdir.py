@@ -36,7 +36,7 @@ from edgec.passes.quantize import QuantizedModel, QuantOptions
 __all__ = ["FORMAT", "TOKENIZER", "is_edgec_output", "is_qdir", "load_qdir", "qdir_tokenizer", "read_qdir_manifest",
            "save_qdir", "source_files", "source_folder"]
 
-FORMAT = "edgec-qdir/1"
+FORMAT = "edgec-qdir/2"
 TOKENIZER = "tokenizer.json"
 FIX = "re-run edgec quantize"
 _CONTENT_ID = "edgec_qdir_content"  # weights.safetensors metadata key, see _content_id

@@ -90,8 +90,7 @@ class LanguageWorkload:
             lines.append(f"  {k:5s} {result[k]:10.4f}{rel}")
         if "layers" in result:
             lines.append("SQNR (dB) against the float model, first window:")
-            lines += [f"  {name:8s} int {row['int']:6.1f}   qdq {row['qdq']:6.1f}"
-                      for name, row in result["layers"].items()]
+            lines += sqnr_lines(result["layers"])
         return "\n".join(lines)
 
 
@@ -107,8 +106,6 @@ class VisionWorkload:
         given = {"--seq-len": options.seq_len, "--max-tokens": options.max_tokens}
         if isinstance(options, CalibOptions):
             given = {"--seq-len": options.seq_len, "--calib-tokens": options.max_tokens}
-        else:
-            given["--layers"] = options.layers
         for option, value in given.items():
             if value not in (None, False):
                 raise DataError(f"{option} applies to language models, not to image models; drop it")
@@ -125,7 +122,14 @@ class VisionWorkload:
 
         self.check(options)
         data = load_images(path, model.spec)
-        return {"metric": "top1", "images": len(data), **image_metrics(model, qm, data, self.batch)}
+        result = {"metric": "top1", "images": len(data), **image_metrics(model, qm, data, self.batch)}
+        if options.layers:
+            from edgec.frontends.vit_moe_graph import graph_name
+            from edgec.runtime.compare import residual_sqnr
+
+            images = data.images[:self.batch]
+            result["layers"] = {t: residual_sqnr(model, qm, images, graph_name(t)) for t in model.spec.task_names}
+        return result
 
     def report(self, result: dict[str, Any], path: Path) -> str:
         lines = [f"top-1 on {result['images']} images of {path}:"]
@@ -137,7 +141,15 @@ class VisionWorkload:
                 for layer, r in layers.items():
                     lines.append(f"  {profile:4s} {task:12s} {layer:10s} {100 * r['agreement']:6.2f}%  "
                                  f"({r['flips_near_tie']} / {r['flips_clear']})")
+        for task, layers in result.get("layers", {}).items():
+            lines.append(f"SQNR (dB) against the float model, task {task}, first {self.batch} images:")
+            lines += sqnr_lines(layers)
         return "\n".join(lines)
+
+
+def sqnr_lines(layers: dict[str, dict[str, float]]) -> list[str]:
+    """One line per residual value: its SQNR in both profiles."""
+    return [f"  {name:8s} int {row['int']:6.1f}   qdq {row['qdq']:6.1f}" for name, row in layers.items()]
 
 
 WORKLOADS: dict[str, Workload] = {"tokens": LanguageWorkload(), "images": VisionWorkload()}

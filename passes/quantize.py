@@ -15,8 +15,9 @@ The rules are per op, never per family:
   models); the SSM state and the mLSTM C and n states (32-bit, the calibrated maximum at 2^29).
 - Vision transformer ops: the centred image (pixel - 128) is int8 at scale 1; the patch embedding writes
   into the scale of the first residual value (CLS_POS); attention scores int8 (the attention scale folded
-  into their requant); softmax probabilities at 1 / (2^b - 1): uint8 (b = 8) when P.V reads them, 16-bit
-  for a router; top-k values keep their input's format; GELU output is the int8 that fits its 256-entry
+  into their requant); softmax probabilities at 1 / (2^b - 1): b = ``probs_bits`` (16) when P.V reads them
+  (uint8 probabilities flip 12 clear routing decisions of vitmoe_alt's last MoE layer, 16 bits 1), 16 for a
+  router; top-k values keep their input's format; GELU output is the int8 that fits its 256-entry
   table; per MOE expert e, its fc1 output ("node/fc1/<e>", calibrated on every token) and GELU output
   ("node/act/<e>") get their own int8 scales in ``state_scales``.
 - Weights of PATCH_EMBED ([D, C, P, P]: per D), ROUTE_LOGITS ([D, E]: per expert column) and MOE
@@ -35,6 +36,8 @@ import numpy as np
 from edgec.errors import DataError
 from edgec.frontends.model import Model
 from edgec.ir import Graph, Op, entry_graphs
+from edgec.numerics.gelu import GELU_VARIANTS
+from edgec.numerics.softmax import SOFTMAX_VARIANTS
 from edgec.passes.calibrate import CalibrationStats
 from edgec.passes.fold_image import is_centred
 from edgec.runtime.float_ref import sigmoid, silu, softplus
@@ -57,6 +60,17 @@ class QuantOptions:
     percentile: bool = True
     per_channel: bool = True
     alpha: float = 0.99999
+    softmax: str = "lut"  # int profile: the attention softmax's exp (edgec.numerics.softmax.SOFTMAX_VARIANTS)
+    gelu: str = "lut"  # int profile: the GELU of an int8 input, tabulated (edgec.numerics.gelu.GELU_VARIANTS)
+    probs_bits: int = 16  # int profile: attention probabilities P read by P.V (unsigned, scale 1 / (2^b - 1))
+    qdq_pv: bool = False  # qdq profile: int8 Q/DQ on both inputs of P.V (off: P.V in float, fp16 on TensorRT)
+
+    def __post_init__(self) -> None:
+        for what, value, known in (("softmax", self.softmax, SOFTMAX_VARIANTS), ("gelu", self.gelu, GELU_VARIANTS)):
+            if value not in known:
+                raise DataError(f"{what} variant {value!r} is not one of {', '.join(known)}")
+        if not 8 <= self.probs_bits <= 16:
+            raise DataError(f"attention probabilities of {self.probs_bits} bits: choose 8 to 16")
 
 
 @dataclass
@@ -199,8 +213,8 @@ def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
             fmt.set(out, 1.0, 8) if is_centred(node.attrs) else int8(out)
         elif node.op is Op.CLS_POOL:
             fmt.set(out, fmt.scales[node.inputs[0]], fmt.bits[node.inputs[0]])
-        elif node.op is Op.SOFTMAX:  # uint8 for P.V, 16-bit for a router's weights
-            bits = 8 if Op.ATTN_CONTEXT in consumers(out) else WIDE_BITS
+        elif node.op is Op.SOFTMAX:  # P.V's probabilities at probs_bits, 16-bit for a router's weights
+            bits = options.probs_bits if Op.ATTN_CONTEXT in consumers(out) else WIDE_BITS
             fmt.set(out, float(np.float32(1 / (2**bits - 1))), bits)
         elif node.op is Op.TOPK:
             fmt.set(out, fmt.scales[node.inputs[0]], fmt.bits[node.inputs[0]])

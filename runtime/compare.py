@@ -21,22 +21,24 @@ def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
     return float("inf") if noise == 0 else 10 * np.log10(signal / noise)
 
 
-def residual_sqnr(model: Model, qm: QuantizedModel, tokens: np.ndarray) -> dict[str, dict[str, float]]:
-    """SQNR of the residual stream after every layer, and of the logits, for both profiles.
+def residual_sqnr(model: Model, qm: QuantizedModel, data: np.ndarray,
+                  graph_name: str = "prefill") -> dict[str, dict[str, float]]:
+    """SQNR of the residual stream after every layer, and of the logits, for both profiles, on entry graph
+    ``graph_name`` fed ``data`` (tokens or images).
 
     The residual stream and the logits are the values every pass leaves unchanged in meaning
     (folding and rotation change the values inside a block), so they are compared exactly there.
     """
-    graph = qm.graphs["prefill"]
-    names = [n.outputs[0] for n in graph.nodes if n.op in (Op.EMBED, Op.ADD)] + ["logits"]
-    ref = FloatInterpreter(model.weights, np.float64).run(model.graphs["prefill"], {"tokens": tokens},
-                                                          keep_all=True)
+    graph = qm.graphs[graph_name]
+    feed = {graph.inputs[0]: data}
+    names = [n.outputs[0] for n in graph.nodes if n.op in (Op.EMBED, Op.CLS_POS, Op.ADD)] + ["logits"]
+    ref = FloatInterpreter(model.weights, np.float64).run(model.graphs[graph_name], feed, keep_all=True)
     isim = IntSimulator(qm)
-    got_int = isim.run(graph, {"tokens": tokens}, keep_all=True)
-    got_qdq = QdqSimulator(qm).run(graph, {"tokens": tokens}, keep_all=True)
+    got_int = isim.run(graph, feed, keep_all=True)
+    got_qdq = QdqSimulator(qm).run(graph, feed, keep_all=True)
     report: dict[str, dict[str, float]] = {}
     for name in names:
-        scale = isim.logits_scale() if name == "logits" else qm.scales[name]
+        scale = isim.logits_scale(graph_name) if name == "logits" else qm.scales[name]
         report[name] = {"int": sqnr_db(ref[name], got_int[name] * scale),
                         "qdq": sqnr_db(ref[name], got_qdq[name])}
     return report

@@ -6,8 +6,10 @@ in int32, and scales the sum in float32. Everything between these islands is flo
 exp(dt*A), the scan and its fp32 state, the gate, the Hadamard rotation, the residual stream.
 
 Vision transformer (QDQBERT placement): Q/DQ on the input of every PATCH_EMBED, ROUTE_LOGITS and expert
-linear layer (fc1 on the MOE input, fc2 on each expert's GELU output at that expert's scale), and on both
-inputs of Q.K^T and P.V, the probabilities as uint8 (zero point 0, scale 1/255); LayerNorm, softmax,
+linear layer (fc1 on the MOE input, fc2 on each expert's GELU output at that expert's scale), on both
+inputs of Q.K^T, and on both inputs of P.V only when ``QuantOptions.qdq_pv`` asks (the probabilities then
+int8 at scale 1/127: TensorRT quantizes to signed int8 only); by default P.V stays float (fp16 on TensorRT:
+int8 probabilities flip clear routing decisions downstream, see passes/quantize.py). LayerNorm, softmax,
 GELU, routing and the residual stream stay float32.
 """
 
@@ -21,13 +23,14 @@ from edgec.runtime.float_ref import FloatInterpreter
 from edgec.runtime.int_ops import int_matmul
 from edgec.runtime.vit_float import gelu, moe, patchify
 
-__all__ = ["QdqSimulator", "dequantize_linear", "quantize_linear"]
+__all__ = ["PROBS_SCALE", "QdqSimulator", "dequantize_linear", "quantize_linear"]
+
+PROBS_SCALE = float(np.float32(1 / 127))  # int8 attention probabilities (qdq_pv): [0, 1] onto [0, 127]
 
 
-def quantize_linear(x: np.ndarray, scale: float, unsigned: bool = False) -> np.ndarray:
-    """ONNX QuantizeLinear to int8 (uint8 if ``unsigned``), zero point 0: saturate(round_half_even(x / scale))."""
-    lo, hi, dtype = (0, 255, np.uint8) if unsigned else (-128, 127, np.int8)
-    return np.clip(np.rint(x / np.float32(scale)), lo, hi).astype(dtype)
+def quantize_linear(x: np.ndarray, scale: float) -> np.ndarray:
+    """ONNX QuantizeLinear to int8, zero point 0: saturate(round_half_even(x / scale))."""
+    return np.clip(np.rint(x / np.float32(scale)), -128, 127).astype(np.int8)
 
 
 def dequantize_linear(q: np.ndarray, scale: float | np.ndarray) -> np.ndarray:
@@ -45,12 +48,13 @@ class QdqSimulator(FloatInterpreter):
         self.qm = qm
         graph = merged_graph(qm.graphs)
         self.q_points = {n.inputs[0] for n in graph.nodes if n.op in _QDQ_FIRST_INPUT}
-        self.q_points |= {i for n in graph.nodes if n.op in (Op.ATTN_SCORES, Op.ATTN_CONTEXT) for i in n.inputs}
+        products = (Op.ATTN_SCORES, Op.ATTN_CONTEXT) if qm.options.qdq_pv else (Op.ATTN_SCORES,)
+        self.q_points |= {i for n in graph.nodes if n.op in products for i in n.inputs}
 
     def emit(self, node: Node, name: str, value):
         if name in self.q_points:
-            scale = self.qm.scales[name]
-            return dequantize_linear(quantize_linear(value, scale, unsigned=node.op is Op.SOFTMAX), scale)
+            scale = PROBS_SCALE if node.op is Op.SOFTMAX else self.qm.scales[name]
+            return dequantize_linear(quantize_linear(value, scale), scale)
         return value
 
     def _codes(self, node: Node, x: np.ndarray) -> np.ndarray:

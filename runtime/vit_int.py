@@ -17,19 +17,19 @@ import numpy as np
 
 from edgec.ir import Node, Op
 from edgec.numerics.fixed import quantize_multiplier, requant, saturate
+from edgec.numerics.gelu import build_gelu, gelu_int
 from edgec.numerics.layernorm import build_layernorm, layernorm_int
-from edgec.numerics.lut import build_lut, lookup
-from edgec.numerics.softmax import Exp2Exp, LutExp, SoftmaxConstants, build_softmax, softmax_int
+from edgec.numerics.lut import lookup
+from edgec.numerics.softmax import Exp2Exp, LutExp, SoftmaxConstants, build_softmax, softmax_int, tabulated
 from edgec.numerics.topk import topk_int
 from edgec.passes.fold_image import is_centred
 from edgec.passes.quantize import QuantizedModel, merged_graph
 from edgec.runtime.int_ops import int_matmul
-from edgec.runtime.vit_float import expert_slots, gelu, patchify
+from edgec.runtime.vit_float import expert_slots, patchify
 
-__all__ = ["ATTENTION_SOFTMAX", "ROUTER_SOFTMAX", "VitIntOps"]
+__all__ = ["ROUTER_SOFTMAX", "VitIntOps"]
 
 T = TypeVar("T")
-ATTENTION_SOFTMAX = "lut"  # int8 scores -> uint8 probabilities (bench/bench_int_approx.py)
 ROUTER_SOFTMAX = "exp2"  # 16-bit logits -> 16-bit route weights
 
 
@@ -113,13 +113,16 @@ class VitIntOps:
         return self._product_requant(node, acc, self.qm.scales[node.inputs[0]] * self.qm.scales[node.inputs[1]])
 
     def _softmax(self, node: Node) -> SoftmaxConstants:
+        """int8 scores (attention): the chosen variant's exp as a 256-entry table; wider ones (a router's
+        16-bit logits): exp2."""
         src, out = node.inputs[0], node.outputs[0]
-        in_bits, out_bits = self.qm.bits[src], self.qm.bits[out]
-        if in_bits == 8 and out_bits == 8 and ATTENTION_SOFTMAX == "lut":
-            table = self.const(node, "exp_lut", lambda: build_softmax("lut", self.qm.scales[src], 8, 8).exp.table)
-            return SoftmaxConstants(LutExp(table), in_bits, out_bits)
+        in_bits, out_bits, scale = self.qm.bits[src], self.qm.bits[out], self.qm.scales[src]
+        if in_bits == 8:
+            table, bits = self.const(node, "exp_table", lambda: (lambda e: (e.table, e.bits))(
+                tabulated(build_softmax(self.qm.options.softmax, scale, 8, out_bits)).exp))
+            return SoftmaxConstants(LutExp(table, int(bits)), in_bits, out_bits)
         m, frac = self.const(node, "exp2", lambda: (lambda e: (e.m, e.frac))(
-            build_softmax(ROUTER_SOFTMAX, self.qm.scales[src], in_bits, out_bits).exp))
+            build_softmax(ROUTER_SOFTMAX, scale, in_bits, out_bits).exp))
         return SoftmaxConstants(Exp2Exp(int(m), int(frac)), in_bits, out_bits)
 
     def op_softmax(self, node: Node, x: np.ndarray) -> np.ndarray:
@@ -135,8 +138,14 @@ class VitIntOps:
         _, idx = topk_int(logits, node.attrs["k"])
         return np.take_along_axis(p, idx, axis=-1), idx
 
+    def _gelu_table(self, in_scale: float, out_scale: float) -> np.ndarray:
+        """The chosen GELU variant at every int8 input code: a 256-entry table (exact for any variant)."""
+        k = build_gelu(self.qm.options.gelu, in_scale, out_scale)
+        return gelu_int(k, np.arange(-128, 128, dtype=np.int64))
+
     def op_gelu(self, node: Node, x: np.ndarray) -> np.ndarray:
-        return lookup(self._lut(node, gelu), x)
+        s = self.qm.scales
+        return lookup(self.const(node, "lut", lambda: self._gelu_table(s[node.inputs[0]], s[node.outputs[0]])), x)
 
     def op_route_logits(self, node: Node, x: np.ndarray) -> np.ndarray:
         acc = int_matmul(x, self.qm.qweights[node.weights["weight"]].T)
@@ -164,8 +173,8 @@ class VitIntOps:
         c = self.const
         return (c(node, "fc1_bias", lambda: bias("fc1_bias", acc1)),
                 c(node, "fc1_out", lambda: quantize_multiplier(acc1 / s_fc1[:, None])),
-                c(node, "act_lut", lambda: np.stack([build_lut(gelu, a, b, 8) for a, b in zip(s_fc1, s_act,
-                                                                                               strict=True)])),
+                c(node, "act_lut", lambda: np.stack([self._gelu_table(a, b) for a, b in zip(s_fc1, s_act,
+                                                                                             strict=True)])),
                 c(node, "fc2_bias", lambda: bias("fc2_bias", acc2)),
                 c(node, "out", lambda: quantize_multiplier(acc2 * s_w / s_out)))
 

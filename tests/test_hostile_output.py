@@ -138,7 +138,7 @@ def test_a_symlinked_output_is_refused(tmp_path, qdir, ckpt, byte_text):
 def test_current_and_home_folders_are_refused(tmp_path, ckpt, byte_text, monkeypatch, where):
     folder = tmp_path / "place"
     folder.mkdir()
-    (folder / "manifest.json").write_text(json.dumps({"format": "edgec-qdir/1", "files": {}}))
+    (folder / "manifest.json").write_text(json.dumps({"format": "edgec-qdir/2", "files": {}}))
     monkeypatch.chdir(folder) if where == "cwd" else monkeypatch.setenv("HOME", str(folder))
     assert_fails_cleanly(_quantize(ckpt, byte_text, folder), "refusing to replace")
     assert (folder / "manifest.json").exists()

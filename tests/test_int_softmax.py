@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgec.numerics.agreement import mean_kl
-from edgec.numerics.softmax import LN2, SOFTMAX_VARIANTS, build_softmax, softmax_int
+from edgec.numerics.softmax import LN2, SOFTMAX_VARIANTS, build_softmax, softmax_int, tabulated
 from edgec.runtime.vit_float import softmax
 
 
@@ -151,3 +151,22 @@ def test_router_accuracy_against_float(variant, max_lsb):
     q, scale = _codes(np.random.default_rng(3).normal(0, 1.5, (2000, 16)))
     p = softmax_int(build_softmax(variant, scale, out_bits=16), q)
     assert np.abs(p / 65535 - softmax(q * scale)).max() * 65535 <= max_lsb
+
+
+@pytest.mark.parametrize("variant", SOFTMAX_VARIANTS)
+@pytest.mark.parametrize("out_bits", [8, 16])
+def test_every_variant_tabulates_bit_exactly_for_int8_scores(variant, out_bits):
+    """The FPGA runs every variant as its 256-entry exp table: identical codes on every score difference."""
+    rng = np.random.default_rng(3)
+    q = rng.integers(-128, 128, (300, 65))
+    q[:5] = [-128] * 64 + [127]  # the widest difference, -255
+    for scale in (0.02, 0.08):
+        k = build_softmax(variant, scale, 8, out_bits)
+        t = tabulated(k)
+        assert t.exp.table.shape == (256,) and t.exp.bits == k.exp.bits
+        assert np.array_equal(softmax_int(t, q), softmax_int(k, q))
+
+
+def test_only_int8_scores_tabulate():
+    with pytest.raises(ValueError, match="only 8-bit scores"):
+        tabulated(build_softmax("exp2", 0.01, 16, 16))

@@ -63,6 +63,7 @@ __all__ = [
     "SoftmaxConstants",
     "build_softmax",
     "softmax_int",
+    "tabulated",
 ]
 
 LN2 = math.log(2.0)
@@ -174,7 +175,7 @@ class LutExp:
     must then be 0 (else the variant is refused)."""
 
     table: np.ndarray
-    bits: ClassVar[int] = LUT_EXP_BITS + 1
+    bits: int = LUT_EXP_BITS + 1
 
     @classmethod
     def build(cls, in_scale: float, in_bits: int) -> LutExp:
@@ -245,6 +246,14 @@ def build_softmax(variant: str, in_scale: float, in_bits: int = 8, out_bits: int
     else:
         exp = Exp2Exp.build(in_scale)
     return SoftmaxConstants(exp, in_bits, out_bits)
+
+
+def tabulated(k: SoftmaxConstants) -> SoftmaxConstants:
+    """The same softmax of int8 scores with its exp read from a 256-entry table of the variant's values at
+    d = -255..0: bit-identical, so every variant is one table in hardware (the FPGA kernel is the lut one)."""
+    if k.in_bits != 8:
+        raise ValueError(f"softmax: only 8-bit scores tabulate into 256 entries, not {k.in_bits}-bit ones")
+    return SoftmaxConstants(LutExp(k.exp(np.arange(-255, 1, dtype=np.int64)), k.exp.bits), 8, k.out_bits)
 
 
 def softmax_int(k: SoftmaxConstants, q: np.ndarray) -> np.ndarray:
