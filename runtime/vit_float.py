@@ -11,17 +11,14 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+from scipy.special import erf
 
 __all__ = ["expert_slots", "gelu", "layer_norm", "moe", "patchify", "softmax", "topk"]
-
-_ERF = np.frompyfunc(math.erf, 1, 1)  # NumPy has no erf; math.erf is the C library's
-
 
 def gelu(x: np.ndarray) -> np.ndarray:
     """x * Phi(x) = x / 2 * (1 + erf(x / sqrt 2)): the exact form (torch's approximate="none"), in float64."""
     x64 = x.astype(np.float64)
-    erf = _ERF(x64 / math.sqrt(2)).astype(np.float64)
-    return (0.5 * x64 * (1 + erf)).astype(x.dtype)
+    return (0.5 * x64 * (1 + erf(x64 / math.sqrt(2)))).astype(x.dtype)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
