@@ -160,13 +160,16 @@ def build(
 
 @app.command()
 def run(
-    folder: Annotated[Path, typer.Argument(help="an edgec build --target cpu output folder")],
+    folder: Annotated[Path, typer.Argument(help="an edgec build --target cpu or orin output folder")],
     prompt: Annotated[str, typer.Option(help="text to continue")] = "The ",
     max_new_tokens: Annotated[int, typer.Option(help="tokens to generate")] = 64,
     temperature: Annotated[float, typer.Option(help="0 for greedy decoding")] = 0.0,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    image: Annotated[Path | None, typer.Option(help="image models: a PNG, JPEG or .npy image to classify")] = None,
+    task: Annotated[str | None, typer.Option(help="image models: only this task (default: every task)")] = None,
 ) -> None:
-    """Stream generated text from the step graph with ONNX Runtime (constant memory)."""
+    """Stream generated text from the step graph, or classify an image (--image), with ONNX Runtime."""
+    from edgec.targets.onnx.build import read_onnx_manifest
     from edgec.targets.onnx.generate import generate
 
     check_range("--max-new-tokens", max_new_tokens, 1, MAX_NEW_TOKENS)
@@ -178,12 +181,27 @@ def run(
         raise DataError("--prompt is not valid UTF-8 text; pass UTF-8 (check the terminal's encoding)") from None
     if size > MAX_PROMPT_BYTES:
         raise DataError(f"--prompt is longer than {MAX_PROMPT_BYTES} bytes; pass a shorter prompt")
+    manifest = read_onnx_manifest(folder, "run")
+    if image is not None or "tasks" in manifest:
+        _classify(folder, manifest, image, task)
+        return
+    if task is not None:
+        raise DataError(f"--task applies to image models; {folder} is a language model build")
     pieces = generate(folder, prompt, max_new_tokens, temperature, seed)  # checks the folder before any output
     sys.stdout.write(prompt)
     for piece in pieces:
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
+
+
+def _classify(folder: Path, manifest: dict, image: Path | None, task: str | None) -> None:
+    from edgec.targets.onnx.classify import classify
+
+    if image is None:
+        raise DataError(f"{folder} is an image model build: pass --image FILE (PNG, JPEG or .npy)")
+    for name, top in classify(folder, manifest, image, task).items():
+        print(f"{name}: " + "  ".join(f"class {c} {100 * p:5.1f}%" for c, p in top))
 
 
 @app.command()

@@ -23,7 +23,7 @@ from edgec.runtime.float_ref import FloatInterpreter
 from edgec.runtime.int_ops import int_matmul
 from edgec.runtime.vit_float import gelu, moe, patchify
 
-__all__ = ["PROBS_SCALE", "QdqSimulator", "dequantize_linear", "quantize_linear"]
+__all__ = ["PROBS_SCALE", "QdqSimulator", "dequantize_linear", "qdq_scales", "quantize_linear"]
 
 PROBS_SCALE = float(np.float32(1 / 127))  # int8 attention probabilities (qdq_pv): [0, 1] onto [0, 127]
 
@@ -40,20 +40,28 @@ def dequantize_linear(q: np.ndarray, scale: float | np.ndarray) -> np.ndarray:
 _QDQ_FIRST_INPUT = (Op.LINEAR, Op.CONV1D_CAUSAL, Op.PATCH_EMBED, Op.ROUTE_LOGITS, Op.MOE)
 
 
+def qdq_scales(qm: QuantizedModel) -> dict[str, float]:
+    """Every value the qdq profile quantizes (a Q/DQ pair in the ONNX graph) and its per-tensor scale."""
+    graph = merged_graph(qm.graphs)
+    points = {n.inputs[0] for n in graph.nodes if n.op in _QDQ_FIRST_INPUT}
+    products = (Op.ATTN_SCORES, Op.ATTN_CONTEXT) if qm.options.qdq_pv else (Op.ATTN_SCORES,)
+    points |= {i for n in graph.nodes if n.op in products for i in n.inputs}
+    probs = {n.outputs[0] for n in graph.nodes if n.op is Op.SOFTMAX}
+    return {v: PROBS_SCALE if v in probs else qm.scales[v] for v in points}
+
+
 class QdqSimulator(FloatInterpreter):
     """Float32 interpreter with Q/DQ islands around every int8 GEMM and conv."""
 
     def __init__(self, qm: QuantizedModel) -> None:
         super().__init__(qm.fparams, dtype=np.float32)  # float parameters: biases, A_log, D
         self.qm = qm
-        graph = merged_graph(qm.graphs)
-        self.q_points = {n.inputs[0] for n in graph.nodes if n.op in _QDQ_FIRST_INPUT}
-        products = (Op.ATTN_SCORES, Op.ATTN_CONTEXT) if qm.options.qdq_pv else (Op.ATTN_SCORES,)
-        self.q_points |= {i for n in graph.nodes if n.op in products for i in n.inputs}
+        self.q_scales = qdq_scales(qm)
+        self.q_points = set(self.q_scales)
 
     def emit(self, node: Node, name: str, value):
         if name in self.q_points:
-            scale = PROBS_SCALE if node.op is Op.SOFTMAX else self.qm.scales[name]
+            scale = self.q_scales[name]
             return dequantize_linear(quantize_linear(value, scale), scale)
         return value
 

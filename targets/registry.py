@@ -57,7 +57,7 @@ TARGETS: dict[str, TargetInfo] = {
     "fpga": TargetInfo("edgec.targets.fpga.build", "Vitis HLS project, C-simulated bit-exact with g++", "edgec-fpga/",
                        {"tokens": 128, "device": "zcu102", "parallelism": None, "csim": True, "trace": False}),
     "cpu": TargetInfo("edgec.targets.onnx.build", "int8 ONNX for ONNX Runtime (exact integer matmuls)", "edgec-onnx/",
-                      {"tokens": 32}),
+                      {"tokens": 32}, ("tokens", "images")),
     "orin": TargetInfo("edgec.targets.orin.build", "int8 Q/DQ ONNX for TensorRT, with its recipe", "edgec-orin/",
                        {"tokens": 32, "jetpack": "6.2", "engine": "auto"}),
 }
@@ -83,9 +83,10 @@ def target_options(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
 def check_compiles(name: str, family: Family) -> None:
     """Refuse, in one line, a model whose kind of input target ``name`` does not compile."""
     if family.inputs not in TARGETS[name].inputs:
-        raise UnsupportedModelError(f"--target {name} compiles models of {' or '.join(TARGETS[name].inputs)} (a decode "
-                                    f"step); {family.title} models take {family.inputs}, and no target builds them in "
-                                    "this version: quantize and eval them with edgec quantize / edgec eval")
+        others = [t for t, info in TARGETS.items() if family.inputs in info.inputs]
+        instead = f"build them with --target {' or '.join(others)}" if others else "no target builds them yet"
+        raise UnsupportedModelError(f"--target {name} compiles models of {' or '.join(TARGETS[name].inputs)} in this "
+                                    f"version; {family.title} models take {family.inputs}: {instead}")
 
 
 def target_of_format(fmt: str) -> str | None:

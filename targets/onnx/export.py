@@ -17,24 +17,38 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgec.errors import UnsupportedOpError
-from edgec.ir import Graph, Node, Op
+from edgec.ir import Graph, Node
 from edgec.numerics.hadamard import HadamardPlan, hadamard_base, sylvester
 from edgec.passes.quantize import QuantizedModel
+from edgec.runtime.sim_qdq import qdq_scales
 from edgec.targets.onnx import mlstm
+from edgec.targets.onnx.vision import VisionEmitters
 
-__all__ = ["FP32_LAYERS_KEY", "OPSET", "FloatWeights", "dequantized_weights", "export_step", "export_step_float",
-           "fp32_layers", "hadamard_factors", "state_shapes"]
+__all__ = ["FP32_LAYERS_KEY", "OPSET", "ExportedGraph", "FloatWeights", "dequantized_weights", "export_image_graph",
+           "export_step", "export_step_float", "fp32_layers", "hadamard_factors", "state_shapes"]
 
 OPSET = 17  # the highest opset TensorRT 8.5 / 8.6 (JetPack 5 / 6.0) parse
 #: metadata_props key of the ONNX node names that must run in fp32 (the recipe pins them; the lint checks them)
 FP32_LAYERS_KEY = "edgec.fp32_layers"
 MAX_HADAMARD_FACTOR = 6  # the 2^m part of a rotation is applied as factors of at most 2^6 = 64
+
+
+@dataclass(frozen=True)
+class ExportedGraph:
+    """An exported graph and the names the checks read: its int8 tensors (QuantizeLinear outputs of IR values),
+    the chosen experts of every router (TopK indices) and the experts' own int8 activations."""
+
+    model: onnx.ModelProto
+    quantized: list[str]
+    routes: list[str]
+    expert_codes: list[str]
 
 
 def state_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
@@ -48,13 +62,15 @@ def fp32_layers(model: onnx.ModelProto) -> list[str]:
     return [name for name in entry.split(",") if name]
 
 
-class _OnnxBuilder:
-    def __init__(self, qm: QuantizedModel, integer_matmul: bool = False) -> None:
+class _OnnxBuilder(VisionEmitters):
+    def __init__(self, qm: QuantizedModel, integer_matmul: bool = False, key: str = "step") -> None:
         self.qm = qm
         self.integer_matmul = integer_matmul
-        self.graph = qm.graphs["step"]
-        prefill = qm.graphs["prefill"]
-        self.q_points = {n.inputs[0] for n in prefill.nodes if n.op in (Op.LINEAR, Op.CONV1D_CAUSAL)}
+        self.graph = qm.graphs[key]
+        self.q_scales = qdq_scales(qm)  # the qdq simulator's Q/DQ points and scales
+        self.q_points = set(self.q_scales)
+        self.routes: list[str] = []  # TopK index outputs, in graph order
+        self.expert_codes: list[str] = []  # each expert's int8 activations (no values of the IR graph)
         self.nodes: list[onnx.NodeProto] = []
         self.inits: dict[str, onnx.TensorProto] = {}
         self.quantized: list[str] = []  # names of the int8 QuantizeLinear outputs, in graph order
@@ -84,8 +100,8 @@ class _OnnxBuilder:
         return self.init("axes_" + "_".join(str(v).replace("-", "m") for v in values), np.array(values, np.int64))
 
     def qdq(self, value: str) -> str:
-        """Quantize-dequantize ``value`` with its calibrated per-tensor scale (a TensorRT Q/DQ pair)."""
-        scale = self.const_f32(f"{value}.scale", self.qm.scales[value])
+        """Quantize-dequantize ``value`` with its per-tensor scale (a TensorRT Q/DQ pair)."""
+        scale = self.const_f32(f"{value}.scale", self.q_scales[value])
         zero = self.init("zero_point_int8", np.array(0, np.int8))
         q = self.node("QuantizeLinear", [value + ".f", scale, zero], value + ".q")
         self.quantized.append(q)
@@ -315,6 +331,21 @@ class _OnnxBuilder:
         return model
 
 
+class _ImageOnnxBuilder(_OnnxBuilder):
+    """A stateless entry graph (images in, logits out: one per task of a ViT-MoE)."""
+
+    def __init__(self, qm: QuantizedModel, key: str, integer_matmul: bool = False) -> None:
+        super().__init__(qm, integer_matmul, key)
+        self.name = "edgec_" + key.replace("/", "_")
+
+    def io(self, lead: tuple) -> tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto]]:
+        (name,) = self.graph.inputs
+        shape = [*lead, *(int(d) for d in self.graph.values[name].shape[1:])]
+        classes = int(self.graph.values["logits"].shape[-1])
+        return ([helper.make_tensor_value_info(name, TensorProto.UINT8, shape)],
+                [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [*lead, classes])])
+
+
 class FloatWeights:
     """Mixin for a builder: the same graph in fp32, float weights and no Q/DQ (the baseline the int8 graph is
     measured against, and the float twin that checks a closed form without int8 rounding in the way)."""
@@ -360,6 +391,12 @@ def export_step(qm: QuantizedModel, integer_matmul: bool = False) -> tuple[onnx.
     """
     builder = _OnnxBuilder(qm, integer_matmul)
     return builder.build(), builder.quantized
+
+
+def export_image_graph(qm: QuantizedModel, key: str, integer_matmul: bool = False) -> ExportedGraph:
+    """Entry graph ``key`` (images -> logits) as ONNX, with the names of its int8 tensors and TopK indices."""
+    builder = _ImageOnnxBuilder(qm, key, integer_matmul)
+    return ExportedGraph(builder.build(), builder.quantized, builder.routes, builder.expert_codes)
 
 
 def export_step_float(qm: QuantizedModel, weights: Mapping[str, np.ndarray]) -> onnx.ModelProto:

@@ -19,8 +19,10 @@ from edgec.targets.onnx.export import state_shapes
 
 __all__ = [
     "BROKEN_ORT_FUSIONS",
+    "ImageAgreement",
     "OnnxAgreement",
     "PrefillAgreement",
+    "compare_images",
     "compare_prefill",
     "compare_with_simulator",
     "decode",
@@ -87,7 +89,7 @@ class _PinnedQdq(QdqSimulator):
     def emit(self, node, name, value):
         value = super().emit(node, name, value)
         if name in self.ort_codes:
-            scale = np.float32(self.qm.scales[name])
+            scale = np.float32(self.q_scales[name])
             self.diffs.append(np.abs(np.rint(value / scale).astype(np.int64) - self.ort_codes[name]))
             return self.ort_codes[name].astype(np.float32) * scale
         return value
@@ -206,3 +208,41 @@ def simulate_io(qm: QuantizedModel, tokens: np.ndarray) -> tuple[list[dict], lis
         outputs.append({k: np.asarray(v, np.float32) for k, v in env.items()})
         state = {k: env[k + "_out"] for k in state}
     return feeds, outputs
+
+
+@dataclass(frozen=True)
+class ImageAgreement:
+    """An image graph (one task) under ONNX Runtime against the qdq simulator on the same images."""
+
+    images: int
+    int8_tensors: int
+    max_lsb: int  # largest |code difference| over every int8 element
+    off_by_one: int
+    elements: int
+    logits_max_rel: float
+    routed_tokens: int  # tokens x MoE layers compared
+    route_flips: int  # of them, tokens whose chosen expert set differs
+    top1_agreement: float  # images with the same arg-max logit
+
+
+def compare_images(exported, qm: QuantizedModel, key: str, images: np.ndarray, pin_int8: bool = True,
+                   optimize: bool = False) -> ImageAgreement:
+    """Run entry graph ``key`` exported as ``exported`` (export.ExportedGraph) in ONNX Runtime and the qdq
+    simulator on ``images``; with ``pin_int8`` each int8 tensor is compared from the same int8 inputs (see
+    _PinnedQdq), and so is each router's choice."""
+    names = [] if optimize else exported.quantized + exported.routes
+    session = ort_session(exported.model, optimize, names or None)
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"images": images}), strict=True))
+    sim = _PinnedQdq(qm) if pin_int8 and not optimize else QdqSimulator(qm)
+    if isinstance(sim, _PinnedQdq):
+        sim.ort_codes = {q.removesuffix(".q"): got[q].astype(np.int64) for q in exported.quantized}
+    env = sim.run(qm.graphs[key], {"images": images}, keep_all=True)
+    diffs = sim.diffs if isinstance(sim, _PinnedQdq) else [
+        np.abs(got[q].astype(np.int64) - np.rint(env[q.removesuffix(".q")] / np.float32(sim.q_scales[
+            q.removesuffix(".q")])).astype(np.int64)) for q in exported.quantized if q in got]
+    same = [(np.sort(got[r], -1) == np.sort(env[r], -1)).all(-1) for r in exported.routes if r in got]
+    return ImageAgreement(len(images), len(diffs), max((int(d.max()) for d in diffs), default=0),
+                          sum(int(np.sum(d == 1)) for d in diffs), sum(d.size for d in diffs),
+                          relative_error(got["logits"], env["logits"]), sum(s.size for s in same),
+                          sum(int((~s).sum()) for s in same),
+                          float(np.mean(got["logits"].argmax(-1) == env["logits"].argmax(-1))))
