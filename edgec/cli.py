@@ -181,10 +181,11 @@ def run(
         raise DataError("--prompt is not valid UTF-8 text; pass UTF-8 (check the terminal's encoding)") from None
     if size > MAX_PROMPT_BYTES:
         raise DataError(f"--prompt is longer than {MAX_PROMPT_BYTES} bytes; pass a shorter prompt")
-    manifest = read_onnx_manifest(folder, "run")
-    if image is not None or "tasks" in manifest:
-        _classify(folder, manifest, image, task)
-        return
+    if image is not None or (folder / "manifest.json").is_file():  # else generate names what is missing
+        manifest = read_onnx_manifest(folder, "run")
+        if image is not None or "tasks" in manifest:
+            _classify(folder, manifest, image, task)
+            return
     if task is not None:
         raise DataError(f"--task applies to image models; {folder} is a language model build")
     pieces = generate(folder, prompt, max_new_tokens, temperature, seed)  # checks the folder before any output

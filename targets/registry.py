@@ -59,7 +59,7 @@ TARGETS: dict[str, TargetInfo] = {
     "cpu": TargetInfo("edgec.targets.onnx.build", "int8 ONNX for ONNX Runtime (exact integer matmuls)", "edgec-onnx/",
                       {"tokens": 32}, ("tokens", "images")),
     "orin": TargetInfo("edgec.targets.orin.build", "int8 Q/DQ ONNX for TensorRT, with its recipe", "edgec-orin/",
-                       {"tokens": 32, "jetpack": "6.2", "engine": "auto"}),
+                       {"tokens": 32, "jetpack": "6.2", "engine": "auto"}, ("tokens", "images")),
 }
 
 

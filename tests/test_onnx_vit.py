@@ -121,3 +121,18 @@ def test_run_refuses_bad_images_in_one_line(tmp_path):
              ((), ("image model build", "--image FILE"))]
     for args, fragments in cases:
         assert_fails_cleanly(run_cli("run", out, *args), *fragments)
+
+
+@pytest.mark.parametrize("jetpack", ["5", "6.0", "6.2"])
+def test_orin_build_is_lint_clean_for_every_tensorrt(tmp_path, jetpack):
+    """TensorRT 8.5 / 8.6 / 10.3: no finding at all; every norm pinned to fp32; one recipe per task."""
+    out = tmp_path / "orin"
+    res = run_cli("build", "vitmoe-tiny", "--target", "orin", "--jetpack", jetpack, "-o", out, "--tokens", "4")
+    assert res.code == 0, res.err
+    report = json.loads((out / "report.json").read_text())
+    assert report["lint"] == {"digit": [], "parity": []}
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert set(recipe) == {"digit", "parity"} and recipe["digit"]["shapes"] == {"images": [1, 32, 32, 3]}
+    assert any(name.endswith(".sq") for name in recipe["digit"]["fp32_layers"])
+    assert "./build_engine_parity.sh" in (out / "build_engine.sh").read_text()
+    assert run_cli("verify", out).code == 0

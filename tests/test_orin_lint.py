@@ -294,3 +294,41 @@ def test_recipe_rejects_bad_shape():
         build_recipe(TRT_8_6, "a.onnx", "a.engine", {"tokens": (0,)})
     with pytest.raises(RecipeError, match="cannot be passed"):
         build_recipe(TRT_8_6, "a.onnx", "a.engine", {"a:b": (1,)})
+
+
+def test_norm_square_that_may_overflow_fp16_is_flagged_unless_bounded_or_pinned():
+    """x * x of a value above 255.9 overflows fp16 (a LayerNorm after attention); pinned or bounded, no finding."""
+    def hits(nodes, inits, pinned=()):
+        model = _model(nodes, inits, outputs=[helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, K])])
+        if pinned:
+            helper.set_model_props(model, {"edgec.fp32_layers": ",".join(pinned)})
+        return [(f.rule, f.node_name, f.severity) for f in lint(model, TRT_8_5) if f.rule == "fp16-square-overflow"]
+
+    square = [helper.make_node("Mul", ["x", "x"], ["y"], name="sq")]
+    assert hits(square, []) == [("fp16-square-overflow", "sq", "error")]
+    assert hits(square, [], ("sq",)) == []
+    two = [_init("two", np.array(2.0, np.float32))]
+    assert hits([helper.make_node("Pow", ["x", "two"], ["y"], name="pow")], two) == [
+        ("fp16-square-overflow", "pow", "error")]
+    assert hits([helper.make_node("Mul", ["x", "x2"], ["y"], name="xy"),
+                 helper.make_node("Identity", ["x"], ["x2"], name="id")], []) == []  # not a square
+    for scale, flagged in ((2.0, True), (1.99, False)):  # a dequantized activation reaches 128 * scale (256 > 255.9)
+        inits = [_init("s", np.array(scale, np.float32)), _init("z", np.array(0, np.int8))]
+        qdq = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q"),
+               helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq"),
+               helper.make_node("Mul", ["xd", "xd"], ["y"], name="sq")]
+        assert bool(hits(qdq, inits)) is flagged, scale
+
+
+def test_activation_matmul_with_one_int8_side_is_a_warning():
+    inits = [_init("s", np.array(0.1, np.float32)), _init("z", np.array(0, np.int8))]
+    q = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q"),
+         helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq"),
+         helper.make_node("Transpose", ["x"], ["xt"], name="t", perm=[1, 0])]
+    one_sided = _model([*q, helper.make_node("MatMul", ["xd", "xt"], ["y"], name="mm")], inits)
+    got = [(f.rule, f.node_name, f.severity) for f in lint(one_sided, TRT_10_3) if f.rule == "qdq-one-sided-matmul"]
+    assert got == [("qdq-one-sided-matmul", "mm", "warning")]
+    both = [*q, helper.make_node("QuantizeLinear", ["xt", "s", "z"], ["tq"], name="q2"),
+            helper.make_node("DequantizeLinear", ["tq", "s", "z"], ["td"], name="dq2"),
+            helper.make_node("MatMul", ["xd", "td"], ["y"], name="mm")]
+    assert not [f for f in lint(_model(both, inits), TRT_10_3) if f.rule == "qdq-one-sided-matmul"]

@@ -74,7 +74,8 @@ def _moe_mlp(g: GraphBuilder, spec: VitMoeSpec, b: int, x: str, task: str) -> st
     experts = w + "experts."
     g.add(Op.MOE, w + "experts", [x, p + "route_weights", p + "route_experts"], {p + "mlp_out": (t, spec.embed_dim)},
           {"fc1_weight": experts + "htoh4.weight", "fc1_bias": experts + "htoh4.bias",
-           "fc2_weight": experts + "h4toh.weight", "fc2_bias": experts + "h4toh.bias"}, experts=e)
+           "fc2_weight": experts + "h4toh.weight", "fc2_bias": experts + "h4toh.bias"}, experts=e,
+          hidden=spec.moe_hidden)
     return p + "mlp_out"
 
 

@@ -149,11 +149,13 @@ class _OnnxBuilder(VisionEmitters):
                   self.output(out))
 
     def _emit_rmsnorm(self, node: Node) -> None:
+        """x / sqrt(mean(x^2) + eps), in fp32 (x^2 overflows fp16 once |x| > 255.9: lint fp16-square-overflow)."""
         x, out = node.inputs[0], node.outputs[0]
-        sq = self.node("Mul", [x, x], out + ".sq")
-        mean = self.node("ReduceMean", [sq], out + ".ms", axes=[-1], keepdims=1)
-        var = self.node("Add", [mean, self.const_f32(f"{out}.eps", node.attrs["eps"])], out + ".var")
-        self.node("Div", [x, self.node("Sqrt", [var], out + ".rms")], self.output(out))
+        with self.fp32_region():
+            sq = self.node("Mul", [x, x], out + ".sq")
+            mean = self.node("ReduceMean", [sq], out + ".ms", axes=[-1], keepdims=1)
+            var = self.node("Add", [mean, self.const_f32(f"{out}.eps", node.attrs["eps"])], out + ".var")
+            self.node("Div", [x, self.node("Sqrt", [var], out + ".rms")], self.output(out))
 
     def _emit_linear(self, node: Node) -> None:
         out = node.outputs[0]
@@ -277,13 +279,14 @@ class _OnnxBuilder(VisionEmitters):
         lead = len(self.graph.values[x].shape) - 1
         xh = self.node("Reshape", [x, self.init(f"shape_{'0_' * lead}{heads}_m1",
                                                  np.array([0] * lead + [heads, -1], np.int64))], out + ".heads")
-        centred = self.node("Sub", [xh, self.node("ReduceMean", [xh], out + ".mean", axes=[-1], keepdims=1)],
-                            out + ".centred")
-        var = self.node("ReduceMean", [self.node("Mul", [centred, centred], out + ".sq")], out + ".var", axes=[-1],
-                        keepdims=1)
-        std = self.node("Sqrt", [self.node("Add", [var, self.const_f32(f"{out}.eps", node.attrs["eps"])],
-                                           out + ".var_eps")], out + ".std")
-        y = self.node("Div", [centred, std], out + ".normed")
+        with self.fp32_region():  # the square (lint fp16-square-overflow)
+            centred = self.node("Sub", [xh, self.node("ReduceMean", [xh], out + ".mean", axes=[-1], keepdims=1)],
+                                out + ".centred")
+            var = self.node("ReduceMean", [self.node("Mul", [centred, centred], out + ".sq")], out + ".var",
+                            axes=[-1], keepdims=1)
+            std = self.node("Sqrt", [self.node("Add", [var, self.const_f32(f"{out}.eps", node.attrs["eps"])],
+                                               out + ".var_eps")], out + ".std")
+            y = self.node("Div", [centred, std], out + ".normed")
         flat = self.init(f"shape_{'0_' * lead}m1", np.array([0] * lead + [-1], np.int64))
         y = self.node("Reshape", [y, flat], out + ".flat" if "weight" in node.weights else self.output(out))
         if "weight" in node.weights:

@@ -57,16 +57,18 @@ class VisionEmitters:
         self.node("Add", [tokens, pos], self.output(out))
 
     def _emit_layernorm(self, node: Node) -> None:
-        """(x - mean) / sqrt(var + eps) over the last axis, decomposed; then the affine if not folded away."""
+        """(x - mean) / sqrt(var + eps) over the last axis, decomposed and in fp32 (the residual stream's square
+        overflows fp16 once |x| > 255.9: lint fp16-square-overflow); then the affine if not folded away."""
         x, out = node.inputs[0], node.outputs[0]
-        centred = self.node("Sub", [x, self.node("ReduceMean", [x], out + ".mean", axes=[-1], keepdims=1)],
-                            out + ".centred")
-        var = self.node("ReduceMean", [self.node("Mul", [centred, centred], out + ".sq")], out + ".var", axes=[-1],
-                        keepdims=1)
-        std = self.node("Sqrt", [self.node("Add", [var, self.const_f32(f"{out}.eps", node.attrs["eps"])],
-                                           out + ".var_eps")], out + ".std")
         gamma, beta = node.weights.get("weight"), node.weights.get("bias")
-        y = self.node("Div", [centred, std], out + ".normed" if gamma or beta else self.output(out))
+        with self.fp32_region():
+            centred = self.node("Sub", [x, self.node("ReduceMean", [x], out + ".mean", axes=[-1], keepdims=1)],
+                                out + ".centred")
+            var = self.node("ReduceMean", [self.node("Mul", [centred, centred], out + ".sq")], out + ".var",
+                            axes=[-1], keepdims=1)
+            std = self.node("Sqrt", [self.node("Add", [var, self.const_f32(f"{out}.eps", node.attrs["eps"])],
+                                               out + ".var_eps")], out + ".std")
+            y = self.node("Div", [centred, std], out + ".normed" if gamma or beta else self.output(out))
         if gamma:
             y = self.node("Mul", [y, self.const_f32(gamma, self.qm.fparams[gamma])],
                           out + ".scaled" if beta else self.output(out))

@@ -55,6 +55,7 @@ CONSTANT_OPERANDS: dict[str, tuple[int, str]] = {
     **{op: (1, "axes") for op in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2")},
 }
 FP16_EXP_LIMIT = float(np.log(65504.0))  # exp(x) overflows fp16 above this (about 11.09)
+FP16_SQUARE_LIMIT = float(np.sqrt(65504.0))  # x * x overflows fp16 above this (about 255.9)
 
 # What edgec emits plus common ops the ONNX parser imports on 8.5, 8.6 and 10.3 (onnx-tensorrt operators.md).
 # LayerNormalization is listed here; its 8.5 gap is a rule of its own.
@@ -432,6 +433,48 @@ def _check_fp16_exp(ctx: _Context) -> Iterator[Finding]:
                       "of the graph", "warning")
 
 
+def _squares(ctx: _Context) -> Iterator[int]:
+    """Nodes that square their input: Mul(x, x), Pow(x, 2) with a constant 2, ReduceSumSquare."""
+    for i in _ops(ctx, "Mul", "Pow", "ReduceSumSquare"):
+        n = ctx.nodes[i]
+        exponent = ctx.values.get(n.input[1]) if n.op_type == "Pow" else None
+        if (n.op_type == "ReduceSumSquare" or (n.op_type == "Mul" and n.input[0] == n.input[1])
+                or (exponent is not None and np.all(exponent == 2))):
+            yield i
+
+
+def _check_fp16_square(ctx: _Context) -> Iterator[Finding]:
+    """A norm's sum of squares overflows fp16 once |x| > 255.9 (TensorRT warns about LayerNorm after attention
+    in fp16 for this reason): such squares must be among the layers the graph keeps in fp32."""
+    pinned = set(fp32_layers(ctx.model))
+    squares = [i for i in _squares(ctx) if ctx.nodes[i].name not in pinned]
+    ranges = value_ranges(ctx.model) if squares else {}
+    for i in squares:
+        lo, hi = ranges.get(ctx.nodes[i].input[0], (-np.inf, np.inf))
+        top = max(abs(lo), abs(hi))
+        if top > FP16_SQUARE_LIMIT:
+            bound = "unbounded" if np.isinf(top) else f"up to {top:.3g} in magnitude"
+            yield ctx.finding("fp16-square-overflow", i, f"{ctx.nodes[i].op_type} squares a value {bound}, which "
+                              f"overflows fp16 above {FP16_SQUARE_LIMIT:.1f} under the recipe's --fp16; list the norm "
+                              f"in the model's {FP32_LAYERS_KEY} metadata")
+
+
+def _check_one_sided_qdq_matmul(ctx: _Context) -> Iterator[Finding]:
+    """A MatMul of two activations runs in INT8 only if both come through DequantizeLinear (QDQBERT's placement);
+    with one side quantized, the Q/DQ pair only adds rounding."""
+    producers = {o: n.op_type for n in ctx.nodes for o in n.output}
+    for i in _ops(ctx, "MatMul"):
+        n = ctx.nodes[i]
+        if any(x in ctx.constant for x in n.input[:2]):
+            continue  # a weight: the weight-axis rules cover it
+        dq = [producers.get(x) == "DequantizeLinear" for x in n.input[:2]]
+        if dq[0] != dq[1]:
+            side = n.input[0] if dq[0] else n.input[1]
+            yield ctx.finding("qdq-one-sided-matmul", i, f"only '{side}' of this activation x activation MatMul is "
+                              "int8; TensorRT runs it in float and the Q/DQ pair only rounds: quantize both inputs or "
+                              "neither", "warning")
+
+
 def _check_supported(ctx: _Context) -> Iterator[Finding]:
     for i, n in enumerate(ctx.nodes):
         if n.domain not in ("", "ai.onnx"):
@@ -468,6 +511,10 @@ RULES: tuple[Rule, ...] = (
          ALL_VERSIONS, _check_constant_operands),
     Rule("fp16-exp-overflow", "Exp that may overflow fp16, not kept in fp32 by the graph's fp32 layer list",
          ALL_VERSIONS, _check_fp16_exp),
+    Rule("fp16-square-overflow", "a norm's square of a value that may exceed 255.9, not kept in fp32",
+         ALL_VERSIONS, _check_fp16_square),
+    Rule("qdq-one-sided-matmul", "activation x activation MatMul with only one int8 input", ALL_VERSIONS,
+         _check_one_sided_qdq_matmul),
 )
 
 

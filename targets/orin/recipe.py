@@ -59,6 +59,7 @@ def build_recipe(
     input_shapes: dict[str, tuple[int, ...]],
     workspace_mib: int = DEFAULT_WORKSPACE_MIB,
     fp32_layers: list[str] | None = None,
+    layer_info: str = LAYER_INFO,
 ) -> tuple[str, dict]:
     """The ``build_engine.sh`` text and the equivalent JSON dict; deterministic for the same arguments.
 
@@ -69,7 +70,7 @@ def build_recipe(
     shapes = format_shapes(input_shapes)
     if shapes:
         flags.append(f"--shapes={shapes}")
-    flags += [f"--memPoolSize=workspace:{int(workspace_mib)}", f"--exportLayerInfo={LAYER_INFO}",
+    flags += [f"--memPoolSize=workspace:{int(workspace_mib)}", f"--exportLayerInfo={layer_info}",
               "--profilingVerbosity=detailed"]
     jetpacks = [jp for jp, v in JETPACK.items() if v == trt]
     alternative = ["--stronglyTyped"] if trt.strongly_typed_flag_available else []
@@ -88,7 +89,7 @@ def build_recipe(
         lines.append(f"# {trt} alternative: replace '--int8 --fp16'{constraints} with '--stronglyTyped' "
                      "(fp16-typed graph).")
     lines += [
-        f"# {LAYER_INFO} (--exportLayerInfo, --profilingVerbosity=detailed) shows which layers really ran INT8.",
+        f"# {layer_info} (--exportLayerInfo, --profilingVerbosity=detailed) shows which layers really ran INT8.",
         "set -euo pipefail",
         'cd "$(dirname "$0")"',
         f'TRTEXEC="${{TRTEXEC:-$(command -v trtexec || echo {TRTEXEC_DEFAULT})}}"',
@@ -112,7 +113,7 @@ def build_recipe(
         "precision": "int8+fp16",
         "fp32_layers": list(fp32_layers or []),
         "workspace_mib": int(workspace_mib),
-        "layer_info": LAYER_INFO,
+        "layer_info": layer_info,
         "flags": flags,
         "command": ["trtexec", *flags],
         "alternative_flags": {"replace": precision, "with": alternative} if alternative else None,

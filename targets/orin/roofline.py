@@ -1,13 +1,19 @@
-"""Roofline estimate of batch-1 decode latency on Jetson Orin: int8 against fp16 weights.
+"""Roofline estimate of batch-1 latency on Jetson Orin: int8 against fp16 weights, per call of a graph.
 
-Decode is bandwidth bound: every weight is read once per token, and the recurrent state is read and
-written. latency = max(bytes / (efficiency x DRAM bandwidth), 2 x MACs / dense peak). Dense peaks
-(no sparsity) and bandwidths are from ../shared/REFERENCES.md ("TensorRT and Jetson Orin").
+A call is one decode step of a step graph (every weight read once per token, the recurrent state read and
+written: bandwidth bound), or one image through a task graph (every weight read once, each used by every
+token: compute bound at ViT widths). latency = max(bytes / (efficiency x DRAM bandwidth), 2 x MACs / dense
+peak). Dense peaks (no sparsity) and bandwidths are from ../shared/REFERENCES.md ("TensorRT and Jetson Orin").
 
-The traffic is counted per op of the step graph (any family), from its value shapes alone, so a graph
-built from a spec without weights (xLSTM-7B widths, say) has a roofline too:
+The traffic is counted per op (any family), from value shapes alone, so a graph built from a spec without
+weights (xLSTM-7B widths, say) has a roofline too; ``rows`` is the tokens a value holds per call (1 in a step
+graph, the patches and cls token of an image):
 
-- LINEAR: in x out weights (one MAC each); EMBED: one row; CONV1D_STEP: channels x taps;
+- LINEAR: in x out weights, rows x in x out MACs; EMBED: one row; CONV1D_STEP: channels x taps;
+- PATCH_EMBED: D x C x P x P weights, one MAC per weight and patch; ROUTE_LOGITS: D x E, per token;
+- ATTN_SCORES and ATTN_CONTEXT: T x T x D MACs each (no weights);
+- MOE: all experts' weights (2 x E x D x Hm: every expert is read once per image) and, as the ONNX graph is
+  dense-masked, every expert on every token (E / k times the MACs a dispatching kernel would do);
 - HADAMARD: its Kronecker factors (K^2 + sum f^2 fp32 constants, as the ONNX exporter writes them);
 - stateful steps (conv window, SSM h, mLSTM C, n and m): each state element read and written in fp32
   (8 bytes per token, in both precisions), two MACs per element (update and read-out).
@@ -55,6 +61,14 @@ def _width(graph: Graph, value: str) -> int:
     return int(graph.values[value].shape[-1])
 
 
+def _rows(graph: Graph, value: str) -> int:
+    """Tokens per call of a [batch, ..., width] value: the product of its middle dimensions (1 if none)."""
+    count = 1
+    for d in graph.values[value].shape[1:-1]:
+        count *= int(d)
+    return count
+
+
 def _state_elements(graph: Graph, node: Node) -> int:
     total = 0
     for name in node.inputs:
@@ -70,9 +84,18 @@ def decode_traffic(step: Graph) -> DecodeTraffic:
     """Count the per-token traffic of a step graph, op by op (see the module docstring)."""
     weights = macs = state = consts = 0
     for node in step.nodes:
-        if node.op is Op.LINEAR:
-            w = _width(step, node.inputs[0]) * _width(step, node.outputs[0])
-            weights, macs = weights + w, macs + w
+        if node.op in (Op.LINEAR, Op.ROUTE_LOGITS, Op.PATCH_EMBED):
+            rows = _rows(step, node.outputs[0])
+            w = (_width(step, node.outputs[0]) * (_width(step, node.inputs[0]) if node.op is not Op.PATCH_EMBED
+                                                  else int(step.values[node.inputs[0]].shape[-1])
+                                                  * node.attrs["patch"] ** 2))
+            weights, macs = weights + w, macs + rows * w
+        elif node.op in (Op.ATTN_SCORES, Op.ATTN_CONTEXT):
+            v = node.inputs[1]
+            macs += _rows(step, v) ** 2 * _width(step, v)
+        elif node.op is Op.MOE:
+            w = 2 * node.attrs["experts"] * _width(step, node.inputs[0]) * node.attrs["hidden"]
+            weights, macs = weights + w, macs + _rows(step, node.inputs[0]) * w
         elif node.op is Op.EMBED:
             weights += _width(step, node.outputs[0])
         elif node.op is Op.HADAMARD:
@@ -101,15 +124,18 @@ def decode_roofline(step: Graph) -> list[dict]:
         int8_ms = 1e3 * max(int8_bytes / bw, 2 * t.macs / (dev.int8_tops * 1e12))
         fp16_ms = 1e3 * max(fp16_bytes / bw, 2 * t.macs / (dev.fp16_tflops * 1e12))
         rows.append({**asdict(dev), "int8_ms": int8_ms, "fp16_ms": fp16_ms, "speedup": fp16_ms / int8_ms,
-                     "int8_bytes": int8_bytes, "fp16_bytes": fp16_bytes, "state_bytes": t.state_bytes})
+                     "int8_bytes": int8_bytes, "fp16_bytes": fp16_bytes, "state_bytes": t.state_bytes,
+                     "macs": t.macs})
     return rows
 
 
-def format_roofline(rows: list[dict]) -> str:
-    lines = [f"{'device':<15} {'int8 ms/token':>14} {'fp16 ms/token':>14} {'int8 speed-up':>14}"]
+def format_roofline(rows: list[dict], unit: str = "token") -> str:
+    head = f"ms/{unit}"
+    lines = [f"{'device':<15} {'int8 ' + head:>14} {'fp16 ' + head:>14} {'int8 speed-up':>14}"]
     lines += [f"{r['name']:<15} {r['int8_ms']:>14.3f} {r['fp16_ms']:>14.3f} {r['speedup']:>13.2f}x" for r in rows]
     if rows:
         r = rows[0]
-        lines.append(f"per token: int8 {r['int8_bytes'] / 1e6:.2f} MB, fp16 {r['fp16_bytes'] / 1e6:.2f} MB, of which "
-                     f"fp32 state read + written {r['state_bytes'] / 1e6:.2f} MB")
+        state = f", of which fp32 state read + written {r['state_bytes'] / 1e6:.2f} MB" if r["state_bytes"] else ""
+        lines.append(f"per {unit}: int8 {r['int8_bytes'] / 1e6:.2f} MB, fp16 {r['fp16_bytes'] / 1e6:.2f} MB{state}; "
+                     f"{2 * r['macs'] / 1e9:.3f} GOP")
     return "\n".join(lines)
