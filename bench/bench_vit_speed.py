@@ -26,16 +26,22 @@ from edgec.zoo import BUNDLED
 ROUNDS = 3
 
 
-def _torch_runner(folder, task: str) -> Callable[[np.ndarray], object]:
-    import torch
+def reference_module(folder):
+    """The torch reference (edgec.zoo.vit_moe_ref) of a checkpoint folder."""
     from safetensors.torch import load_file
 
     from edgec.zoo.vit_moe_ref import VitMoe
 
-    torch.set_num_threads(1)
-    model = edgec.load_checkpoint(folder)
-    ref = VitMoe(model.spec).eval()
+    ref = VitMoe(edgec.load_checkpoint(folder).spec).eval()
     ref.load_state_dict(load_file(str(folder / "model.safetensors")))
+    return ref
+
+
+def torch_runner(ref, task: str) -> Callable[[np.ndarray], object]:
+    """Run ``ref`` on uint8 images, one thread, no autograd."""
+    import torch
+
+    torch.set_num_threads(1)
 
     def run(images: np.ndarray) -> object:
         with torch.no_grad():
@@ -60,7 +66,7 @@ def main() -> None:
     interpreters = {"edgec float interpreter": (FloatInterpreter(model.weights), model.graphs[name]),
                     "edgec int simulator": (IntSimulator(qm), qm.graphs[name]),
                     "edgec qdq simulator": (QdqSimulator(qm), qm.graphs[name])}
-    runners = {"torch reference fp32": _torch_runner(entry.folder, task)} | {
+    runners = {"torch reference fp32": torch_runner(reference_module(entry.folder), task)} | {
         label: (lambda x, i=interp, g=graph: i.run(g, {"images": x}))
         for label, (interp, graph) in interpreters.items()}
     best = dict.fromkeys(runners, float("inf"))

@@ -136,3 +136,16 @@ def test_orin_build_is_lint_clean_for_every_tensorrt(tmp_path, jetpack):
     assert any(name.endswith(".sq") for name in recipe["digit"]["fp32_layers"])
     assert "./build_engine_parity.sh" in (out / "build_engine.sh").read_text()
     assert run_cli("verify", out).code == 0
+
+
+def test_float_twin_tracks_the_int8_graph(bundled):
+    """The fp32 baseline of bench/bench_vit_onnx.py: the same graph with dequantized weights and no Q/DQ."""
+    from edgec.targets.onnx.export import dequantized_weights, export_image_graph_float
+
+    model, qm = bundled
+    images = load_images(ENTRY.eval, model.spec).images[:64]
+    key = graph_name("digit")
+    twin = ort_session(export_image_graph_float(qm, key, dequantized_weights(qm))).run(["logits"], {"images": images})[0]
+    sim = QdqSimulator(qm).run(qm.graphs[key], {"images": images})["logits"]
+    assert 10 * np.log10(np.sum(sim**2) / np.sum((twin - sim) ** 2)) > 25
+    assert np.mean(twin.argmax(-1) == sim.argmax(-1)) >= 0.95

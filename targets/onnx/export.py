@@ -24,15 +24,16 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgec.errors import UnsupportedOpError
-from edgec.ir import Graph, Node
+from edgec.ir import Graph, Node, Op
 from edgec.numerics.hadamard import HadamardPlan, hadamard_base, sylvester
-from edgec.passes.quantize import QuantizedModel
+from edgec.passes.quantize import QuantizedModel, merged_graph
 from edgec.runtime.sim_qdq import qdq_scales
 from edgec.targets.onnx import mlstm
 from edgec.targets.onnx.vision import VisionEmitters
 
 __all__ = ["FP32_LAYERS_KEY", "OPSET", "ExportedGraph", "FloatWeights", "dequantized_weights", "export_image_graph",
-           "export_step", "export_step_float", "fp32_layers", "hadamard_factors", "state_shapes"]
+           "export_image_graph_float", "export_step", "export_step_float", "fp32_layers", "hadamard_factors",
+           "state_shapes"]
 
 OPSET = 17  # the highest opset TensorRT 8.5 / 8.6 (JetPack 5 / 6.0) parse
 #: metadata_props key of the ONNX node names that must run in fp32 (the recipe pins them; the lint checks them)
@@ -367,15 +368,32 @@ class FloatWeights:
         table = self.init(node.weights["weight"] + ".f32", self.weights[node.weights["weight"]].astype(np.float32))
         self.node("Gather", [table, node.inputs[0]], node.outputs[0], axis=0)
 
+    def dq_columns(self, name: str) -> str:
+        return self.init(f"{name}.f32", self.weights[name].astype(np.float32))
+
+    def dq_expert(self, weight: str, e: int) -> str:
+        return self.init(f"{weight}.{e}.f32", np.ascontiguousarray(self.weights[weight][e].astype(np.float32).T))
+
 
 class _FloatOnnxBuilder(FloatWeights, _OnnxBuilder):
     """The step graph in fp32."""
 
 
+class _FloatImageBuilder(FloatWeights, _ImageOnnxBuilder):
+    """An image graph in fp32."""
+
+
 def dequantized_weights(qm: QuantizedModel) -> dict[str, np.ndarray]:
-    """Every int8 weight times its per-channel scales (float32): the weights the int8 graph computes with."""
-    return {name: q.astype(np.float32) * qm.wscales[name].astype(np.float32).reshape(-1, *[1] * (q.ndim - 1))
-            for name, q in qm.qweights.items()}
+    """Every int8 weight times its per-channel scales (float32): the weights the int8 graph computes with.
+    A router's [D, E] weight has one scale per column; every other weight per leading channel (an expert
+    stack [E, out, in] per expert and output channel)."""
+    columns = {n.weights["weight"] for n in merged_graph(qm.graphs).nodes if n.op is Op.ROUTE_LOGITS}
+    out = {}
+    for name, q in qm.qweights.items():
+        scale = qm.wscales[name].astype(np.float32)
+        out[name] = q.astype(np.float32) * (scale if name in columns else
+                                            scale.reshape(*scale.shape, *[1] * (q.ndim - scale.ndim)))
+    return out
 
 
 def hadamard_factors(plan: HadamardPlan) -> list[int]:
@@ -400,6 +418,11 @@ def export_image_graph(qm: QuantizedModel, key: str, integer_matmul: bool = Fals
     """Entry graph ``key`` (images -> logits) as ONNX, with the names of its int8 tensors and TopK indices."""
     builder = _ImageOnnxBuilder(qm, key, integer_matmul)
     return ExportedGraph(builder.build(), builder.quantized, builder.routes, builder.expert_codes)
+
+
+def export_image_graph_float(qm: QuantizedModel, key: str, weights: Mapping[str, np.ndarray]) -> onnx.ModelProto:
+    """Entry graph ``key`` in fp32 with the float weights of the same rewritten model (the baseline)."""
+    return _FloatImageBuilder(qm, weights, key).build()
 
 
 def export_step_float(qm: QuantizedModel, weights: Mapping[str, np.ndarray]) -> onnx.ModelProto:

@@ -113,12 +113,8 @@ class VisionEmitters:
 
     def _emit_route_logits(self, node: Node) -> None:
         """x @ W [D, E]: int8 columns with one scale per expert (axis 1)."""
-        out, name = node.outputs[0], node.weights["weight"]
-        zero = self.init(f"{name}.zero", np.zeros(self.qm.wscales[name].shape, np.int8))
-        w = self.node("DequantizeLinear", [self.init(f"{name}.int8", self.qm.qweights[name]),
-                                           self.const_f32(f"{name}.scale", self.qm.wscales[name]), zero],
-                      f"{name}.dq", axis=1)
-        y = self.node("MatMul", [node.inputs[0], w], out + ".mm")
+        out = node.outputs[0]
+        y = self.node("MatMul", [node.inputs[0], self.dq_columns(node.weights["weight"])], out + ".mm")
         self.node("Identity", [self.bias(node, y)], self.output(out))
 
     def _emit_topk(self, node: Node) -> None:
@@ -137,11 +133,12 @@ class VisionEmitters:
             name = f"{node.name}.e{e}"
             h = self._expert_linear(x, w["fc1_weight"], e, w.get("fc1_bias"), name + ".fc1")
             act = self._gelu(h, name + ".act.f")
-            scale = self.const_f32(f"{name}.act.scale", qm.state_scales[f"{node.name}/act/{e}"])
-            zero = self.init("zero_point_int8", np.array(0, np.int8))
-            q = self.node("QuantizeLinear", [act, scale, zero], name + ".act.q")
-            self.expert_codes.append(q)
-            act = self.node("DequantizeLinear", [q, scale, zero], name + ".act")
+            if self.q_points:  # the int8 graph (the float twin has none)
+                scale = self.const_f32(f"{name}.act.scale", qm.state_scales[f"{node.name}/act/{e}"])
+                zero = self.init("zero_point_int8", np.array(0, np.int8))
+                q = self.node("QuantizeLinear", [act, scale, zero], name + ".act.q")
+                self.expert_codes.append(q)
+                act = self.node("DequantizeLinear", [q, scale, zero], name + ".act")
             y = self._expert_linear(act, w["fc2_weight"], e, w.get("fc2_bias"), name + ".fc2")
             chose = self.node("Cast", [self.node("Equal", [indices, self.init(f"expert_{e}", np.array(e, np.int64))],
                                                  name + ".chose")], name + ".chosef", to=TensorProto.FLOAT)
@@ -151,14 +148,24 @@ class VisionEmitters:
             total = y if total is None else self.node("Add", [total, y], f"{name}.sum")
         self.node("Identity", [total], self.output(out))
 
-    def _expert_linear(self, x: str, weight: str, e: int, bias: str | None, name: str) -> str:
-        """Expert e's linear layer: weight [E, out, in] int8, one scale per (expert, output channel)."""
+    def dq_columns(self, name: str) -> str:
+        """A [D, E] int8 weight behind a DequantizeLinear with one scale per column (axis 1)."""
+        zero = self.init(f"{name}.zero", np.zeros(self.qm.wscales[name].shape, np.int8))
+        return self.node("DequantizeLinear", [self.init(f"{name}.int8", self.qm.qweights[name]),
+                                              self.const_f32(f"{name}.scale", self.qm.wscales[name]), zero],
+                         f"{name}.dq", axis=1)
+
+    def dq_expert(self, weight: str, e: int) -> str:
+        """Expert e's [in, out] weight from [E, out, in] int8, one scale per (expert, output channel)."""
         q, scale = self.qm.qweights[weight][e], self.qm.wscales[weight][e].astype(np.float32)
         codes = self.init(f"{weight}.{e}.int8", np.ascontiguousarray(q.T))
         zero = self.init(f"{weight}.{e}.zero", np.zeros(scale.shape, np.int8))
-        dq = self.node("DequantizeLinear", [codes, self.init(f"{weight}.{e}.scale", scale), zero], f"{weight}.{e}.dq",
-                       axis=1)
-        y = self.node("MatMul", [x, dq], name + ".mm")
+        return self.node("DequantizeLinear", [codes, self.init(f"{weight}.{e}.scale", scale), zero],
+                         f"{weight}.{e}.dq", axis=1)
+
+    def _expert_linear(self, x: str, weight: str, e: int, bias: str | None, name: str) -> str:
+        """Expert e's linear layer on every token."""
+        y = self.node("MatMul", [x, self.dq_expert(weight, e)], name + ".mm")
         if bias is None:
             return y
         return self.node("Add", [y, self.const_f32(f"{bias}.{e}", self.qm.fparams[bias][e])], name)
