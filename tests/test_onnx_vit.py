@@ -145,7 +145,8 @@ def test_float_twin_tracks_the_int8_graph(bundled):
     model, qm = bundled
     images = load_images(ENTRY.eval, model.spec).images[:64]
     key = graph_name("digit")
-    twin = ort_session(export_image_graph_float(qm, key, dequantized_weights(qm))).run(["logits"], {"images": images})[0]
+    twin_graph = export_image_graph_float(qm, key, dequantized_weights(qm))
+    twin = ort_session(twin_graph).run(["logits"], {"images": images})[0]
     sim = QdqSimulator(qm).run(qm.graphs[key], {"images": images})["logits"]
     assert 10 * np.log10(np.sum(sim**2) / np.sum((twin - sim) ** 2)) > 25
     assert np.mean(twin.argmax(-1) == sim.argmax(-1)) >= 0.95
