@@ -170,3 +170,11 @@ def test_every_variant_tabulates_bit_exactly_for_int8_scores(variant, out_bits):
 def test_only_int8_scores_tabulate():
     with pytest.raises(ValueError, match="only 8-bit scores"):
         tabulated(build_softmax("exp2", 0.01, 16, 16))
+
+
+def test_long_flat_rows_round_to_zero_not_minus_one():
+    """A row sum so large that the final shift passes 62 (8-bit output, 1024 equal i-exp scores): each
+    probability, 255 / 1024 of an LSB below one half, is 0."""
+    k = tabulated(build_softmax("ibert", 0.06, 8, 8))
+    assert softmax_int(k, np.zeros((1, 1024), np.int64)).tolist() == [[0] * 1024]
+    assert softmax_int(build_softmax("exp2", 0.01, 16, 1), np.zeros((1, 8), np.int64)).tolist() == [[0] * 8]

@@ -264,4 +264,6 @@ def softmax_int(k: SoftmaxConstants, q: np.ndarray) -> np.ndarray:
     e = k.exp(q - q.max(axis=-1, keepdims=True))
     y, s = reciprocal_fixed(e.sum(axis=-1, keepdims=True))  # sum < 2^31 * row length
     top, r = (1 << k.out_bits) - 1, k.norm_shift
-    return np.minimum(rshift_round(e * rshift_round(y * top, r), s - r), top)
+    shift = s - r  # beyond 62 (a row sum >= 2^(33 + R): long, flat rows) e * mult < 2^62 rounds to 0
+    p = rshift_round(e * rshift_round(y * top, r), np.minimum(shift, 62))
+    return np.minimum(np.where(shift > 62, 0, p), top)

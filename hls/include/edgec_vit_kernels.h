@@ -229,7 +229,7 @@ void softmax_normalize(const int64_t e[N], int64_t sum, int exp_bits, int out_bi
 softmax_scale:
     for (int i = 0; i < N; i++) {
 #pragma HLS PIPELINE II = 1
-        const int64_t v = rshift_round(e[i] * mult, s - r);
+        const int64_t v = s - r > 62 ? 0 : rshift_round(e[i] * mult, s - r);  // beyond 62: below half an LSB
         p[i] = v < top ? v : top;
     }
 }
