@@ -2,14 +2,17 @@
 
 Nodes run one after another, so a value needs storage from the node that writes it to the last node
 that reads it. ``assign_buffers`` walks the graph in order and hands each output a free buffer of its
-width (a new one if none is free), then frees the inputs whose last reader this node is. An output
-never shares a buffer with an input of its own node, so no kernel reads and writes the same array.
-Graph outputs stay allocated to the end. The result depends on the graph alone, for any family.
+size (elements without the batch axis; a new one if none is free), then frees the inputs whose last
+reader this node is. An output never shares a buffer with an input of its own node, so no kernel reads
+and writes the same array. A value written by several nodes (each task's own router of a merged task
+schedule) keeps the buffer of its first writer. Graph outputs stay allocated to the end. The result
+depends on the graph alone, for any family.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 
 from edgec.ir import Graph
@@ -21,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 def assign_buffers(graph: Graph, skip: Iterable[str] = ()) -> dict[str, tuple[str, int]]:
-    """Map each value written by a node (except ``skip``: state outputs) to (buffer name, width)."""
+    """Map each value written by a node (except ``skip``: state outputs) to (buffer name, size)."""
     skip = set(skip) | set(graph.inputs)
     last: dict[str, int] = {}
     for i, node in enumerate(graph.nodes):
@@ -34,9 +37,9 @@ def assign_buffers(graph: Graph, skip: Iterable[str] = ()) -> dict[str, tuple[st
     count = 0
     for i, node in enumerate(graph.nodes):
         for out in node.outputs:
-            if out in skip:
+            if out in skip or out in assigned:
                 continue
-            width = int(graph.values[out].shape[-1])
+            width = math.prod(int(d) for d in graph.values[out].shape[1:])
             pool = free.setdefault(width, [])
             if pool:
                 assigned[out] = (pool.pop(0), width)

@@ -1,0 +1,84 @@
+"""C simulation of an image model's project (tb_edgec_image) against the int simulator, call by call."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgec.hls.toolchain import ap_types_dir, compile_program, run_program
+from edgec.ir import entry_graphs
+from edgec.passes.quantize import QuantizedModel
+from edgec.runtime.sim_int import IntSimulator
+from edgec.targets.fpga.csim import CsimResult, _read_trace
+
+__all__ = ["golden_calls", "run_image_csim", "simulate_images"]
+
+
+def golden_calls(tasks: int, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every image under every task: (images [N x tasks, H, W, C], task index per call)."""
+    return np.repeat(images, tasks, axis=0), np.tile(np.arange(tasks, dtype=np.int64), len(images))
+
+
+def simulate_images(qm: QuantizedModel, images: np.ndarray, tasks: np.ndarray, trace: bool = False
+                    ) -> tuple[np.ndarray, list[dict]]:
+    """The int simulator's logit codes per call, padded with 0 to the widest head, and with ``trace`` every
+    value of each call."""
+    keys = list(entry_graphs(qm.graphs))
+    width = max(int(qm.graphs[k].values["logits"].shape[-1]) for k in keys)
+    sim, out, envs = IntSimulator(qm), np.zeros((len(images), width), np.int64), []
+    for t, key in enumerate(keys):
+        rows = np.flatnonzero(tasks == t)
+        if len(rows):
+            env = sim.run(qm.graphs[key], {"images": images[rows]}, keep_all=trace)
+            out[rows, :env["logits"].shape[-1]] = env["logits"]
+            if trace:
+                envs += [(int(r), {k: v[i] for k, v in env.items()}) for i, r in enumerate(rows)]
+    return out, [env for _, env in sorted(envs, key=lambda e: e[0])]
+
+
+def _first_difference(records, envs: list[dict], per_call: int, graph) -> str:
+    for n, env in enumerate(envs):
+        for name, got in records[n * per_call:(n + 1) * per_call]:
+            want = np.asarray(env[name]).reshape(-1)
+            if not np.array_equal(got, want):
+                node = graph.producer(name)
+                bad = int(np.flatnonzero(got != want)[0])
+                return (f"call {n}: %{name} of node {node.name} ({node.op.value}) differs first at index {bad}: "
+                        f"csim {int(got[bad])}, simulator {int(want[bad])}")
+    return ""
+
+
+def run_image_csim(project: Path, qm: QuantizedModel, images: np.ndarray, tasks: np.ndarray, traced: list[str],
+                   trace: bool = False, expected: np.ndarray | None = None, workdir: Path | None = None) -> CsimResult:
+    """Compile the project's testbench, run every (image, task) call and compare every logit with the
+    simulator; with ``trace`` every shared node's output of every call, naming the first difference."""
+    envs: list[dict] = []
+    if expected is None or trace:
+        expected, envs = simulate_images(qm, images, tasks, trace)
+    with tempfile.TemporaryDirectory(prefix="edgec-csim-", dir=workdir) as tmp:
+        tmp_path = Path(tmp)
+        start = time.perf_counter()
+        exe = compile_program([project / "tb" / "tb_edgec_image.cpp", project / "firmware" / "edgec_top.cpp"],
+                              tmp_path / "tb_edgec_image", [project / "firmware", ap_types_dir()])
+        compile_s = time.perf_counter() - start
+        images.astype(np.uint8).tofile(tmp_path / "images.bin")
+        tasks.astype("<i8").tofile(tmp_path / "tasks.bin")
+        args = [project / "data" / "weights.bin", tmp_path / "images.bin", tmp_path / "tasks.bin",
+                tmp_path / "logits.bin"]
+        if trace:
+            args += ["--trace", tmp_path / "trace.bin"]
+        start = time.perf_counter()
+        run_program(exe, args)
+        run_s = time.perf_counter() - start
+        got = np.fromfile(tmp_path / "logits.bin", "<i8").reshape(len(images), -1)
+        first = ""
+        if trace:
+            from edgec.targets.fpga.emit_images import merge_task_graphs
+
+            graph, _ = merge_task_graphs({k: qm.graphs[k] for k in entry_graphs(qm.graphs)})
+            first = _first_difference(_read_trace(tmp_path / "trace.bin"), envs, len(traced), graph)
+    equal = int(np.sum(got == expected)) if got.shape == expected.shape else 0
+    return CsimResult(len(images), equal, int(expected.size), compile_s, run_s, first)
