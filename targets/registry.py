@@ -55,7 +55,8 @@ class TargetInfo:
 
 TARGETS: dict[str, TargetInfo] = {
     "fpga": TargetInfo("edgec.targets.fpga.build", "Vitis HLS project, C-simulated bit-exact with g++", "edgec-fpga/",
-                       {"tokens": 128, "device": "zcu102", "parallelism": None, "csim": True, "trace": False}),
+                       {"tokens": 128, "device": "zcu102", "parallelism": None, "csim": True, "trace": False},
+                       ("tokens", "images")),
     "cpu": TargetInfo("edgec.targets.onnx.build", "int8 ONNX for ONNX Runtime (exact integer matmuls)", "edgec-onnx/",
                       {"tokens": 32}, ("tokens", "images")),
     "orin": TargetInfo("edgec.targets.orin.build", "int8 Q/DQ ONNX for TensorRT, with its recipe", "edgec-orin/",

@@ -453,6 +453,36 @@ moe_out:
     }
 }
 
+// A linear layer on T tokens with each weight row read once per call (edgec::linear per token would stream
+// the weights T times): output channel n outermost, its K int8 weights copied on chip, then every token's dot
+// product, exactly edgec::linear's integer arithmetic (bias, then requant(acc, m[n], shift[n], BITS); BITS = 0
+// keeps the accumulator). x [T, K], y [T, N].
+template <int T, int K, int N, int P, bool HAS_BIAS, int BITS>
+void linear_tokens(const int64_t x[T * K], const int8_t *w, const int64_t *bias, const int64_t *m,
+                   const int64_t *shift, int64_t y[T * N]) {
+    int8_t row[K];
+#pragma HLS ARRAY_PARTITION variable = row cyclic factor = P
+linear_tokens_channels:
+    for (int n = 0; n < N; n++) {
+    linear_tokens_load:
+        for (int k = 0; k < K; k++) {
+#pragma HLS PIPELINE II = 1
+            row[k] = w[(int64_t)n * K + k];
+        }
+    linear_tokens_rows:
+        for (int t = 0; t < T; t++) {
+            int64_t acc = HAS_BIAS ? bias[n] : 0;
+        linear_tokens_dot:
+            for (int k = 0; k < K; k++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS UNROLL factor = P
+                acc += x[t * K + k] * (int64_t)row[k];
+            }
+            y[t * N + n] = BITS ? requant(acc, m[n], (int)shift[n], BITS) : acc;
+        }
+    }
+}
+
 }  // namespace edgec
 
 #endif  // EDGEC_VIT_KERNELS_H

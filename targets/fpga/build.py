@@ -11,16 +11,23 @@ from typing import Any
 import numpy as np
 
 from edgec.errors import DataError, EdgecError
+from edgec.ir import Op, entry_graphs
 from edgec.manifest import write_manifest
 from edgec.outdir import atomic_dir
 from edgec.passes.pipeline import lower_int_constants
 from edgec.passes.quantize import QuantizedModel
 from edgec.runtime.sim_int import IntSimulator
+from edgec.targets.fpga.costs import MACS_PER_DSP
 from edgec.targets.fpga.csim import CsimResult, require_bit_exact, run_csim, simulate_steps
-from edgec.targets.fpga.devices import get_device
+from edgec.targets.fpga.csim_images import golden_calls, run_image_csim, simulate_images
+from edgec.targets.fpga.devices import FpgaDevice, get_device
 from edgec.targets.fpga.emit import emit_design
+from edgec.targets.fpga.emit_images import emit_image_design
 from edgec.targets.fpga.estimate import estimate, format_estimate
+from edgec.targets.fpga.estimate_images import estimate_image, format_image_estimate
 from edgec.targets.fpga.project import write_project
+from edgec.targets.fpga.project_images import write_image_project
+from edgec.targets.onnx.build_images import golden_images, is_image_model, task_of
 
 __all__ = ["FORMAT", "UNHASHED", "build_fpga", "golden_tokens"]
 
@@ -43,6 +50,8 @@ def build_fpga(qm: QuantizedModel, output: Path, device_name: str = "zcu102", pa
     device = get_device(device_name)
     if trace and not csim:
         raise EdgecError("--trace compares C simulation layer by layer: it cannot be used with --no-csim")
+    if is_image_model(qm):
+        return build_fpga_images(qm, output, device, parallelism, csim, trace, tokens)
     # The generated kernels process one element per cycle outside the matrix-vector engine (lanes = 1);
     # the engine gets the smallest P that already meets the DRAM bound (else DEFAULT_PARALLELISM).
     step = {"graph": qm.graphs["step"], "bits": qm.bits, "lanes": KERNEL_LANES}
@@ -73,6 +82,53 @@ def build_fpga(qm: QuantizedModel, output: Path, device_name: str = "zcu102", pa
     return report
 
 
+def _image_parallelism(qm: QuantizedModel, device: FpgaDevice) -> int:
+    """The widest engine within half the part's DSPs (compute bound: wider is faster), at most the widest
+    reduction of the model (P / 2 covers it)."""
+    widest = max(int(g.values[n.inputs[0]].shape[-1]) for g in entry_graphs(qm.graphs).values()
+                 for n in g.nodes if n.op in (Op.LINEAR, Op.MOE))
+    p = MACS_PER_DSP
+    while 2 * p <= MACS_PER_DSP * (1 << (widest - 1).bit_length()) and (
+            estimate_image(qm, device, 2 * p).dsp <= device.dsp // 2):
+        p *= 2
+    return p
+
+
+def build_fpga_images(qm: QuantizedModel, output: Path, device: FpgaDevice, parallelism: int | None, csim: bool,
+                      trace: bool, images: int) -> dict:
+    """The HLS project of an image model: every golden image under every task, C-simulated bit-exact."""
+    p = parallelism or _image_parallelism(qm, device)
+    est = estimate_image(qm, device, p)
+    if not est.fits:
+        raise EdgecError(f"{device.name}: the design does not fit: {'; '.join(est.notes) or 'DSP or BRAM'}")
+    design = emit_image_design(qm, p)
+    keys = list(entry_graphs(qm.graphs))
+    shape = tuple(int(d) for d in qm.graphs[keys[0]].values["images"].shape[1:])
+    calls, tasks = golden_calls(len(keys), golden_images(shape, images))
+    expected, _ = simulate_images(qm, calls, tasks)
+    sim = IntSimulator(qm)
+    scales = {task_of(k): sim.logits_scale(k) for k in keys}
+    others = {name: estimate_image(qm, get_device(name), _image_parallelism(qm, get_device(name))).as_dict()
+              for name in ("zcu102", "u250", "kv260")}
+    report: dict = {"format": FORMAT, "device": asdict(device), "estimate": est.as_dict(), "devices": others}
+    with atomic_dir(output) as tmp:
+        write_image_project(tmp, qm, design, device, p, calls, tasks, expected, scales)
+        if csim:
+            result = run_image_csim(tmp, qm, calls, tasks, design.traced, trace=trace, expected=expected,
+                                    workdir=tmp.parent)
+            require_bit_exact(result)
+            report["csim"] = asdict(result) | {"bit_exact": result.bit_exact,
+                                                "ms_per_token": 1000 * result.run_s / max(result.tokens, 1)}
+        table = [f"{'device':<8} {'P':>5} {'images/s':>10} {'bound':>8} {'DSP':>6} {'BRAM36':>7}"]
+        table += [f"{name:<8} {e['parallelism']:>5} {e['images_per_s']:>10,.1f} {e['bound']:>8} {e['dsp']:>6} "
+                  f"{e['bram36']:>7g}" for name, e in others.items()]
+        (tmp / "report.txt").write_text(format_image_estimate(est) + "\n\nEvery part at its default engine:\n"
+                                        + "\n".join(table) + "\n")
+        (tmp / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True, default=str) + "\n")
+        write_manifest(tmp, {"format": FORMAT, "kind": "image", "source": qm.source}, UNHASHED)
+    return report
+
+
 def check_options(options: Mapping[str, Any]) -> None:
     """Plug-in entry (targets/registry.py): an unknown device or --trace without C simulation fail now."""
     get_device(options["device"])
@@ -92,8 +148,9 @@ def summarize(report: dict, output: Path) -> str:
     lines = [(output / "report.txt").read_text().rstrip()]
     if "csim" in report:
         c = report["csim"]
-        lines.append(f"csim: {c['logits_equal']}/{c['logits_total']} logits bit-exact over {c['tokens']} tokens "
-                     f"(compile {c['compile_s']:.1f} s, {c['ms_per_token']:.2f} ms/token)")
+        unit = "calls (image x task)" if "devices" in report else "tokens"
+        lines.append(f"csim: {c['logits_equal']}/{c['logits_total']} logits bit-exact over {c['tokens']} {unit} "
+                     f"(compile {c['compile_s']:.1f} s, {c['ms_per_token']:.2f} ms each)")
     return "\n".join([*lines, f"wrote {output}"])
 
 
@@ -102,5 +159,6 @@ def verify_build(folder: Path, manifest: dict) -> str:
     from edgec.targets.fpga.verify import verify_fpga
 
     c = verify_fpga(folder, manifest)
+    unit = "calls" if manifest.get("kind") == "image" else "tokens"
     return (f"{folder}: C simulation (g++, hls4ml ap_types) is bit-exact with the golden logits: "
-            f"{c['logits_equal']}/{c['logits_total']} logits over {c['tokens']} tokens")
+            f"{c['logits_equal']}/{c['logits_total']} logits over {c['tokens']} {unit}")

@@ -99,15 +99,11 @@ class _ImageEmitter(_Emitter):
                 f"{self.scalar(k + 'out_bits')}, {self.buf(out)});"]
 
     def _emit_linear(self, node: Node) -> list[str]:
-        """The row kernel (edgec::linear) once per token; one row for a step graph or a pooled value."""
-        x, out = node.inputs[0], node.outputs[0]
-        rows = self.rows(x)
+        """Every token through edgec::linear_tokens (each weight row read once per image); a pooled value
+        (one row: the heads) through edgec::linear."""
+        rows = self.rows(node.inputs[0])
         call = super()._emit_linear(node)[0]
-        if rows == 1:
-            return [call]
-        call = call.replace(f"({self.buf(x)}, ", f"({self.buf(x)} + t * {self.width(x)}, ", 1)
-        call = call.replace(f", {self.buf(out)});", f", {self.buf(out)} + t * {self.width(out)});")
-        return [f"for (int t = 0; t < {rows}; t++) {call}"]
+        return [call if rows == 1 else call.replace("edgec::linear<", f"edgec::linear_tokens<{rows}, ", 1)]
 
     def _emit_split(self, node: Node) -> list[str]:
         x, rows = node.inputs[0], self.rows(node.inputs[0])

@@ -22,8 +22,14 @@ from edgec.manifest import check_files, read_manifest
 
 __all__ = ["verify_fpga"]
 
-SOURCES = ("tb/tb_edgec.cpp", "firmware/edgec_top.cpp")
-DATA = ("data/weights.bin", "data/golden_tokens.bin", "data/golden_logits.bin")
+#: Per kind of project (manifest "kind"): its sources, and its data: the weights, the testbench's inputs
+#: (the last one int64, one entry per call), the golden logits.
+LAYOUTS = {
+    "step": (("tb/tb_edgec.cpp", "firmware/edgec_top.cpp"),
+             ("data/weights.bin", "data/golden_tokens.bin", "data/golden_logits.bin")),
+    "image": (("tb/tb_edgec_image.cpp", "firmware/edgec_top.cpp"),
+              ("data/weights.bin", "data/golden_images.bin", "data/golden_tasks.bin", "data/golden_logits.bin")),
+}
 
 
 def verify_fpga(folder: Path, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -34,31 +40,32 @@ def verify_fpga(folder: Path, manifest: dict[str, Any] | None = None) -> dict[st
     """
     folder = Path(folder)
     manifest = manifest if manifest is not None else read_manifest(folder, ("edgec-fpga/",), "an FPGA build")
-    needed = [*SOURCES, *DATA]  # named first: a missing entry is reported for these, before any hashing
+    sources, data = LAYOUTS.get(manifest.get("kind", "step"), LAYOUTS["step"])
+    needed = [*sources, *data]  # named first: a missing entry is reported for these, before any hashing
     check_files(folder, manifest, [*needed, *sorted(set(manifest["files"]) - set(needed))])
-    tokens = np.fromfile(folder / DATA[1], "<i8")
-    golden = np.fromfile(folder / DATA[2], "<i8")
-    if tokens.size == 0 or golden.size % tokens.size:
-        raise ArtifactError(f"{folder / DATA[2]}: {golden.size} logits do not fit {tokens.size} golden tokens; "
+    calls = np.fromfile(folder / data[-2], "<i8")
+    golden = np.fromfile(folder / data[-1], "<i8")
+    if calls.size == 0 or golden.size % calls.size:
+        raise ArtifactError(f"{folder / data[-1]}: {golden.size} logits do not fit {calls.size} golden calls; "
                             "rebuild the project")
     headers = [name for name in manifest["files"] if name.startswith("firmware/")]
     with tempfile.TemporaryDirectory(prefix="edgec-verify-") as scratch:
         work = Path(scratch)
         try:
-            for name in sorted({*SOURCES, *headers}):
+            for name in sorted({*sources, *headers}):
                 (work / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(folder / name, work / name)
         except OSError as err:
             raise ToolchainError(f"cannot copy the project's sources to a scratch folder in {scratch} "
                                  f"({err.strerror}); check TMPDIR and its free space") from None
-        check_files(work, manifest, sorted({*SOURCES, *headers}))  # the copies compiled are the hashed files
+        check_files(work, manifest, sorted({*sources, *headers}))  # the copies compiled are the hashed files
         start = time.perf_counter()
-        exe = compile_program([work / s for s in SOURCES], work / "tb_edgec", [work / "firmware", ap_types_dir()])
+        exe = compile_program([work / s for s in sources], work / "tb_edgec", [work / "firmware", ap_types_dir()])
         compile_s = time.perf_counter() - start
         logits = work / "logits.bin"
         start = time.perf_counter()
         try:
-            run_program(exe, [folder / DATA[0], folder / DATA[1], logits, "--golden", folder / DATA[2]])
+            run_program(exe, [*(folder / d for d in data[:-1]), logits, "--golden", folder / data[-1]])
         except ToolchainError:
             if not logits.is_file() or logits.stat().st_size != golden.nbytes:
                 raise
@@ -69,5 +76,5 @@ def verify_fpga(folder: Path, manifest: dict[str, Any] | None = None) -> dict[st
         raise VerificationError(f"{folder}: C simulation here differs from data/golden_logits.bin on "
                                 f"{golden.size - equal} of {golden.size} logits; check the g++ and hls4ml "
                                 "versions, or rebuild the project")
-    return {"tokens": int(tokens.size), "logits_total": int(golden.size), "logits_equal": equal,
+    return {"tokens": int(calls.size), "logits_total": int(golden.size), "logits_equal": equal,
             "compile_s": compile_s, "run_s": run_s}
