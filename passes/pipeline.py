@@ -14,6 +14,7 @@ from edgec.frontends.model import Model
 from edgec.ir import entry_graphs
 from edgec.passes.base import Pass, run_passes
 from edgec.passes.calibrate import calibrate
+from edgec.passes.fold_attention_scale import fold_attention_scale
 from edgec.passes.fold_image import fold_image_normalization
 from edgec.passes.fold_norm import fold_norm_gains
 from edgec.passes.hadamard import rotate_gated_products
@@ -26,7 +27,8 @@ def quantize(model: Model, calib_batches: list[np.ndarray], options: QuantOption
     """Run the whole recipe on a float model; ``calib_batches`` are batches of the data input ([B, L] token
     arrays, [B, H, W, C] uint8 images)."""
     options = options or QuantOptions()
-    passes: list[tuple[str, Pass]] = [("fold_image", fold_image_normalization), ("fold_norm", fold_norm_gains)]
+    passes: list[tuple[str, Pass]] = [("fold_image", fold_image_normalization), ("fold_norm", fold_norm_gains),
+                                      ("fold_attention_scale", fold_attention_scale)]
     if options.hadamard:
         passes.append(("hadamard", rotate_gated_products))
     rewritten, notes = run_passes(model, passes)

@@ -18,6 +18,7 @@ from edgec.frontends.vit_moe_graph import graph_name
 from edgec.image_data import image_batches, load_images
 from edgec.ir import Op
 from edgec.passes.base import run_passes
+from edgec.passes.fold_attention_scale import fold_attention_scale
 from edgec.passes.fold_image import fold_image_normalization
 from edgec.passes.fold_norm import fold_norm_gains
 from edgec.passes.pipeline import quantize
@@ -89,7 +90,8 @@ def test_every_expert_has_its_scales_and_int_logits_are_integers(measured):
 def test_folds_keep_float_semantics():
     torch_model = make_vit_moe(4)
     model = from_torch(torch_model)
-    folded, _ = run_passes(model, [("fold_image", fold_image_normalization), ("fold_norm", fold_norm_gains)])
+    folded, _ = run_passes(model, [("fold_image", fold_image_normalization), ("fold_norm", fold_norm_gains),
+                                   ("fold_attention_scale", fold_attention_scale)])
     images = random_images(torch_model, 3, 1)
     for task in model.spec.task_names:
         g = graph_name(task)
@@ -99,6 +101,8 @@ def test_folds_keep_float_semantics():
     nodes = list(folded.graphs[graph_name("digit")])
     assert all(not n.weights for n in nodes if n.op is Op.LAYERNORM)
     assert all(n.weights.get("bias") for n in nodes if n.op is Op.ROUTE_LOGITS)
+    assert all(n.attrs["scale"] == 1.0 for n in nodes if n.op is Op.ATTN_SCORES)  # folded into q's rows
+    assert all(n.weights["weight"].endswith("@qscaled") for n in nodes if n.name.endswith("attn.qkv"))
 
 
 def test_routing_margin():

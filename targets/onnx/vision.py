@@ -86,6 +86,9 @@ class VisionEmitters:
         out, heads = node.outputs[0], node.attrs["heads"]
         qh = self._split_heads(q, heads, [0, 2, 1, 3], out + ".q")
         kt = self._split_heads(k, heads, [0, 2, 3, 1], out + ".k")
+        if node.attrs["scale"] == 1.0:  # folded into q's projection (passes/fold_attention_scale.py)
+            self.node("MatMul", [qh, kt], self.output(out))
+            return
         scores = self.node("MatMul", [qh, kt], out + ".qk")
         self.node("Mul", [scores, self.const_f32(f"attn_scale_{node.attrs['scale']:g}", node.attrs["scale"])],
                   self.output(out))
