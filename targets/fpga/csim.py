@@ -15,7 +15,7 @@ from edgec.hls.toolchain import ap_types_dir, compile_program, run_program
 from edgec.passes.quantize import QuantizedModel
 from edgec.runtime.sim_int import IntSimulator
 
-__all__ = ["CsimResult", "require_bit_exact", "run_csim", "simulate_steps"]
+__all__ = ["CsimResult", "first_difference", "read_trace", "require_bit_exact", "run_csim", "simulate_steps"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def simulate_steps(qm: QuantizedModel, tokens: np.ndarray, trace: bool = False) 
     return np.stack(logits), envs
 
 
-def _read_trace(path: Path) -> list[tuple[str, np.ndarray]]:
+def read_trace(path: Path) -> list[tuple[str, np.ndarray]]:
     raw, records, pos = path.read_bytes(), [], 0
     while pos < len(raw):
         (length,) = struct.unpack_from("<I", raw, pos)
@@ -62,14 +62,17 @@ def _read_trace(path: Path) -> list[tuple[str, np.ndarray]]:
     return records
 
 
-def _first_difference(records: list[tuple[str, np.ndarray]], envs: list[dict], per_token: int, graph) -> str:
+def first_difference(records: list[tuple[str, np.ndarray]], envs: list[dict], per_call: int, graph,
+                     unit: str = "token") -> str:
+    """The first traced value (``per_call`` records per call, in call order) that differs from the simulator's
+    environment of its call, named with its node; '' when all agree."""
     for t, env in enumerate(envs):
-        for name, got in records[t * per_token:(t + 1) * per_token]:
+        for name, got in records[t * per_call:(t + 1) * per_call]:
             want = np.asarray(env[name]).reshape(-1)
             if not np.array_equal(got, want):
                 node = graph.producer(name)
                 bad = int(np.flatnonzero(got != want)[0])
-                return (f"token {t}: %{name} of node {node.name} ({node.op.value}) differs first at index {bad}: "
+                return (f"{unit} {t}: %{name} of node {node.name} ({node.op.value}) differs first at index {bad}: "
                         f"csim {int(got[bad])}, simulator {int(want[bad])}")
     return ""
 
@@ -100,7 +103,7 @@ def run_csim(project: Path, qm: QuantizedModel, tokens: np.ndarray, traced: list
         got = np.fromfile(tmp_path / "logits.bin", "<i8").reshape(len(tokens), -1)
         first = ""
         if trace:
-            first = _first_difference(_read_trace(tmp_path / "trace.bin"), envs, len(traced), qm.graphs["step"])
+            first = first_difference(read_trace(tmp_path / "trace.bin"), envs, len(traced), qm.graphs["step"])
     equal = int(np.sum(got == expected)) if got.shape == expected.shape else 0
     result = CsimResult(len(tokens), equal, int(expected.size), compile_s, run_s, first)
     return result

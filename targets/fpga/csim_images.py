@@ -12,7 +12,7 @@ from edgec.hls.toolchain import ap_types_dir, compile_program, run_program
 from edgec.ir import entry_graphs
 from edgec.passes.quantize import QuantizedModel
 from edgec.runtime.sim_int import IntSimulator
-from edgec.targets.fpga.csim import CsimResult, _read_trace
+from edgec.targets.fpga.csim import CsimResult, first_difference, read_trace
 
 __all__ = ["golden_calls", "run_image_csim", "simulate_images"]
 
@@ -37,18 +37,6 @@ def simulate_images(qm: QuantizedModel, images: np.ndarray, tasks: np.ndarray, t
             if trace:
                 envs += [(int(r), {k: v[i] for k, v in env.items()}) for i, r in enumerate(rows)]
     return out, [env for _, env in sorted(envs, key=lambda e: e[0])]
-
-
-def _first_difference(records, envs: list[dict], per_call: int, graph) -> str:
-    for n, env in enumerate(envs):
-        for name, got in records[n * per_call:(n + 1) * per_call]:
-            want = np.asarray(env[name]).reshape(-1)
-            if not np.array_equal(got, want):
-                node = graph.producer(name)
-                bad = int(np.flatnonzero(got != want)[0])
-                return (f"call {n}: %{name} of node {node.name} ({node.op.value}) differs first at index {bad}: "
-                        f"csim {int(got[bad])}, simulator {int(want[bad])}")
-    return ""
 
 
 def run_image_csim(project: Path, qm: QuantizedModel, images: np.ndarray, tasks: np.ndarray, traced: list[str],
@@ -79,6 +67,6 @@ def run_image_csim(project: Path, qm: QuantizedModel, images: np.ndarray, tasks:
             from edgec.targets.fpga.emit_images import merge_task_graphs
 
             graph, _ = merge_task_graphs({k: qm.graphs[k] for k in entry_graphs(qm.graphs)})
-            first = _first_difference(_read_trace(tmp_path / "trace.bin"), envs, len(traced), graph)
+            first = first_difference(read_trace(tmp_path / "trace.bin"), envs, len(traced), graph, "call")
     equal = int(np.sum(got == expected)) if got.shape == expected.shape else 0
     return CsimResult(len(images), equal, int(expected.size), compile_s, run_s, first)
