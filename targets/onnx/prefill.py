@@ -49,7 +49,7 @@ class _PrefillBuilder(_OnnxBuilder):
         window_dq = window
         if self.q_points:  # the state holds past x values, already on x's int8 grid: exact, and marks int8
             scale = self.const_f32(f"{x}.scale", self.qm.scales[x])
-            zero = self.init("zero_point_int8", np.array(0, np.int8))
+            zero = self.zero_point()
             window_q = self.node("QuantizeLinear", [window, scale, zero], out + ".window.q")
             window_dq = self.node("DequantizeLinear", [window_q, scale, zero], out + ".window.dq")
         taps = self.dq_weight(node.weights["weight"], False, keep_shape=True)

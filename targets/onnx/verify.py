@@ -26,6 +26,7 @@ __all__ = [
     "compare_prefill",
     "compare_with_simulator",
     "decode",
+    "int8_codes",
     "onnx_perplexity",
     "ort_session",
     "simulate_io",
@@ -46,6 +47,11 @@ class OnnxAgreement:
     off_by_one: int  # int8 elements that differ by exactly one step
     elements: int
     logits_max_rel: float  # max |ort - sim| / max |sim| over all logits
+
+
+def int8_codes(q: np.ndarray) -> np.ndarray:
+    """The int8 codes of a QuantizeLinear output: as is, or minus the zero point 128 of a uint8 one."""
+    return q.astype(np.int64) - (128 if q.dtype == np.uint8 else 0)
 
 
 def ort_session(model: onnx.ModelProto, optimize: bool = False, extra_outputs: list[str] | None = None):
@@ -116,7 +122,7 @@ def compare_with_simulator(model: onnx.ModelProto, quantized: list[str], qm: Qua
         feeds = {"tokens": np.array([token], np.int64), **ort_state}
         got = dict(zip(names, session.run(None, feeds), strict=True))
         if pin_int8:
-            sim.ort_codes = {q.removesuffix(".q"): got[q].astype(np.int64) for q in quantized}
+            sim.ort_codes = {q.removesuffix(".q"): int8_codes(got[q]) for q in quantized}
             sim.diffs = []
         env = sim.run(graph, {"tokens": np.array([token]), **sim_state}, keep_all=True)
         sim_state = {k: env[k + "_out"] for k in sim_state}
@@ -126,7 +132,7 @@ def compare_with_simulator(model: onnx.ModelProto, quantized: list[str], qm: Qua
         for i, q in enumerate(quantized if not optimize else ()):
             value = q.removesuffix(".q")
             want = np.rint(env[value] / np.float32(qm.scales[value])).astype(np.int64)
-            diff = sim.diffs[i] if pin_int8 else np.abs(got[q].astype(np.int64) - want)
+            diff = sim.diffs[i] if pin_int8 else np.abs(int8_codes(got[q]) - want)
             max_lsb = max(max_lsb, int(diff.max()))
             off_by_one += int(np.sum(diff == 1))
             elements += diff.size
@@ -235,10 +241,10 @@ def compare_images(exported, qm: QuantizedModel, key: str, images: np.ndarray, p
     got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"images": images}), strict=True))
     sim = _PinnedQdq(qm) if pin_int8 and not optimize else QdqSimulator(qm)
     if isinstance(sim, _PinnedQdq):
-        sim.ort_codes = {q.removesuffix(".q"): got[q].astype(np.int64) for q in exported.quantized}
+        sim.ort_codes = {q.removesuffix(".q"): int8_codes(got[q]) for q in exported.quantized}
     env = sim.run(qm.graphs[key], {"images": images}, keep_all=True)
     diffs = sim.diffs if isinstance(sim, _PinnedQdq) else [
-        np.abs(got[q].astype(np.int64) - np.rint(env[q.removesuffix(".q")] / np.float32(sim.q_scales[
+        np.abs(int8_codes(got[q]) - np.rint(env[q.removesuffix(".q")] / np.float32(sim.q_scales[
             q.removesuffix(".q")])).astype(np.int64)) for q in exported.quantized if q in got]
     same = [(np.sort(got[r], -1) == np.sort(env[r], -1)).all(-1) for r in exported.routes if r in got]
     return ImageAgreement(len(images), len(diffs), max((int(d.max()) for d in diffs), default=0),

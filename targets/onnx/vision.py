@@ -138,7 +138,7 @@ class VisionEmitters:
             act = self._gelu(h, name + ".act.f")
             if self.q_points:  # the int8 graph (the float twin has none)
                 scale = self.const_f32(f"{name}.act.scale", qm.state_scales[f"{node.name}/act/{e}"])
-                zero = self.init("zero_point_int8", np.array(0, np.int8))
+                zero = self.zero_point()
                 q = self.node("QuantizeLinear", [act, scale, zero], name + ".act.q")
                 self.expert_codes.append(q)
                 act = self.node("DequantizeLinear", [q, scale, zero], name + ".act")
