@@ -5,7 +5,8 @@ Run: python bench/bench_onnx.py [--tokens 128] [--models mamba-tiny xlstm-tiny m
 Same model, batch 1, one process; prints milliseconds per token, tokens/s and ratios to HF torch fp32
 (the family's transformers class, generate() with its cache). Models: the bundled mamba-tiny and
 xlstm-tiny, and a random-init model with mamba-130m's widths (2 layers), where weights dominate and
-int8 kernels have something to win.
+int8 kernels have something to win. Then, from ONNX Runtime's own profiler, where the int8 cpu graph's
+time goes: the ops (and the kernels' providers) that ran, by share of kernel time.
 """
 
 from __future__ import annotations
@@ -50,6 +51,37 @@ def _ort_decoder(model) -> Callable[[int], float]:
     return run
 
 
+def kernel_profile(model, steps: int = 16) -> list[tuple[str, float, int]]:
+    """(op type @ provider, share of kernel time, nodes) from ONNX Runtime's profiler over ``steps`` decode
+    steps of a step graph, largest share first."""
+    import json
+
+    import onnxruntime as ort
+
+    from edgec.targets.onnx.verify import BROKEN_ORT_FUSIONS
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        options.profile_file_prefix = str(Path(tmp) / "ort")
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"],
+                                       disabled_optimizers=BROKEN_ORT_FUSIONS)
+        state = {i.name: np.zeros([1, *i.shape[1:]], np.float32) for i in session.get_inputs() if i.name != "tokens"}
+        for _ in range(steps):
+            session.run(None, {"tokens": np.array([84], np.int64), **state})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    total: dict[str, float] = {}
+    nodes: dict[str, set[str]] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            key = f"{e['args'].get('op_name', '?')} @ {e['args'].get('provider', '?')}"
+            total[key] = total.get(key, 0.0) + float(e.get("dur", 0))
+            nodes.setdefault(key, set()).add(e["name"])
+    whole = sum(total.values()) or 1.0
+    return sorted(((k, v / whole, len(nodes[k])) for k, v in total.items()), key=lambda r: -r[1])
+
+
 def bench(name: str, folder: Path, calib: list[np.ndarray], tokens: int, torch_threads: int = 1) -> None:
     model = edgec.load_checkpoint(folder)
     qm = edgec.quantize(model, calib)
@@ -69,6 +101,9 @@ def bench(name: str, folder: Path, calib: list[np.ndarray], tokens: int, torch_t
           f"{torch_threads} thread(s), ONNX Runtime on 1")
     for label, ms in best.items():
         print(f"  {label:21s} {ms:8.3f} ms/token {1e3 / ms:8.0f} tokens/s   {base / ms:6.2f}x HF torch fp32")
+    print("  int8 cpu graph, ONNX Runtime profile (kernel time by op):")
+    for op, share, count in kernel_profile(int8_cpu)[:6]:
+        print(f"    {op:40s} {share:6.1%}  ({count} nodes)")
 
 
 def _bundled(name: str, tokens: int, torch_threads: int) -> None:
