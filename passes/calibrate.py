@@ -5,6 +5,12 @@ own scales later), and for the SSM input u the alpha-quantile of |u| (percentile
 averaged over batches). Recurrent state ranges (SSM state; mLSTM C and n, after every token) are
 recorded per layer for their fixed-point formats.
 
+Every statistic is a mergeable summary, so calibration over a large data set can run data-parallel (one
+``calibrate`` per shard of batches, on any engine: Ray tasks, torch.distributed ranks) and ``merge``
+into what one pass over all the batches gives: maxima exactly, the per-batch quantiles as their sum and
+count (the mean of the union, to float rounding), batch and token counts summed. ``save_stats`` /
+``load_stats`` move a shard's summary between machines as a safetensors file (no pickle).
+
 Every entry graph that takes only the data input is run on every batch (a language model's "prefill",
 each "task/<name>" of a ViT-MoE): a value several graphs share gets the maximum over them. An expert
 mixture sends every token to every expert here (only for statistics: the output is the routed one), so
@@ -13,7 +19,9 @@ that rarely routed experts get ranges too: per expert, the fc1 output ("node/fc1
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -23,12 +31,13 @@ from edgec.ir import Node, Op, entry_graphs
 from edgec.progress import track
 from edgec.runtime.float_ref import FloatInterpreter
 
-__all__ = ["CalibrationStats", "calibrate"]
+__all__ = ["CalibrationStats", "calibrate", "load_stats", "save_stats"]
 
 
 @dataclass
 class CalibrationStats:
-    """absmax: per-channel |max| per value; quantile: mean per-batch alpha-quantile of |value|."""
+    """absmax: per-channel |max| per value; quantile: mean per-batch alpha-quantile of |value|, kept as the
+    sum and count of the per-batch quantiles (``quantile_sum``, ``quantile_count``) so shards merge."""
 
     absmax: dict[str, np.ndarray] = field(default_factory=dict)
     quantile: dict[str, float] = field(default_factory=dict)
@@ -36,6 +45,63 @@ class CalibrationStats:
     alpha: float = 0.99999
     batches: int = 0
     tokens: int = 0
+    quantile_sum: dict[str, float] = field(default_factory=dict)
+    quantile_count: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: CalibrationStats) -> CalibrationStats:
+        """The statistics of both shards' batches together (a new object; neither input changes)."""
+        if other.alpha != self.alpha:
+            raise DataError(f"calibration shards use different percentiles ({self.alpha} and {other.alpha}); "
+                            "calibrate every shard with the same --alpha")
+        absmax = dict(self.absmax)
+        for name, amax in other.absmax.items():
+            absmax[name] = amax if name not in absmax else _channel_max(absmax[name], amax)
+        state = {k: max(self.state_absmax.get(k, 0.0), v) for k, v in other.state_absmax.items()}
+        qsum, qcount = dict(self.quantile_sum), dict(self.quantile_count)
+        for name, total in other.quantile_sum.items():
+            qsum[name] = qsum.get(name, 0.0) + total
+            qcount[name] = qcount.get(name, 0) + other.quantile_count[name]
+        merged = CalibrationStats(absmax, {}, self.state_absmax | state, self.alpha, self.batches + other.batches,
+                                  self.tokens + other.tokens, qsum, qcount)
+        merged.quantile = {k: qsum[k] / qcount[k] for k in qsum}
+        return merged
+
+
+def _channel_max(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Per-channel maximum; values of different widths (task heads) keep one overall maximum."""
+    if old.shape != new.shape:
+        old, new = old.max(keepdims=True)[:1], new.max(keepdims=True)[:1]
+    return np.maximum(old, new)
+
+
+def save_stats(stats: CalibrationStats, path: str | Path) -> None:
+    """A shard's statistics as one safetensors file (arrays, and the scalars in its JSON metadata)."""
+    from safetensors.numpy import save_file
+
+    tensors = {f"absmax/{k}": np.ascontiguousarray(v) for k, v in stats.absmax.items()}
+    meta = {"alpha": stats.alpha, "batches": stats.batches, "tokens": stats.tokens,
+            "state_absmax": stats.state_absmax, "quantile_sum": stats.quantile_sum,
+            "quantile_count": stats.quantile_count}
+    save_file(tensors, str(path), metadata={"edgec_calibration": json.dumps(meta)})
+
+
+def load_stats(path: str | Path) -> CalibrationStats:
+    """Read save_stats' file; anything else is one DataError line."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "numpy") as f:
+            meta = json.loads((f.metadata() or {})["edgec_calibration"])
+            absmax = {k.removeprefix("absmax/"): f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (no __iter__)
+        stats = CalibrationStats(absmax, {}, {k: float(v) for k, v in meta["state_absmax"].items()},
+                                 float(meta["alpha"]), int(meta["batches"]), int(meta["tokens"]),
+                                 {k: float(v) for k, v in meta["quantile_sum"].items()},
+                                 {k: int(v) for k, v in meta["quantile_count"].items()})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, SafetensorError) as err:
+        raise DataError(f"{path}: not an edgec calibration-statistics file ({str(err)[:120]}); write it with "
+                        "edgec.passes.calibrate.save_stats") from None
+    stats.quantile = {k: stats.quantile_sum[k] / stats.quantile_count[k] for k in stats.quantile_sum}
+    return stats
 
 
 class _Observer(FloatInterpreter):
@@ -44,7 +110,6 @@ class _Observer(FloatInterpreter):
         super().__init__(model.weights)
         self.stats = stats
         self.clip_values = clip_values
-        self._quantiles: dict[str, list[float]] = {}
 
     def observe(self, node: Node, name: str, value: np.ndarray) -> None:
         if not np.isfinite(value).all():
@@ -53,11 +118,11 @@ class _Observer(FloatInterpreter):
         flat = np.abs(value.reshape(-1, value.shape[-1]))
         amax = flat.max(axis=0)
         old = self.stats.absmax.get(name)
-        if old is not None and old.shape != amax.shape:  # e.g. the logits of task heads of different widths
-            old, amax = old.max(keepdims=True)[:1], amax.max(keepdims=True)[:1]
-        self.stats.absmax[name] = amax if old is None else np.maximum(old, amax)
+        self.stats.absmax[name] = amax if old is None else _channel_max(old, amax)
         if name in self.clip_values:
-            self._quantiles.setdefault(name, []).append(float(np.quantile(flat, self.stats.alpha)))
+            q = float(np.quantile(flat, self.stats.alpha))
+            self.stats.quantile_sum[name] = self.stats.quantile_sum.get(name, 0.0) + q
+            self.stats.quantile_count[name] = self.stats.quantile_count.get(name, 0) + 1
 
     def observe_state(self, node: Node, state: np.ndarray, part: str = "") -> None:
         key = node.name + part
@@ -70,7 +135,8 @@ class _Observer(FloatInterpreter):
         return super().op_moe(node, x, weights, indices)
 
     def finish(self) -> None:
-        self.stats.quantile = {k: float(np.mean(v)) for k, v in self._quantiles.items()}
+        self.stats.quantile = {k: self.stats.quantile_sum[k] / self.stats.quantile_count[k]
+                               for k in self.stats.quantile_sum}
 
 
 def calibrate(model: Model, batches: list[np.ndarray], alpha: float = 0.99999) -> CalibrationStats:

@@ -9,30 +9,44 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgec.errors import PassError
+from edgec.errors import DataError, PassError
 from edgec.frontends.model import Model
 from edgec.ir import entry_graphs
 from edgec.passes.base import Pass, run_passes
-from edgec.passes.calibrate import calibrate
+from edgec.passes.calibrate import CalibrationStats, calibrate
 from edgec.passes.fold_attention_scale import fold_attention_scale
 from edgec.passes.fold_image import fold_image_normalization
 from edgec.passes.fold_norm import fold_norm_gains
 from edgec.passes.hadamard import rotate_gated_products
 from edgec.passes.quantize import QuantizedModel, QuantOptions, quantize_model
 
-__all__ = ["lower_int_constants", "quantize"]
+__all__ = ["lower_int_constants", "quantize", "rewrite"]
 
 
-def quantize(model: Model, calib_batches: list[np.ndarray], options: QuantOptions | None = None) -> QuantizedModel:
-    """Run the whole recipe on a float model; ``calib_batches`` are batches of the data input ([B, L] token
-    arrays, [B, H, W, C] uint8 images)."""
+def rewrite(model: Model, options: QuantOptions | None = None) -> tuple[Model, list[str]]:
+    """The float-equivalent rewrites the recipe calibrates and quantizes (deterministic: every calibration
+    shard of a data-parallel run rewrites its copy of the model identically)."""
     options = options or QuantOptions()
     passes: list[tuple[str, Pass]] = [("fold_image", fold_image_normalization), ("fold_norm", fold_norm_gains),
                                       ("fold_attention_scale", fold_attention_scale)]
     if options.hadamard:
         passes.append(("hadamard", rotate_gated_products))
     rewritten, notes = run_passes(model, passes)
-    stats = calibrate(rewritten, calib_batches, alpha=options.alpha)
+    return rewritten, list(notes)
+
+
+def quantize(model: Model, calib_batches: list[np.ndarray], options: QuantOptions | None = None,
+             stats: CalibrationStats | None = None) -> QuantizedModel:
+    """Run the whole recipe on a float model; ``calib_batches`` are batches of the data input ([B, L] token
+    arrays, [B, H, W, C] uint8 images). ``stats``: statistics already gathered (merged shards of a
+    data-parallel calibration of ``rewrite(model, options)``); then only the first batch is used, as the
+    sample that lowers the integer constants."""
+    options = options or QuantOptions()
+    rewritten, notes = rewrite(model, options)
+    if stats is None:
+        stats = calibrate(rewritten, calib_batches, alpha=options.alpha)
+    elif not calib_batches:
+        raise DataError("quantize with given statistics still needs one sample batch (the constants' lowering)")
     qm = quantize_model(rewritten, stats, options, notes)
     try:
         first = calib_batches[0]
