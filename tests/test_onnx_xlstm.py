@@ -121,7 +121,7 @@ def test_cpu_and_orin_builds_verify_and_run(tmp_path):
     cpu, orin = tmp_path / "cpu", tmp_path / "orin"
     res = _cli("build", "xlstm-tiny", "--target", "cpu", "-o", str(cpu))
     assert res.returncode == 0, res.stderr
-    assert "within 0 LSB" in res.stdout and "prefill.onnx vs step.onnx over 32 tokens" in res.stdout
+    assert "within 0 LSB" in res.stdout and "prefill.onnx vs step.onnx over 64 tokens" in res.stdout
     assert json.loads((cpu / "manifest.json").read_text())["state"]["b0.C"] == [4, 16, 32]
     assert _cli("verify", str(cpu)).returncode == 0
     res = _cli("run", str(cpu), "--prompt", "The ", "--max-new-tokens", "32")

@@ -1,7 +1,7 @@
 """`edgec build --target cpu`: the qdq step graph as ONNX for ONNX Runtime, verified and self-describing.
 
-Output folder: ``step.onnx``; ``prefill.onnx`` (chunks of 16 tokens, state in and out, the scan in
-closed matrix form); ``golden.npz`` (token ids and the qdq simulator's logits for each decode
+Output folder: ``step.onnx``; ``prefill.onnx`` (chunks of DEFAULT_CHUNK tokens, state in and out, no
+Loop/Scan/CumSum); ``golden.npz`` (token ids and the qdq simulator's logits for each decode
 step, from a zero state); ``report.json`` (agreement with the simulator); ``manifest.json`` (format,
 model sizes, file hashes); ``tokenizer.json`` when the model has one.
 """
@@ -36,7 +36,7 @@ from edgec.targets.onnx.build_images import (
 )
 from edgec.targets.onnx.export import dequantized_weights, export_step, export_step_float, state_shapes
 from edgec.targets.onnx.polygraphy_json import save_inputs, save_outputs
-from edgec.targets.onnx.prefill import export_prefill, export_prefill_float
+from edgec.targets.onnx.prefill import DEFAULT_CHUNK, export_prefill, export_prefill_float
 from edgec.targets.onnx.verify import compare_prefill, compare_with_simulator, simulate_io, simulate_logits
 
 __all__ = ["FORMAT", "build_cpu", "build_target", "check_options", "export_verified", "load_golden",
@@ -71,12 +71,14 @@ def export_verified(qm: QuantizedModel, integer_matmul: bool = False, tokens: in
     optimized = compare_with_simulator(model, quantized, qm, seq, optimize=True)
     prefill = export_prefill(qm, integer_matmul=integer_matmul)[0]
     weights = dequantized_weights(qm)
-    twins = compare_prefill(export_step_float(qm, weights), export_prefill_float(qm, weights), seq)
+    # at least one whole chunk of golden tokens for prefill (the same deterministic sequence, continued)
+    whole = golden_tokens(qm.spec.vocab_size, max(tokens, DEFAULT_CHUNK))
+    twins = compare_prefill(export_step_float(qm, weights), export_prefill_float(qm, weights), whole)
     if twins is not None and max(twins.state_max_rel, twins.logits_max_rel) > PREFILL_RTOL:
         raise VerificationError(f"prefill.onnx's closed form disagrees with step.onnx over {twins.tokens} golden "
                                 f"tokens: end state off by {twins.state_max_rel:.2e}, logits by "
                                 f"{twins.logits_max_rel:.2e} of their range")
-    chunks = compare_prefill(model, prefill, seq)
+    chunks = compare_prefill(model, prefill, whole)
     return model, prefill, seq, {"reference": asdict(exact), "free_running": asdict(free),
                                  "optimized": asdict(optimized), "prefill": chunks and asdict(chunks),
                                  "prefill_float": twins and asdict(twins)}
