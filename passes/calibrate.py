@@ -97,10 +97,10 @@ def load_stats(path: str | Path) -> CalibrationStats:
                                  float(meta["alpha"]), int(meta["batches"]), int(meta["tokens"]),
                                  {k: float(v) for k, v in meta["quantile_sum"].items()},
                                  {k: int(v) for k, v in meta["quantile_count"].items()})
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, SafetensorError) as err:
+        stats.quantile = {k: stats.quantile_sum[k] / stats.quantile_count[k] for k in stats.quantile_sum}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ZeroDivisionError, SafetensorError) as err:
         raise DataError(f"{path}: not an edgec calibration-statistics file ({str(err)[:120]}); write it with "
                         "edgec.passes.calibrate.save_stats") from None
-    stats.quantile = {k: stats.quantile_sum[k] / stats.quantile_count[k] for k in stats.quantile_sum}
     return stats
 
 

@@ -47,6 +47,9 @@ def quantize(model: Model, calib_batches: list[np.ndarray], options: QuantOption
         stats = calibrate(rewritten, calib_batches, alpha=options.alpha)
     elif not calib_batches:
         raise DataError("quantize with given statistics still needs one sample batch (the constants' lowering)")
+    elif stats.alpha != options.alpha:
+        raise DataError(f"the statistics were gathered at percentile {stats.alpha}, the options ask for "
+                        f"{options.alpha}: calibrate with the same alpha")
     qm = quantize_model(rewritten, stats, options, notes)
     try:
         first = calib_batches[0]

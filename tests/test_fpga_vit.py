@@ -91,3 +91,12 @@ def test_estimate_prefers_expert_by_expert_at_m3vit_widths():
         assert 15 < est.expert_bytes_token_order / est.expert_bytes_expert_order < 17, device
         assert est.fits and sum(est.stage_cycles.values()) == est.cycles
     assert np.isclose(est.active_experts, 16 * (1 - (1 - 2 / 16) ** 129))
+
+
+def test_odd_parallelism_is_one_line(tmp_path):
+    from hostile import assert_fails_cleanly
+
+    for p in ("1", "3"):
+        assert_fails_cleanly(run_cli("build", "vitmoe-tiny", "--target", "fpga", "--parallelism", p, "--no-csim",
+                                     "-o", tmp_path / "f"), f"--parallelism {p}", "even number")
+    assert not (tmp_path / "f").exists()

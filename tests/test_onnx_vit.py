@@ -77,6 +77,11 @@ def test_integer_matmul_and_int8_pv(bundled):
     images = golden_images((32, 32, 3), 8)
     _assert_exact(qm, images, integer_matmul=True)
     _assert_exact(replace(qm, options=QuantOptions(qdq_pv=True)), images)
+    cpu = export_image_graph(qm, graph_name("digit"), integer_matmul=True).model
+    assert sum(n.op_type == "MatMulInteger" for n in cpu.graph.node) == 13  # qkv, proj, dense fc1/fc2, head
+    pv = export_image_graph(replace(qm, options=QuantOptions(qdq_pv=True)), graph_name("digit")).model
+    assert {"b0.probs.q", "b0.v.q"} <= {n.name for n in pv.graph.node}
+    assert "b0.probs.q" not in {n.name for n in export_image_graph(qm, graph_name("digit")).model.graph.node}
 
 
 def test_build_verify_and_run(tmp_path):
@@ -121,6 +126,9 @@ def test_run_refuses_bad_images_in_one_line(tmp_path):
              ((), ("image model build", "--image FILE"))]
     for args, fragments in cases:
         assert_fails_cleanly(run_cli("run", out, *args), *fragments)
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps(manifest | {"image": [32, 32]}))
+    assert_fails_cleanly(run_cli("run", out, "--image", tmp_path / "small.png"), "'image' entry is not [H, W, C]")
 
 
 @pytest.mark.parametrize("jetpack", ["5", "6.0", "6.2"])

@@ -310,8 +310,6 @@ def test_norm_square_that_may_overflow_fp16_is_flagged_unless_bounded_or_pinned(
     two = [_init("two", np.array(2.0, np.float32))]
     assert hits([helper.make_node("Pow", ["x", "two"], ["y"], name="pow")], two) == [
         ("fp16-square-overflow", "pow", "error")]
-    assert hits([helper.make_node("Mul", ["x", "x2"], ["y"], name="xy"),
-                 helper.make_node("Identity", ["x"], ["x2"], name="id")], []) == []  # not a square
     for scale, flagged in ((2.0, True), (1.99, False)):  # a dequantized activation reaches 128 * scale (256 > 255.9)
         inits = [_init("s", np.array(scale, np.float32)), _init("z", np.array(0, np.int8))]
         qdq = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q"),
@@ -328,6 +326,14 @@ def test_activation_matmul_with_one_int8_side_is_a_warning():
     one_sided = _model([*q, helper.make_node("MatMul", ["xd", "xt"], ["y"], name="mm")], inits)
     got = [(f.rule, f.node_name, f.severity) for f in lint(one_sided, TRT_10_3) if f.rule == "qdq-one-sided-matmul"]
     assert got == [("qdq-one-sided-matmul", "mm", "warning")]
+    # through the head split TensorRT propagates Q/DQ across (DQ -> Reshape -> Transpose -> MatMul)
+    shape = _init("shape", np.array([K, 1], np.int64))
+    split = [*q, helper.make_node("Reshape", ["xd", "shape"], ["xr"], name="r"),
+             helper.make_node("Transpose", ["xr"], ["xrt"], name="t2", perm=[1, 0]),
+             helper.make_node("MatMul", ["xrt", "xt"], ["y"], name="mm2")]
+    got = [(f.rule, f.node_name) for f in lint(_model(split, [*inits, shape]), TRT_10_3)
+           if f.rule == "qdq-one-sided-matmul"]
+    assert got == [("qdq-one-sided-matmul", "mm2")]
     both = [*q, helper.make_node("QuantizeLinear", ["xt", "s", "z"], ["tq"], name="q2"),
             helper.make_node("DequantizeLinear", ["tq", "s", "z"], ["td"], name="dq2"),
             helper.make_node("MatMul", ["xd", "td"], ["y"], name="mm")]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from edgec.ir import Graph
 from edgec.ir.ops import STATEFUL_STEP
@@ -23,12 +23,15 @@ __all__ = ["assign_buffers", "state_outputs"]
 logger = logging.getLogger(__name__)
 
 
-def assign_buffers(graph: Graph, skip: Iterable[str] = ()) -> dict[str, tuple[str, int]]:
-    """Map each value written by a node (except ``skip``: state outputs) to (buffer name, size)."""
+def assign_buffers(graph: Graph, skip: Iterable[str] = (),
+                   reads: Mapping[int, Iterable[str]] | None = None) -> dict[str, tuple[str, int]]:
+    """Map each value written by a node (except ``skip``: state outputs) to (buffer name, size). ``reads``: values
+    a node's kernel reads beyond its IR inputs, by node index (a top-k ranking on its router's logits)."""
     skip = set(skip) | set(graph.inputs)
     last: dict[str, int] = {}
+    extra = reads or {}
     for i, node in enumerate(graph.nodes):
-        for value in node.inputs:
+        for value in (*node.inputs, *extra.get(i, ())):
             last[value] = i
     for value in graph.outputs:
         last[value] = len(graph.nodes)
@@ -46,7 +49,8 @@ def assign_buffers(graph: Graph, skip: Iterable[str] = ()) -> dict[str, tuple[st
             else:
                 assigned[out] = (f"buf{count}", width)
                 count += 1
-        done = {v for v in node.inputs if last.get(v) == i} | {o for o in node.outputs if o not in last}
+        done = {v for v in (*node.inputs, *extra.get(i, ())) if last.get(v) == i} | {o for o in node.outputs
+                                                                                   if o not in last}
         for value in sorted(done & assigned.keys(), key=lambda v: assigned[v][0]):
             name, width = assigned[value]
             free[width].append(name)

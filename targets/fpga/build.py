@@ -98,6 +98,9 @@ def build_fpga_images(qm: QuantizedModel, output: Path, device: FpgaDevice, para
                       trace: bool, images: int) -> dict:
     """The HLS project of an image model: every golden image under every task, C-simulated bit-exact."""
     p = parallelism or _image_parallelism(qm, device)
+    if p < MACS_PER_DSP or p % MACS_PER_DSP:
+        raise DataError(f"--parallelism {p}: the engine packs {MACS_PER_DSP} int8 MACs per DSP, so it must be an even "
+                        f"number >= {MACS_PER_DSP}")
     est = estimate_image(qm, device, p)
     if not est.fits:
         raise EdgecError(f"{device.name}: the design does not fit: {'; '.join(est.notes) or 'DSP or BRAM'}")

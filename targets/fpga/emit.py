@@ -105,6 +105,11 @@ class _Emitter:
         self.states.append(f"{value}: {shape} on chip")
         return name
 
+    def partition_pragmas(self) -> list[str]:
+        """Cyclic partitions of the engine's input buffers, so that P lanes read P elements per cycle."""
+        return [f"#pragma HLS ARRAY_PARTITION variable = {b} cyclic factor = {f}"
+                for b, f in sorted(self.partitioned.items()) if f > 1]
+
     def state_dims(self, value: str) -> tuple[int, ...]:
         return tuple(int(d) for d in self.graph.values[value].shape[1:])  # without the batch axis
 
@@ -229,8 +234,7 @@ class _Emitter:
             body += [f"    {line}" for line in lines]
             body += [f'    EDGEC_TRACE("{o}", {self.buf(o)}, {self.width(o)});' for o in outs]
         buffers = sorted(dict(self.buffers.values()).items(), key=lambda b: int(b[0][3:]))  # buf0, buf1, ...
-        partitions = [f"#pragma HLS ARRAY_PARTITION variable = {b} cyclic factor = {f}"
-                      for b, f in sorted(self.partitioned.items()) if f > 1]
+        partitions = self.partition_pragmas()
         vocab = self.qm.spec.vocab_size
         n8, n64 = self.blob.sizes
         state_port = ["#pragma HLS INTERFACE m_axi port = state offset = slave bundle = gmem3"][:bool(self.state_words)]

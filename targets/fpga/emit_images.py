@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from edgec.ir import Graph, Node, Value, entry_graphs
+from edgec.ir import Graph, Node, Op, Value, entry_graphs
 from edgec.passes.quantize import QuantizedModel
 from edgec.targets.fpga.blob import WeightBlob
 from edgec.targets.fpga.buffers import assign_buffers
@@ -61,7 +61,10 @@ class _ImageEmitter(_Emitter):
         self.blob = WeightBlob()
         self.parallelism = parallelism
         self.dram_states = frozenset()
-        self.buffers = assign_buffers(self.graph)
+        # a TOPK ranks on its router's logits, the input of the softmax before it: alive until the TOPK runs
+        order = {n.name: i for i, n in enumerate(self.graph.nodes)}
+        self.buffers = assign_buffers(self.graph, reads={order[n.name]: (self.graph.producer(n.inputs[0]).inputs[0],)
+                                                         for n in self.graph.nodes if n.op is Op.TOPK})
         self.declarations, self.resets, self.states, self.state_words, self.partitioned = [], [], [], 0, {}
 
     def rows(self, value: str) -> int:
@@ -220,6 +223,7 @@ class _ImageEmitter(_Emitter):
             "#pragma HLS INTERFACE s_axilite port = task",
             "#pragma HLS INTERFACE m_axi port = logits offset = slave bundle = gmem2",
             "#pragma HLS INTERFACE s_axilite port = return",
+            *self.partition_pragmas(),
             f"    if (task < 0 || task >= {len(classes)}) return;  // an unknown task leaves logits untouched",
             *body,
             f"    for (int i = 0; i < {max(classes)}; i++) logits[i] = i < edgec_classes[task] ? {logits}[i] : 0;",

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgec.data import read_npy_header
-from edgec.errors import DataError
+from edgec.errors import ArtifactError, DataError
 from edgec.frontends.validate import one_line
 from edgec.manifest import check_files
 from edgec.targets.onnx.build_images import model_file
@@ -50,6 +50,7 @@ def read_image(path: Path) -> np.ndarray:
         return _read_npy_image(path)
     from PIL import Image, UnidentifiedImageError
 
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_BYTES  # a header claiming more is refused before decoding
     try:
         with Image.open(path) as img:
             if img.mode not in _MODES:
@@ -60,6 +61,8 @@ def read_image(path: Path) -> np.ndarray:
             array = np.asarray(img, dtype=np.uint8)
     except DataError:
         raise
+    except Image.DecompressionBombError:
+        raise DataError(f"{path}: claims more than {MAX_IMAGE_BYTES} pixels; pass the image the model takes") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise DataError(f"{path}: not a readable image ({one_line(err)}); pass a PNG, JPEG or .npy file") from None
     return array if array.ndim == 3 else array[..., None]
@@ -75,8 +78,11 @@ def classify(folder: Path, manifest: dict, image_path: Path, task: str | None = 
         raise DataError(f"{folder}: a language model build: --image applies to image models; use --prompt")
     if task is not None and task not in tasks:
         raise DataError(f"--task {task!r} is not a task of {folder} ({', '.join(tasks)})")
+    want = tuple(manifest.get("image") or ())
+    if len(want) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in want):
+        raise ArtifactError(f"{folder / 'manifest.json'}: its 'image' entry is not [H, W, C]; rebuild the folder with "
+                            "edgec build")
     image = read_image(image_path)
-    want = tuple(manifest.get("image", ()))
     if image.shape != want:
         raise DataError(f"{image_path}: a {image.shape[0]}x{image.shape[1]} image with {image.shape[2]} channel(s); "
                         f"the model takes {want[0]}x{want[1]} with {want[2]}: resize or convert it first")

@@ -43,13 +43,13 @@ MAX_HADAMARD_FACTOR = 6  # the 2^m part of a rotation is applied as factors of a
 
 @dataclass(frozen=True)
 class ExportedGraph:
-    """An exported graph and the names the checks read: its int8 tensors (QuantizeLinear outputs of IR values),
-    the chosen experts of every router (TopK indices) and the experts' own int8 activations."""
+    """An exported graph and the names the checks read: its int8 tensors (QuantizeLinear outputs of IR values;
+    an expert's own int8 activations are not IR values and are checked through what follows them) and the
+    chosen experts of every router (TopK indices)."""
 
     model: onnx.ModelProto
     quantized: list[str]
     routes: list[str]
-    expert_codes: list[str]
 
 
 def state_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
@@ -71,7 +71,6 @@ class _OnnxBuilder(VisionEmitters):
         self.q_scales = qdq_scales(qm)  # the qdq simulator's Q/DQ points and scales
         self.q_points = set(self.q_scales)
         self.routes: list[str] = []  # TopK index outputs, in graph order
-        self.expert_codes: list[str] = []  # each expert's int8 activations (no values of the IR graph)
         self.nodes: list[onnx.NodeProto] = []
         self.inits: dict[str, onnx.TensorProto] = {}
         self.quantized: list[str] = []  # names of the int8 QuantizeLinear outputs, in graph order
@@ -426,7 +425,7 @@ def export_step(qm: QuantizedModel, integer_matmul: bool = False) -> tuple[onnx.
 def export_image_graph(qm: QuantizedModel, key: str, integer_matmul: bool = False) -> ExportedGraph:
     """Entry graph ``key`` (images -> logits) as ONNX, with the names of its int8 tensors and TopK indices."""
     builder = _ImageOnnxBuilder(qm, key, integer_matmul)
-    return ExportedGraph(builder.build(), builder.quantized, builder.routes, builder.expert_codes)
+    return ExportedGraph(builder.build(), builder.quantized, builder.routes)
 
 
 def export_image_graph_float(qm: QuantizedModel, key: str, weights: Mapping[str, np.ndarray]) -> onnx.ModelProto:

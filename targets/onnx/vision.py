@@ -22,8 +22,8 @@ __all__ = ["VisionEmitters"]
 
 class VisionEmitters:
     """ONNX emitters of the ViT ops; mixed into the exporter (targets/onnx/export.py), which provides qm, nodes,
-    node, init, const_f32, axes, output, bias and dq_weight, and the lists ``routes`` (TopK index outputs) and
-    ``expert_codes`` (each expert's int8 activations, which are no values of the IR graph)."""
+    node, init, const_f32, axes, output, bias, dq_weight, zero_point and the list ``routes`` (TopK index
+    outputs)."""
 
     def _emit_normalize_image(self, node: Node) -> None:
         """(pixel / 255 - mean) / std per channel, the float interpreter's float32 order."""
@@ -140,7 +140,6 @@ class VisionEmitters:
                 scale = self.const_f32(f"{name}.act.scale", qm.state_scales[f"{node.name}/act/{e}"])
                 zero = self.zero_point()
                 q = self.node("QuantizeLinear", [act, scale, zero], name + ".act.q")
-                self.expert_codes.append(q)
                 act = self.node("DequantizeLinear", [q, scale, zero], name + ".act")
             y = self._expert_linear(act, w["fc2_weight"], e, w.get("fc2_bias"), name + ".fc2")
             chose = self.node("Cast", [self.node("Equal", [indices, self.init(f"expert_{e}", np.array(e, np.int64))],

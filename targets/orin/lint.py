@@ -46,6 +46,8 @@ MODEL_NODE = "<model>"
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 # Control flow and data-dependent ops get their own rules (and a reason); the unsupported-op rule skips them.
 SPECIAL_OPS = frozenset({"Loop", "Scan", "If", "CumSum", "NonZero"})
+# Ops that only move values (TensorRT propagates Q/DQ through them): walked back from a MatMul to its DQ.
+SHAPE_ONLY_OPS = frozenset({"Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Flatten"})
 # Ops whose output is a view/copy of a constant input: walked through to find a weight's real consumer.
 PASS_THROUGH_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "Identity"})
 
@@ -462,12 +464,19 @@ def _check_fp16_square(ctx: _Context) -> Iterator[Finding]:
 def _check_one_sided_qdq_matmul(ctx: _Context) -> Iterator[Finding]:
     """A MatMul of two activations runs in INT8 only if both come through DequantizeLinear (QDQBERT's placement);
     with one side quantized, the Q/DQ pair only adds rounding."""
-    producers = {o: n.op_type for n in ctx.nodes for o in n.output}
+    producers = {o: n for n in ctx.nodes for o in n.output}
+
+    def dequantized(value: str) -> bool:  # through the shape-only ops between a DQ and a MatMul (head split)
+        node = producers.get(value)
+        while node is not None and node.op_type in SHAPE_ONLY_OPS:
+            node = producers.get(node.input[0])
+        return node is not None and node.op_type == "DequantizeLinear"
+
     for i in _ops(ctx, "MatMul"):
         n = ctx.nodes[i]
         if any(x in ctx.constant for x in n.input[:2]):
             continue  # a weight: the weight-axis rules cover it
-        dq = [producers.get(x) == "DequantizeLinear" for x in n.input[:2]]
+        dq = [dequantized(x) for x in n.input[:2]]
         if dq[0] != dq[1]:
             side = n.input[0] if dq[0] else n.input[1]
             yield ctx.finding("qdq-one-sided-matmul", i, f"only '{side}' of this activation x activation MatMul is "
