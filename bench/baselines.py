@@ -1,4 +1,5 @@
-"""The baseline every speed benchmark divides by: Hugging Face torch fp32 decoding, in the same process."""
+"""The baseline every speed benchmark divides by (Hugging Face torch fp32 decoding, in the same process), and
+the timing rule they share (best_of)."""
 
 from __future__ import annotations
 
@@ -25,3 +26,18 @@ def torch_decoder(folder: Path, hf_class: str, threads: int = 1) -> Callable[[in
         return 1e3 * (time.perf_counter() - start) / tokens
 
     return run
+
+
+ROUNDS = 3  # each runner is timed this often, interleaved; the best round counts (the machine is shared)
+
+
+def best_of(runners: dict[str, Callable[[object], object]], inputs: list, rounds: int = ROUNDS) -> dict[str, float]:
+    """Seconds each runner takes over all ``inputs``, its best of ``rounds`` rounds, the runners interleaved."""
+    best = dict.fromkeys(runners, float("inf"))
+    for _ in range(rounds):
+        for label, run in runners.items():
+            start = time.perf_counter()
+            for x in inputs:
+                run(x)
+            best[label] = min(best[label], time.perf_counter() - start)
+    return best

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from baselines import ROUNDS, best_of
 
 import edgec
 from edgec.data import model_tokens, windows
@@ -26,8 +26,6 @@ from edgec.targets.onnx.export import dequantized_weights
 from edgec.targets.onnx.prefill import export_prefill, export_prefill_float
 from edgec.targets.onnx.verify import decode, ort_session
 from edgec.zoo import BUNDLED
-
-ROUNDS = 3
 
 
 def torch_prefill(folder: Path, hf_class: str) -> Callable[[np.ndarray], None]:
@@ -58,12 +56,7 @@ def bench(name: str, folder: Path, calib: list[np.ndarray], prompt: int, chunks:
         runners[f"prefill.onnx int8, chunk {chunk}"] = ort_prefill(export_prefill(qm, chunk, integer_matmul=True)[0])
         runners[f"prefill.onnx fp32, chunk {chunk}"] = ort_prefill(export_prefill_float(qm, weights, chunk))
     tokens = np.random.default_rng(0).integers(0, model.spec.vocab_size, (1, prompt)).astype(np.int64)
-    best = dict.fromkeys(runners, float("inf"))
-    for _ in range(ROUNDS):
-        for label, run in runners.items():
-            start = time.perf_counter()
-            run(tokens)
-            best[label] = min(best[label], time.perf_counter() - start)
+    best = best_of(runners, [tokens])
     base = prompt / best["HF torch fp32"]
     print(f"\n{name}: prefill of {prompt} tokens, batch 1, one thread, best of {ROUNDS} (tokens/s, ratio to torch)")
     for label, seconds in best.items():

@@ -13,10 +13,10 @@ widths (128x256 images, D 192, 16 experts top-2, odd blocks MoE) with N blocks i
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import numpy as np
+from baselines import ROUNDS, best_of
 from bench_vit_speed import reference_module, torch_runner
 
 import edgec
@@ -27,7 +27,6 @@ from edgec.targets.onnx.export import dequantized_weights, export_image_graph, e
 from edgec.targets.onnx.verify import ort_session
 from edgec.zoo import BUNDLED
 
-ROUNDS = 3
 M3VIT_TINY = {"model_type": "vit_moe", "image_size": [128, 256], "in_chans": 3, "patch_size": 16, "embed_dim": 192,
               "num_heads": 3, "mlp_ratio": 4.0, "num_experts": 16, "top_k": 2, "moe_hidden": 384, "multi_gate": True,
               "tasks": {"scene": 27, "objects": 40}, "norm_eps": 1e-6, "qkv_bias": True}
@@ -75,13 +74,7 @@ def main() -> None:
                "ONNX Runtime int8 (cpu)": ort_runner(export_image_graph(qm, key, integer_matmul=True).model),
                "ONNX Runtime Q/DQ (orin)": ort_runner(export_image_graph(qm, key).model)}
     batches = [images[i:i + args.batch] for i in range(0, len(images), args.batch)]
-    best = dict.fromkeys(runners, float("inf"))
-    for _ in range(ROUNDS):
-        for name, run in runners.items():
-            start = time.perf_counter()
-            for b in batches:
-                run(b)
-            best[name] = min(best[name], time.perf_counter() - start)
+    best = best_of(runners, batches)
     base = len(images) / best["ONNX Runtime fp32"]
     print(f"{label}, task {task}: {len(images)} images, batch {args.batch}, one thread, best of {ROUNDS} "
           "(images/s, ratio to ONNX Runtime fp32)")

@@ -10,10 +10,10 @@ three times, interleaved, the best round counting (the machine is shared).
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import numpy as np
+from baselines import ROUNDS, best_of
 
 import edgec
 from edgec.frontends.vit_moe_graph import graph_name
@@ -22,8 +22,6 @@ from edgec.runtime.float_ref import FloatInterpreter
 from edgec.runtime.sim_int import IntSimulator
 from edgec.runtime.sim_qdq import QdqSimulator
 from edgec.zoo import BUNDLED
-
-ROUNDS = 3
 
 
 def reference_module(folder):
@@ -69,13 +67,7 @@ def main() -> None:
     runners = {"torch reference fp32": torch_runner(reference_module(entry.folder), task)} | {
         label: (lambda x, i=interp, g=graph: i.run(g, {"images": x}))
         for label, (interp, graph) in interpreters.items()}
-    best = dict.fromkeys(runners, float("inf"))
-    for _ in range(ROUNDS):
-        for label, run in runners.items():
-            start = time.perf_counter()
-            for images in batches:
-                run(images)
-            best[label] = min(best[label], time.perf_counter() - start)
+    best = best_of(runners, batches)
     count = sum(len(b) for b in batches)
     base = count / best["torch reference fp32"]
     print(f"{args.model}, task {task}: {count} images, batch {args.batch}, best of {ROUNDS} (images/s, ratio to torch)")

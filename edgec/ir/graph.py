@@ -108,6 +108,19 @@ class Graph:
         return Graph(self.name, list(self.nodes), dict(self.values), list(self.inputs), list(self.outputs))
 
 
+def value_rows(graph: Graph, value: str) -> int:
+    """Tokens per call of a [batch, ..., width] value: the product of its middle dimensions (1 if none)."""
+    count = 1
+    for d in graph.values[value].shape[1:-1]:
+        count *= int(d)
+    return count
+
+
+def value_elements(graph: Graph, value: str) -> int:
+    """Elements of a value per call (every dimension but the batch)."""
+    return value_rows(graph, value) * int(graph.values[value].shape[-1])
+
+
 def entry_graphs(graphs: Mapping[str, Graph]) -> dict[str, Graph]:
     """The graphs that take only the model's data input (no state): "prefill" of a language model, every
     "task/<name>" of a ViT-MoE. Calibration and quantization run over all of them; a value they share gets

@@ -12,10 +12,9 @@ depends on the graph alone, for any family.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable, Mapping
 
-from edgec.ir import Graph
+from edgec.ir import Graph, value_elements
 from edgec.ir.ops import STATEFUL_STEP
 
 __all__ = ["assign_buffers", "state_outputs"]
@@ -42,7 +41,7 @@ def assign_buffers(graph: Graph, skip: Iterable[str] = (),
         for out in node.outputs:
             if out in skip or out in assigned:
                 continue
-            width = math.prod(int(d) for d in graph.values[out].shape[1:])
+            width = value_elements(graph, out)
             pool = free.setdefault(width, [])
             if pool:
                 assigned[out] = (pool.pop(0), width)

@@ -15,7 +15,8 @@ from edgec.hls.toolchain import ap_types_dir, compile_program, run_program
 from edgec.passes.quantize import QuantizedModel
 from edgec.runtime.sim_int import IntSimulator
 
-__all__ = ["CsimResult", "first_difference", "read_trace", "require_bit_exact", "run_csim", "simulate_steps"]
+__all__ = ["CsimResult", "first_difference", "read_trace", "require_bit_exact", "run_csim", "run_testbench",
+           "simulate_steps"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,30 @@ def first_difference(records: list[tuple[str, np.ndarray]], envs: list[dict], pe
     return ""
 
 
+def run_testbench(project: Path, testbench: str, inputs: dict[str, np.ndarray], calls: int, trace: bool,
+                  workdir: Path | None) -> tuple[np.ndarray, list[tuple[str, np.ndarray]], float, float]:
+    """Compile ``tb/<testbench>.cpp`` with the project's top, run it on the weights and ``inputs`` (file name ->
+    array, written as is, in that order) in a scratch folder inside ``workdir`` (removed on return):
+    (logits [calls, -1], trace records (empty without ``trace``), compile seconds, run seconds)."""
+    with tempfile.TemporaryDirectory(prefix="edgec-csim-", dir=workdir) as tmp:
+        tmp_path = Path(tmp)
+        start = time.perf_counter()
+        exe = compile_program([project / "tb" / f"{testbench}.cpp", project / "firmware" / "edgec_top.cpp"],
+                              tmp_path / testbench, [project / "firmware", ap_types_dir()])
+        compile_s = time.perf_counter() - start
+        for name, array in inputs.items():
+            array.tofile(tmp_path / name)
+        args = [project / "data" / "weights.bin", *(tmp_path / name for name in inputs), tmp_path / "logits.bin"]
+        if trace:
+            args += ["--trace", tmp_path / "trace.bin"]
+        start = time.perf_counter()
+        run_program(exe, args)
+        run_s = time.perf_counter() - start
+        got = np.fromfile(tmp_path / "logits.bin", "<i8").reshape(calls, -1)
+        records = read_trace(tmp_path / "trace.bin") if trace else []
+    return got, records, compile_s, run_s
+
+
 def run_csim(project: Path, qm: QuantizedModel, tokens: np.ndarray, traced: list[str], trace: bool = False,
              expected: np.ndarray | None = None, workdir: Path | None = None) -> CsimResult:
     """Compile the project's testbench, run it on ``tokens`` and compare every logit with the simulator.
@@ -87,23 +112,9 @@ def run_csim(project: Path, qm: QuantizedModel, tokens: np.ndarray, traced: list
     """
     if expected is None or trace:
         expected, envs = simulate_steps(qm, tokens, trace)
-    with tempfile.TemporaryDirectory(prefix="edgec-csim-", dir=workdir) as tmp:
-        tmp_path = Path(tmp)
-        start = time.perf_counter()
-        exe = compile_program([project / "tb" / "tb_edgec.cpp", project / "firmware" / "edgec_top.cpp"],
-                              tmp_path / "tb_edgec", [project / "firmware", ap_types_dir()])
-        compile_s = time.perf_counter() - start
-        tokens.astype("<i8").tofile(tmp_path / "tokens.bin")
-        args = [project / "data" / "weights.bin", tmp_path / "tokens.bin", tmp_path / "logits.bin"]
-        if trace:
-            args += ["--trace", tmp_path / "trace.bin"]
-        start = time.perf_counter()
-        run_program(exe, args)
-        run_s = time.perf_counter() - start
-        got = np.fromfile(tmp_path / "logits.bin", "<i8").reshape(len(tokens), -1)
-        first = ""
-        if trace:
-            first = first_difference(read_trace(tmp_path / "trace.bin"), envs, len(traced), qm.graphs["step"])
+    got, records, compile_s, run_s = run_testbench(project, "tb_edgec", {"tokens.bin": tokens.astype("<i8")},
+                                                   len(tokens), trace, workdir)
+    first = first_difference(records, envs, len(traced), qm.graphs["step"]) if trace else ""
     equal = int(np.sum(got == expected)) if got.shape == expected.shape else 0
     result = CsimResult(len(tokens), equal, int(expected.size), compile_s, run_s, first)
     return result

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from edgec.hls.toolchain import ap_types_dir, compile_program, run_program
 from edgec.ir import entry_graphs
 from edgec.passes.quantize import QuantizedModel
 from edgec.runtime.sim_int import IntSimulator
-from edgec.targets.fpga.csim import CsimResult, first_difference, read_trace
+from edgec.targets.fpga.csim import CsimResult, first_difference, run_testbench
 
 __all__ = ["golden_calls", "run_image_csim", "simulate_images"]
 
@@ -46,27 +43,14 @@ def run_image_csim(project: Path, qm: QuantizedModel, images: np.ndarray, tasks:
     envs: list[dict] = []
     if expected is None or trace:
         expected, envs = simulate_images(qm, images, tasks, trace)
-    with tempfile.TemporaryDirectory(prefix="edgec-csim-", dir=workdir) as tmp:
-        tmp_path = Path(tmp)
-        start = time.perf_counter()
-        exe = compile_program([project / "tb" / "tb_edgec_image.cpp", project / "firmware" / "edgec_top.cpp"],
-                              tmp_path / "tb_edgec_image", [project / "firmware", ap_types_dir()])
-        compile_s = time.perf_counter() - start
-        images.astype(np.uint8).tofile(tmp_path / "images.bin")
-        tasks.astype("<i8").tofile(tmp_path / "tasks.bin")
-        args = [project / "data" / "weights.bin", tmp_path / "images.bin", tmp_path / "tasks.bin",
-                tmp_path / "logits.bin"]
-        if trace:
-            args += ["--trace", tmp_path / "trace.bin"]
-        start = time.perf_counter()
-        run_program(exe, args)
-        run_s = time.perf_counter() - start
-        got = np.fromfile(tmp_path / "logits.bin", "<i8").reshape(len(images), -1)
-        first = ""
-        if trace:
-            from edgec.targets.fpga.emit_images import merge_task_graphs
+    got, records, compile_s, run_s = run_testbench(
+        project, "tb_edgec_image", {"images.bin": images.astype(np.uint8), "tasks.bin": tasks.astype("<i8")},
+        len(images), trace, workdir)
+    first = ""
+    if trace:
+        from edgec.targets.fpga.emit_images import merge_task_graphs
 
-            graph, _ = merge_task_graphs({k: qm.graphs[k] for k in entry_graphs(qm.graphs)})
-            first = first_difference(read_trace(tmp_path / "trace.bin"), envs, len(traced), graph, "call")
+        graph, _ = merge_task_graphs({k: qm.graphs[k] for k in entry_graphs(qm.graphs)})
+        first = first_difference(records, envs, len(traced), graph, "call")
     equal = int(np.sum(got == expected)) if got.shape == expected.shape else 0
     return CsimResult(len(images), equal, int(expected.size), compile_s, run_s, first)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from edgec.ir import Graph, Node, Op, Value, entry_graphs
+from edgec.ir import Graph, Node, Op, Value, entry_graphs, value_elements, value_rows
 from edgec.passes.quantize import QuantizedModel
 from edgec.targets.fpga.blob import WeightBlob
 from edgec.targets.fpga.buffers import assign_buffers
@@ -41,7 +41,7 @@ def merge_task_graphs(graphs: Mapping[str, Graph]) -> tuple[Graph, dict[str, tup
             owners[node.name].add(t)
             previous = node.name
         for name, value in graphs[key].values.items():
-            if name not in values or _size(value) > _size(values[name]):
+            if name not in values or _size(value) > _size(values[name]):  # a wider head's logits
                 values[name] = value
     first = graphs[keys[0]]
     tasks = {name: tuple(sorted(o)) if len(o) < len(keys) else () for name, o in owners.items()}
@@ -68,11 +68,10 @@ class _ImageEmitter(_Emitter):
         self.declarations, self.resets, self.states, self.state_words, self.partitioned = [], [], [], 0, {}
 
     def rows(self, value: str) -> int:
-        shape = self.graph.values[value].shape[1:]
-        return int(np.prod([int(d) for d in shape[:-1]])) if len(shape) > 1 else 1
+        return value_rows(self.graph, value)
 
     def size(self, value: str) -> int:
-        return _size(self.graph.values[value])
+        return value_elements(self.graph, value)
 
     def _bits(self, value: str) -> int:
         return int(self.qm.bits.get(value, 0))

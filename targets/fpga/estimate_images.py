@@ -27,9 +27,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from edgec.ir import Graph, Node, Op
+from edgec.ir import Graph, Node, Op, value_elements, value_rows
 from edgec.passes.quantize import QuantizedModel
 from edgec.targets.fpga.buffers import assign_buffers
 from edgec.targets.fpga.costs import CONST_BYTES, MACS_PER_DSP, NORM_SCALAR_CYCLES, PIPELINE_DEPTH
@@ -118,8 +116,7 @@ class _Costs:
         return int(self.graph.values[value].shape[-1])
 
     def rows(self, value: str) -> int:
-        shape = self.graph.values[value].shape[1:]
-        return int(np.prod([int(d) for d in shape[:-1]])) if len(shape) > 1 else 1
+        return value_rows(self.graph, value)
 
     def cost(self, node: Node) -> tuple[int, int]:
         """(cycles, DRAM bytes) of ``node`` for one image."""
@@ -142,7 +139,7 @@ class _Costs:
             return self.rows(x) * (3 * _loop(self.width(x)) + NORM_SCALAR_CYCLES), 0
         if op is Op.SOFTMAX:
             n = self.width(x)
-            rows = int(np.prod([int(d) for d in self.graph.values[x].shape[1:]])) // n
+            rows = value_elements(self.graph, x) // n
             return rows * (2 * _loop(n) + RECIP_CYCLES), CONST_BYTES * 256
         if op is Op.TOPK:
             return self.rows(x) * _loop(self.width(x) * node.attrs["k"]), 0
@@ -151,7 +148,7 @@ class _Costs:
         if op is Op.GELU:
             return 0, CONST_BYTES * 256  # fused into the linear before it
         if op in (Op.ADD, Op.CLS_POS, Op.NORMALIZE_IMAGE, Op.CLS_POOL, Op.SPLIT):
-            size = int(np.prod([int(d) for d in self.graph.values[out].shape[1:]]))
+            size = value_elements(self.graph, out)
             table = CONST_BYTES * size if op is Op.CLS_POS else 0
             return (0 if op is Op.SPLIT else _loop(size)), table
         raise ValueError(f"no image cost model for op {op.value!r} (node {node.name})")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from edgec.ir import Graph, Node, Op
+from edgec.ir import Graph, Node, Op, value_rows
 from edgec.ir.ops import STATEFUL_STEP
 from edgec.targets.onnx.export import hadamard_factors
 
@@ -61,14 +61,6 @@ def _width(graph: Graph, value: str) -> int:
     return int(graph.values[value].shape[-1])
 
 
-def _rows(graph: Graph, value: str) -> int:
-    """Tokens per call of a [batch, ..., width] value: the product of its middle dimensions (1 if none)."""
-    count = 1
-    for d in graph.values[value].shape[1:-1]:
-        count *= int(d)
-    return count
-
-
 def _state_elements(graph: Graph, node: Node) -> int:
     total = 0
     for name in node.inputs:
@@ -85,17 +77,17 @@ def decode_traffic(step: Graph) -> DecodeTraffic:
     weights = macs = state = consts = 0
     for node in step.nodes:
         if node.op in (Op.LINEAR, Op.ROUTE_LOGITS, Op.PATCH_EMBED):
-            rows = _rows(step, node.outputs[0])
+            rows = value_rows(step, node.outputs[0])
             w = (_width(step, node.outputs[0]) * (_width(step, node.inputs[0]) if node.op is not Op.PATCH_EMBED
                                                   else int(step.values[node.inputs[0]].shape[-1])
                                                   * node.attrs["patch"] ** 2))
             weights, macs = weights + w, macs + rows * w
         elif node.op in (Op.ATTN_SCORES, Op.ATTN_CONTEXT):
             v = node.inputs[1]
-            macs += _rows(step, v) ** 2 * _width(step, v)
+            macs += value_rows(step, v) ** 2 * _width(step, v)
         elif node.op is Op.MOE:
             w = 2 * node.attrs["experts"] * _width(step, node.inputs[0]) * node.attrs["hidden"]
-            weights, macs = weights + w, macs + _rows(step, node.inputs[0]) * w
+            weights, macs = weights + w, macs + value_rows(step, node.inputs[0]) * w
         elif node.op is Op.EMBED:
             weights += _width(step, node.outputs[0])
         elif node.op is Op.HADAMARD:
