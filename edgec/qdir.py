@@ -15,7 +15,6 @@ files and index, tokenizer.json), ``{"kind": "bundled", "name": NAME, "files": .
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import shutil
@@ -28,6 +27,7 @@ import numpy as np
 from edgec.errors import ArtifactError, EdgecError
 from edgec.families import FAMILIES
 from edgec.frontends.validate import load_tokenizer
+from edgec.frontends.weights import write_safetensors
 from edgec.ir.serde import graph_from_json, graph_to_json
 from edgec.manifest import MANIFEST, check_files, describe, manifest_field, read_manifest, sha256, uses, write_manifest
 from edgec.outdir import atomic_dir
@@ -97,9 +97,6 @@ def save_qdir(qm: QuantizedModel, target: str | Path, tokenizer: Path | None = N
     ``qm.source`` (a bundled name or an absolute checkpoint path) is recorded with the hashes of the
     checkpoint's files; its tokenizer.json (or ``tokenizer``) is copied in.
     """
-    from safetensors import SafetensorError
-    from safetensors.numpy import save_file
-
     source = _source_record(qm.source)
     folder = source_folder(source)
     if tokenizer is None and folder is not None and TOKENIZER in source["files"]:
@@ -109,16 +106,13 @@ def save_qdir(qm: QuantizedModel, target: str | Path, tokenizer: Path | None = N
         tensors |= {f"scale/{k}": v.astype(np.float32) for k, v in qm.wscales.items()}
         tensors |= {f"float/{k}": v.astype(np.float32) for k, v in qm.fparams.items()}
         tensors |= {f"int/{k}": v.astype(np.int64) for k, v in qm.int_constants.items()}
-        tensors = {k: np.array(v, order="C") for k, v in sorted(tensors.items())}
+        tensors = {k: np.asarray(v, order="C") for k, v in tensors.items()}  # keeps 0-d scalars, copies nothing
         graphs = _json_text({k: graph_to_json(g) for k, g in qm.graphs.items()})
         scales = _json_text({"activations": qm.scales, "state": qm.state_scales, "bits": qm.bits})
         fields = {"format": FORMAT, "family": qm.spec.family, "source": source, "config": qm.spec.to_config(),
                   "options": asdict(qm.options), "calibration": qm.calibration, "notes": qm.notes}
         content_id = _content_id(fields, graphs.encode(), scales.encode())
-        try:
-            save_file(tensors, str(tmp / "weights.safetensors"), metadata={_CONTENT_ID: content_id})
-        except SafetensorError as err:  # a full disk reaches us as safetensors' own error, not an OSError
-            raise OSError(errno.EIO, f"weights.safetensors: {str(err)[:200]}") from None
+        write_safetensors(tmp / "weights.safetensors", tensors, {_CONTENT_ID: content_id})
         (tmp / "graphs.json").write_text(graphs, encoding="utf-8")
         (tmp / "scales.json").write_text(scales, encoding="utf-8")
         if tokenizer is not None:

@@ -20,6 +20,7 @@ that rarely routed experts get ranges too: per expert, the fc1 output ("node/fc1
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from edgec.errors import DataError
 from edgec.frontends.model import Model
-from edgec.ir import Node, Op, entry_graphs
+from edgec.ir import Graph, Node, Op, entry_graphs
 from edgec.progress import track
 from edgec.runtime.float_ref import FloatInterpreter
 
@@ -110,6 +111,7 @@ class _Observer(FloatInterpreter):
         super().__init__(model.weights)
         self.stats = stats
         self.clip_values = clip_values
+        self.progress: Iterator[int] = iter(())
 
     def observe(self, node: Node, name: str, value: np.ndarray) -> None:
         if not np.isfinite(value).all():
@@ -134,6 +136,10 @@ class _Observer(FloatInterpreter):
             self.observe_state(node, self.expert_fc1(node, e, rows), f"/fc1/{e}")
         return super().op_moe(node, x, weights, indices)
 
+    def node_done(self, node: Node) -> None:
+        self.weights.forget(node.weights.values())
+        next(self.progress, None)
+
     def finish(self) -> None:
         self.stats.quantile = {k: self.stats.quantile_sum[k] / self.stats.quantile_count[k]
                                for k in self.stats.quantile_sum}
@@ -141,18 +147,38 @@ class _Observer(FloatInterpreter):
 
 def calibrate(model: Model, batches: list[np.ndarray], alpha: float = 0.99999) -> CalibrationStats:
     """Record value ranges over ``batches`` of the data input (token ids [B, L], images [B, H, W, C]),
-    fed to every entry graph; ``tokens`` counts token ids, or images."""
+    fed to every entry graph; ``tokens`` counts token ids, or images.
+
+    Layer by layer: each node runs on every batch before the next (``run_batches``), then its weights are
+    released, so memory holds one layer's weights and the batches' live activations, whatever the depth.
+    """
     if not batches:
         raise DataError("calibration data is empty; pass --calib with at least one sequence of tokens")
-    graphs = list(entry_graphs(model.graphs).values())
+    graphs = [_without_output_linears(g) for g in entry_graphs(model.graphs).values()]
     clip_values = {n.inputs[0] for g in graphs for n in g.nodes if n.op is Op.SELECTIVE_SCAN}
     stats = CalibrationStats(alpha=alpha)
     observer = _Observer(model, stats, clip_values)
-    for batch in track(batches, "calibrating"):
-        for graph in graphs:
-            with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are reported by name
-                observer.run(graph, {graph.inputs[0]: batch})
-        stats.batches += 1
-        stats.tokens += int(batch.size if graphs[0].values[graphs[0].inputs[0]].dtype == "i64" else len(batch))
+    observer.progress = iter(track(range(sum(len(g.nodes) for g in graphs)), "calibrating"))
+    for graph in graphs:
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are reported by name
+            observer.run_batches(graph, [{graph.inputs[0]: batch} for batch in batches], keep_outputs=False)
+    for _ in observer.progress:  # close the bar
+        pass
+    stats.batches = len(batches)
+    token_ids = graphs[0].values[graphs[0].inputs[0]].dtype == "i64"
+    stats.tokens = sum(int(batch.size if token_ids else len(batch)) for batch in batches)
     observer.finish()
     return stats
+
+
+def _without_output_linears(graph: Graph) -> Graph:
+    """``graph`` without the LINEARs that write only graph outputs (a language model's head, a classifier): their
+    outputs keep the accumulators (no scale to calibrate), and the head is the largest matmul of a language model
+    (at mamba-130m widths 40% of the calibration's multiply-adds)."""
+    dropped = [n for n in graph.nodes if n.op is Op.LINEAR and all(o in graph.outputs and not graph.users(o)
+                                                                   for o in n.outputs)]
+    if not dropped:
+        return graph
+    gone = {o for n in dropped for o in n.outputs}
+    return Graph(graph.name, [n for n in graph.nodes if n not in dropped], graph.values, graph.inputs,
+                 [o for o in graph.outputs if o not in gone])

@@ -39,11 +39,19 @@ def fold_attention_scale(model: Model) -> PassResult:
             folded = {role: linear.weights[role] + "@qscaled" for role in ("weight", "bias") if role in linear.weights}
             for role, name in folded.items():
                 if name not in weights:
-                    w = weights[linear.weights[role]].astype(np.float64).copy()
-                    w[rows] *= s
-                    weights[name] = w.astype(np.float32)
+                    weights.derive(name, weights.shape(linear.weights[role]),
+                                   _rows_scaled(linear.weights[role], rows, s))
             graph.replace_node(linear, replace(linear, weights={**linear.weights, **folded}))
             graph.replace_node(scores, replace(scores, attrs={**scores.attrs, "scale": 1.0}))
             modified = True
         graphs[key] = graph
     return PassResult(model.with_graphs(graphs, weights), modified)
+
+
+def _rows_scaled(name: str, rows: slice, scale: float):
+    """The derivation of tensor ``name`` with ``rows`` multiplied by ``scale`` (in float64)."""
+    def derive(store) -> np.ndarray:
+        w = store.read(name).astype(np.float64)  # a copy
+        w[rows] *= scale
+        return w.astype(np.float32)
+    return derive

@@ -44,13 +44,23 @@ def fold_image_normalization(model: Model) -> PassResult:
                 wname, bname = user.weights["weight"], user.weights["bias"]
                 folded = {"weight": wname + "@norm_folded", "bias": bname + "@norm_folded"}
                 if folded["weight"] not in weights:
-                    w = weights[wname].astype(np.float64)  # [D, C, P, P]
-                    weights[folded["weight"]] = (w / (255 * std)[None, :, None, None]).astype(np.float32)
-                    shift = np.einsum("dcyx,c->d", w, (CENTRED_MEAN - mean) / std)
-                    weights[folded["bias"]] = (weights[bname].astype(np.float64) + shift).astype(np.float32)
+                    _derive_folded(weights, wname, bname, folded, mean, std)
                 graph.replace_node(user, replace(user, weights={**user.weights, **folded}))
             graph.replace_node(norm, replace(norm, attrs={**norm.attrs, "mean": (CENTRED_MEAN,) * c,
                                                           "std": (CENTRED_STD,) * c}))
             modified = True
         graphs[key] = graph
     return PassResult(model.with_graphs(graphs, weights), modified)
+
+
+def _derive_folded(weights, wname: str, bname: str, folded: dict[str, str], mean: np.ndarray, std: np.ndarray) -> None:
+    """The patch embedding's weight [D, C, P, P] divided by 255 std per channel, its bias shifted to match."""
+    def weight(store) -> np.ndarray:
+        return (store.read(wname).astype(np.float64) / (255 * std)[None, :, None, None]).astype(np.float32)
+
+    def bias(store) -> np.ndarray:
+        shift = np.einsum("dcyx,c->d", store.read(wname).astype(np.float64), (CENTRED_MEAN - mean) / std)
+        return (store.read(bname).astype(np.float64) + shift).astype(np.float32)
+
+    weights.derive(folded["weight"], weights.shape(wname), weight)
+    weights.derive(folded["bias"], weights.shape(bname), bias)

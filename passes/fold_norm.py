@@ -42,21 +42,29 @@ def _linear_readers(graph: Graph, value: str, through_mul: bool) -> list[Node] |
 
 
 def _fold(weights, user: Node, gamma: np.ndarray, beta: np.ndarray | None) -> dict[str, str]:
-    """The reader's new weight (and bias) names, their tensors added to ``weights`` once."""
+    """The reader's new weight (and bias) names, their tensors derived in ``weights`` once."""
     wrole, brole, axis = _READERS[user.op]
-    w = weights[user.weights[wrole]].astype(np.float64)
-    shape = [1] * w.ndim
+    wname, bname = user.weights[wrole], user.weights.get(brole)
+    wshape = weights.shape(wname)
+    shape = [1] * len(wshape)
     shape[axis] = -1
-    folded = {wrole: user.weights[wrole] + "@gain_folded"}
+
+    def weight(store) -> np.ndarray:
+        return (store.read(wname).astype(np.float64) * gamma.reshape(shape)).astype(np.float32)
+
+    def bias(store) -> np.ndarray:
+        shift = np.moveaxis(store.read(wname).astype(np.float64), axis, -1) @ beta  # W beta per output
+        old = store.read(bname).astype(np.float64) if bname is not None else 0.0
+        return (old + shift).astype(np.float32)
+
+    folded = {wrole: wname + "@gain_folded"}
     if folded[wrole] not in weights:
-        weights[folded[wrole]] = (w * gamma.reshape(shape)).astype(np.float32)
+        weights.derive(folded[wrole], wshape, weight)
     if beta is None:
         return folded
-    folded[brole] = user.weights.get(brole, user.weights[wrole] + ".bias") + "@beta_folded"
+    folded[brole] = (bname or wname + ".bias") + "@beta_folded"
     if folded[brole] not in weights:
-        shift = np.moveaxis(w, axis, -1) @ beta  # W beta per output (per expert and output for an MOE)
-        old = weights[user.weights[brole]].astype(np.float64) if brole in user.weights else 0.0
-        weights[folded[brole]] = (old + shift).astype(np.float32)
+        weights.derive(folded[brole], tuple(np.delete(np.array(wshape), axis)), bias)
     return folded
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from edgec.frontends.model import Model
 from edgec.ir import Node, Op, Value
-from edgec.numerics.hadamard import hadamard_matrix, plan_hadamard
+from edgec.numerics.hadamard import HadamardPlan, hadamard_transform_float, plan_hadamard
 from edgec.passes.base import PassResult
 
 __all__ = ["rotate_gated_products"]
@@ -32,10 +32,8 @@ def rotate_gated_products(model: Model) -> PassResult:
             plan = plan_hadamard(int(dim))
             rotated_name = out_proj.weights["weight"] + "@hadamard"
             if rotated_name not in weights:
-                w = model.weights[out_proj.weights["weight"]].astype(np.float64)
-                w = np.pad(w, ((0, 0), (0, plan.pad)))
-                h = hadamard_matrix(plan.padded_dim).astype(np.float64) / np.sqrt(plan.padded_dim)
-                weights[rotated_name] = (w @ h.T).astype(np.float32)
+                wname = out_proj.weights["weight"]
+                weights.derive(rotated_name, (weights.shape(wname)[0], plan.padded_dim), _rotated(wname, plan))
                 if plan.pad and key == "prefill":
                     notes.append(f"{out_proj.name}: dim {dim} padded to {plan.padded_dim} "
                                  f"= {plan.k} x 2^{plan.m} (+{plan.pad} zero channels)")
@@ -51,3 +49,10 @@ def rotate_gated_products(model: Model) -> PassResult:
                                              new_out.name))
         graphs[key] = graph
     return PassResult(model.with_graphs(graphs, weights), True, tuple(notes))
+
+
+def _rotated(name: str, plan: HadamardPlan):
+    """The derivation of W' = [W, 0] H^T / sqrt(n): each row of W rotated by the fast transform (in float64)."""
+    def derive(store) -> np.ndarray:
+        return hadamard_transform_float(store.read(name).astype(np.float64), plan).astype(np.float32)
+    return derive

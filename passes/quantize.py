@@ -191,7 +191,7 @@ def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
     # the scale of the sum; the skip input is rescaled by the ADD.
     for node in graph.nodes:
         if node.op is Op.EMBED:  # the whole table counts: rows unseen in calibration must fit too
-            amax = max(absmax[node.outputs[0]], float(np.abs(model.weights[node.weights["weight"]]).max()))
+            amax = max(absmax[node.outputs[0]], float(np.abs(model.weights.read(node.weights["weight"])).max()))
         elif node.op is Op.ADD:
             amax = max(absmax[node.outputs[0]], absmax[node.inputs[1]])
         elif node.op is Op.CLS_POS:  # the patch embedding writes into the first residual value's scale
@@ -272,9 +272,10 @@ def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
             if (layout := _INT8_WEIGHTS.get((node.op, role))) is not None:
                 if name not in qweights:
                     per_channel = options.per_channel or node.op is Op.EMBED
-                    qweights[name], wscales[name] = quantize_weight(model.weights[name], layout, per_channel)
+                    qweights[name], wscales[name] = quantize_weight(model.weights.read(name), layout, per_channel)
             else:
-                fparams[name] = model.weights[name]
+                fparams[name] = model.weights.read(name)
+        model.weights.forget(node.weights.values())  # one layer's float weights in memory at a time
     for o in graph.outputs:  # a LINEAR's graph output (logits) keeps its accumulators, scaled per row at the end
         if graph.producer(o).op is Op.LINEAR:
             fmt.bits[o] = 0

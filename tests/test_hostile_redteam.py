@@ -194,13 +194,14 @@ def test_a_deeply_nested_manifest_is_one_line(built, tmp_path, command):
 
 
 def test_a_full_disk_while_writing_the_qdir_is_bad_input(tmp_path, monkeypatch):
-    import safetensors.numpy
-    from safetensors import SafetensorError
+    import errno
+
+    import edgec.qdir
 
     def full_disk(*args, **kwargs):
-        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(safetensors.numpy, "save_file", full_disk)
+    monkeypatch.setattr(edgec.qdir, "write_safetensors", full_disk)
     assert_fails_cleanly(run_cli("quantize", "-o", tmp_path / "q", "--calib-tokens", "512"),
                          "writing the output failed", "No space left on device")
     assert list(tmp_path.iterdir()) == []

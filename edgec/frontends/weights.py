@@ -1,10 +1,15 @@
-"""A name -> array store that reads safetensors lazily and never unpickles anything."""
+"""A name -> array store that reads safetensors lazily and never unpickles anything.
+
+Tensors are read (or derived by a pass) on first use and cached; ``forget`` drops cached tensors that can be
+read or derived again, which is how compilation streams a model through memory layer by layer.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +18,7 @@ from edgec.errors import CheckpointError
 from edgec.frontends.validate import check_file, loads_json, one_line, short
 from edgec.limits import MAX_HEADER_BYTES, MAX_TENSOR_RANK
 
-__all__ = ["WeightStore", "read_safetensors_header"]
+__all__ = ["WeightStore", "read_safetensors_header", "write_safetensors"]
 
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                 "BOOL": 1}
@@ -113,6 +118,37 @@ def _check_tiling(path: Path, header: dict[str, dict], data_len: int) -> None:
                               f"the file is corrupt; {_RESAVE}")
 
 
+_NUMPY_DTYPES = {np.dtype(v): k for k, v in {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4",
+                                                "I16": "<i2", "I8": "i1", "U8": "u1"}.items()}
+
+
+def write_safetensors(path: Path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None) -> None:
+    """Write ``tensors`` as a safetensors file, one tensor at a time (as safetensors orders them: widest dtype
+    first, then by name, so that every tensor is aligned to its element size).
+
+    safetensors' own ``save_file`` first copies every tensor into one bytes object, doubling the peak memory of
+    a multi-GB model; this writes the same format (8-byte little-endian header length, JSON header padded with
+    spaces to 8 bytes, the data in header order) straight from the arrays. Read back by ``safe_open``.
+    """
+    names = sorted(tensors, key=lambda n: (-tensors[n].dtype.itemsize, n))  # widest first: every tensor aligned
+    header: dict[str, object] = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for name in names:
+        arr = tensors[name]
+        if arr.dtype not in _NUMPY_DTYPES:  # big-endian dtypes included
+            raise ValueError(f"tensor {name!r}: dtype {arr.dtype} has no little-endian safetensors dtype")
+        header[name] = {"dtype": _NUMPY_DTYPES[arr.dtype], "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + arr.nbytes]}
+        offset += arr.nbytes
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with path.open("wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for name in names:
+            f.write(np.asarray(tensors[name], order="C").reshape(-1).view(np.uint8).data)
+
+
 def _decode(raw: np.ndarray, dtype: str) -> np.ndarray:
     """Little-endian safetensors bytes -> float32 (bf16 widened by a 16-bit shift)."""
     if dtype == "BF16":
@@ -122,8 +158,12 @@ def _decode(raw: np.ndarray, dtype: str) -> np.ndarray:
     return raw.view(np_dtype).astype(np.float32)
 
 
+Derivation = Callable[["WeightStore"], np.ndarray]
+
+
 class WeightStore(Mapping[str, np.ndarray]):
-    """Weights by name: float32 NumPy arrays read on first use from safetensors, or held in memory.
+    """Weights by name: float32 NumPy arrays read on first use from safetensors, derived on first use from
+    other weights (a pass's rewrite, see ``derive``), or held in memory.
 
     Every tensor is checked for NaN/Inf when it is first read, so a bad weight is named.
     """
@@ -131,6 +171,7 @@ class WeightStore(Mapping[str, np.ndarray]):
     def __init__(self, arrays: Mapping[str, np.ndarray] | None = None) -> None:
         self._arrays: dict[str, np.ndarray] = {}
         self._files: dict[str, tuple[Path, int, dict]] = {}
+        self._derived: dict[str, Derivation] = {}
         self._shapes: dict[str, tuple[int, ...]] = {}
         for name, arr in (arrays or {}).items():
             self[name] = arr
@@ -167,10 +208,33 @@ class WeightStore(Mapping[str, np.ndarray]):
         self._arrays[name] = arr
         self._shapes[name] = tuple(arr.shape)
         self._files.pop(name, None)
+        self._derived.pop(name, None)
+
+    def derive(self, name: str, shape: tuple[int, ...], fn: Derivation) -> None:
+        """Make ``name`` the tensor ``fn(store)`` of ``shape``, computed on first use (and again after ``forget``).
+
+        ``fn`` reads the tensors it needs from the store it is given through ``read``, so that deriving one
+        tensor caches nothing else.
+        """
+        self._derived[name] = fn
+        self._shapes[name] = tuple(shape)
+        self._arrays.pop(name, None)
+        self._files.pop(name, None)
 
     def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._arrays:
+            self._arrays[name] = self.read(name)
+        return self._arrays[name]
+
+    def read(self, name: str) -> np.ndarray:
+        """The tensor ``name``, from the cache if it is there, else read or derived without caching it."""
         if name in self._arrays:
             return self._arrays[name]
+        if name in self._derived:
+            arr = np.asarray(self._derived[name](self))
+            if arr.shape != self._shapes[name]:
+                raise ValueError(f"derived weight {name!r} has shape {arr.shape}, not {self._shapes[name]}")
+            return arr
         if name not in self._files:
             raise KeyError(name)
         path, data_start, info = self._files[name]
@@ -185,12 +249,18 @@ class WeightStore(Mapping[str, np.ndarray]):
         arr = _decode(raw, info["dtype"]).reshape(info["shape"])
         if not np.isfinite(arr).all():
             raise CheckpointError(f"{path}: weight {name!r} contains NaN or Inf; the checkpoint is corrupt")
-        self._arrays[name] = arr
         return arr
+
+    def forget(self, names: Iterable[str] | None = None) -> None:
+        """Drop the cached arrays of ``names`` (default: all) that can be read or derived again; tensors only
+        held in memory stay."""
+        for name in list(self._arrays) if names is None else names:
+            if name in self._files or name in self._derived:
+                self._arrays.pop(name, None)
 
     def rename(self, old: str, new: str) -> None:
         """Make tensor ``old`` available as ``new`` only (read or not yet read)."""
-        for table in (self._arrays, self._files, self._shapes):
+        for table in (self._arrays, self._files, self._derived, self._shapes):
             if old in table:
                 table[new] = table.pop(old)
 
@@ -209,4 +279,5 @@ class WeightStore(Mapping[str, np.ndarray]):
     def copy(self) -> WeightStore:
         new = WeightStore()
         new._arrays, new._files, new._shapes = dict(self._arrays), dict(self._files), dict(self._shapes)
+        new._derived = dict(self._derived)
         return new

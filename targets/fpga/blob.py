@@ -55,13 +55,14 @@ class WeightBlob:
         return self._n8, self._n64
 
     def write(self, path: Path) -> None:
-        w8 = np.concatenate(self.int8) if self.int8 else np.zeros(0, np.int8)
-        w64 = np.concatenate(self.int64) if self.int64 else np.zeros(0, np.int64)
-        pad = (-w8.size) % 8
+        """Write the file array by array (no copy of the whole model in memory)."""
         with path.open("wb") as f:
-            f.write(MAGIC + struct.pack("<QQ", w8.size, w64.size))
-            f.write(w8.tobytes() + b"\0" * pad)
-            f.write(w64.astype("<i8").tobytes())
+            f.write(MAGIC + struct.pack("<QQ", self._n8, self._n64))
+            for array in self.int8:
+                f.write(array.data)
+            f.write(b"\0" * ((-self._n8) % 8))
+            for array in self.int64:
+                f.write(array.astype("<i8", copy=False).data)
 
 
 def read_blob(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
 from edgec.errors import ArtifactError, VerificationError
 from edgec.frontends.validate import one_line
@@ -34,7 +34,8 @@ from edgec.targets.onnx.build_images import (
     verify_image_output,
     write_image_folder,
 )
-from edgec.targets.onnx.export import dequantized_weights, export_step, export_step_float, state_shapes
+from edgec.targets.onnx.export import export_step, export_step_float, state_shapes
+from edgec.targets.onnx.files import OnnxModel, loadable, save_onnx
 from edgec.targets.onnx.polygraphy_json import save_inputs, save_outputs
 from edgec.targets.onnx.prefill import DEFAULT_CHUNK, export_prefill, export_prefill_float
 from edgec.targets.onnx.verify import compare_prefill, compare_with_simulator, simulate_io, simulate_logits
@@ -52,18 +53,20 @@ LOGITS_RTOL = 1e-4  # ONNX Runtime (optimizations off) against the simulator, re
 PREFILL_RTOL = 1e-4
 
 
-def export_verified(qm: QuantizedModel, integer_matmul: bool = False, tokens: int = GOLDEN_TOKENS
-                    ) -> tuple[onnx.ModelProto, onnx.ModelProto, np.ndarray, dict]:
-    """Export step.onnx and prefill.onnx and check them with ONNX Runtime (optimizations off).
+def export_verified(qm: QuantizedModel, folder: Path, integer_matmul: bool = False, tokens: int = GOLDEN_TOKENS
+                    ) -> tuple[OnnxModel, OnnxModel, np.ndarray, dict]:
+    """Export step.onnx and prefill.onnx and check them with ONNX Runtime (optimizations off). A graph above
+    protobuf's 2 GB is saved into ``folder`` at once (with its data file) and returned as its path.
 
     The contract: step.onnx against the qdq simulator, each int8 tensor compared from the same int8 inputs,
     within 1 LSB and the logits within LOGITS_RTOL; prefill against stepping, on their float
-    twins (the same graphs with the dequantized weights and no Q/DQ, so that no int8 code flipped by float
-    order hides a formula error), logits and end state within PREFILL_RTOL per layer. Else VerificationError. Also
-    reported: the free-running comparison (each side on its own state for the whole sequence), ONNX Runtime
+    twins (the same graphs with the weights dequantized and no Q/DQ on activations, so that no int8 code flipped by
+    float order hides a formula error), logits and end state within PREFILL_RTOL per layer. Else VerificationError.
+    Also reported: the free-running comparison (each side on its own state for the whole sequence), ONNX Runtime
     with optimizations on, and the int8 prefill.onnx against step.onnx.
     """
     model, quantized = export_step(qm, integer_matmul)
+    model = loadable(model, folder, "step.onnx")
     seq = golden_tokens(qm.spec.vocab_size, tokens)
     exact = compare_with_simulator(model, quantized, qm, seq, pin_int8=True)
     if exact.max_lsb > 1 or exact.logits_max_rel > LOGITS_RTOL:
@@ -71,11 +74,12 @@ def export_verified(qm: QuantizedModel, integer_matmul: bool = False, tokens: in
                                 f"tensor, logits off by {exact.logits_max_rel:.2e} of their range")
     free = compare_with_simulator(model, quantized, qm, seq, teacher_forcing=False)
     optimized = compare_with_simulator(model, quantized, qm, seq, optimize=True)
-    prefill = export_prefill(qm, integer_matmul=integer_matmul)[0]
-    weights = dequantized_weights(qm)
+    prefill = loadable(export_prefill(qm, integer_matmul=integer_matmul)[0], folder, "prefill.onnx")
     # at least one whole chunk of golden tokens for prefill (the same deterministic sequence, continued)
     whole = golden_tokens(qm.spec.vocab_size, max(tokens, DEFAULT_CHUNK))
-    twins = compare_prefill(export_step_float(qm, weights), export_prefill_float(qm, weights), whole)
+    with tempfile.TemporaryDirectory(prefix="edgec-twins-") as scratch:  # the twins' files, for a large model
+        twins = compare_prefill(loadable(export_step_float(qm, None), Path(scratch), "step.onnx"),
+                                loadable(export_prefill_float(qm, None), Path(scratch), "prefill.onnx"), whole)
     bound = PREFILL_RTOL * qm.spec.num_hidden_layers
     if twins is not None and max(twins.state_max_rel, twins.logits_max_rel) > bound:
         raise VerificationError(f"prefill.onnx disagrees with step.onnx over {twins.tokens} golden "
@@ -87,13 +91,13 @@ def export_verified(qm: QuantizedModel, integer_matmul: bool = False, tokens: in
                                  "prefill_float": twins and asdict(twins)}
 
 
-def write_onnx_folder(tmp: Path, qm: QuantizedModel, model: onnx.ModelProto, prefill: onnx.ModelProto,
+def write_onnx_folder(tmp: Path, qm: QuantizedModel, model: OnnxModel, prefill: OnnxModel,
                       seq: np.ndarray, report: dict, fmt: str, tokenizer: Path | None = None,
                       unhashed: tuple[str, ...] = ()) -> None:
-    """step.onnx, prefill.onnx, golden.npz, tokenizer.json, report.json and a manifest hashing every file in
-    ``tmp`` but report.json and ``unhashed`` (deterministic)."""
-    onnx.save(model, tmp / "step.onnx")
-    onnx.save(prefill, tmp / "prefill.onnx")
+    """step.onnx, prefill.onnx (each with its data file when above 2 GB), golden.npz, tokenizer.json, report.json
+    and a manifest hashing every file in ``tmp`` but report.json and ``unhashed`` (deterministic)."""
+    save_onnx(model, tmp / "step.onnx")
+    save_onnx(prefill, tmp / "prefill.onnx")
     np.savez(tmp / "golden.npz", tokens=seq, logits=simulate_logits(qm, seq))
     _write_polygraphy_golden(tmp, qm, seq[:POLYGRAPHY_STEPS])
     if tokenizer is not None:
@@ -125,8 +129,8 @@ def build_cpu(qm: QuantizedModel, output: Path, tokenizer: Path | None = None, t
         with atomic_dir(output) as tmp:
             write_image_folder(tmp, qm, exported, images, report, FORMAT)
         return report
-    model, prefill, seq, report = export_verified(qm, integer_matmul=True, tokens=tokens)
-    with atomic_dir(output) as tmp:
+    with atomic_dir(output) as tmp:  # verified inside: a failed check leaves nothing behind
+        model, prefill, seq, report = export_verified(qm, tmp, integer_matmul=True, tokens=tokens)
         write_onnx_folder(tmp, qm, model, prefill, seq, report, FORMAT, tokenizer)
     return report
 

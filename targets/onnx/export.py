@@ -360,26 +360,40 @@ class _ImageOnnxBuilder(_OnnxBuilder):
 
 class FloatWeights:
     """Mixin for a builder: the same graph in fp32, float weights and no Q/DQ (the baseline the int8 graph is
-    measured against, and the float twin that checks a closed form without int8 rounding in the way)."""
+    measured against, and the float twin that checks a closed form without int8 rounding in the way).
 
-    def __init__(self, qm: QuantizedModel, weights: Mapping[str, np.ndarray], *args) -> None:
+    ``weights`` None keeps the int8 weights, dequantized in the graph (DequantizeLinear per channel: the same
+    float32 products as ``dequantized_weights``, at a quarter of the bytes, so a twin of a multi-GB model fits
+    where the int8 graph does).
+    """
+
+    def __init__(self, qm: QuantizedModel, weights: Mapping[str, np.ndarray] | None, *args) -> None:
         super().__init__(qm, *args)
         self.weights = weights
         self.q_points = set()
 
     def dq_weight(self, name: str, transpose: bool, keep_shape: bool = False) -> str:
+        if self.weights is None:
+            return super().dq_weight(name, transpose, keep_shape)
         w = self.weights[name].astype(np.float32)
         flat = w if keep_shape else w.reshape(w.shape[0], -1)
         return self.init(f"{name}.f32", np.ascontiguousarray(flat.T if transpose else flat))
 
     def _emit_embed(self, node: Node) -> None:
+        if self.weights is None:
+            return super()._emit_embed(node)
         table = self.init(node.weights["weight"] + ".f32", self.weights[node.weights["weight"]].astype(np.float32))
         self.node("Gather", [table, node.inputs[0]], node.outputs[0], axis=0)
+        return None
 
     def dq_columns(self, name: str) -> str:
+        if self.weights is None:
+            return super().dq_columns(name)
         return self.init(f"{name}.f32", self.weights[name].astype(np.float32))
 
     def dq_expert(self, weight: str, e: int) -> str:
+        if self.weights is None:
+            return super().dq_expert(weight, e)
         return self.init(f"{weight}.{e}.f32", np.ascontiguousarray(self.weights[weight][e].astype(np.float32).T))
 
 
@@ -433,6 +447,7 @@ def export_image_graph_float(qm: QuantizedModel, key: str, weights: Mapping[str,
     return _FloatImageBuilder(qm, weights, key).build()
 
 
-def export_step_float(qm: QuantizedModel, weights: Mapping[str, np.ndarray]) -> onnx.ModelProto:
-    """The step graph in fp32, from the float weights of the same rewritten model (fold + rotation)."""
+def export_step_float(qm: QuantizedModel, weights: Mapping[str, np.ndarray] | None) -> onnx.ModelProto:
+    """The step graph in fp32, from the float weights of the same rewritten model (fold + rotation), or with
+    ``weights`` None from the int8 weights dequantized in the graph (see FloatWeights)."""
     return _FloatOnnxBuilder(qm, weights).build()

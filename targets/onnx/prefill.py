@@ -101,9 +101,10 @@ class _FloatPrefillBuilder(FloatWeights, _PrefillBuilder):
     """The prefill graph in fp32."""
 
 
-def export_prefill_float(qm: QuantizedModel, weights: Mapping[str, np.ndarray],
+def export_prefill_float(qm: QuantizedModel, weights: Mapping[str, np.ndarray] | None,
                          chunk: int = DEFAULT_CHUNK) -> onnx.ModelProto:
-    """The prefill graph in fp32 from ``weights`` (no Q/DQ), the twin of export_step_float."""
+    """The prefill graph in fp32 from ``weights`` (no Q/DQ; None: the int8 weights dequantized in the graph),
+    the twin of export_step_float."""
     return _FloatPrefillBuilder(qm, weights, chunk).build()
 
 

@@ -8,6 +8,7 @@ reference run) ONNX Runtime evaluates the graph as written.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -16,6 +17,7 @@ from edgec.numerics.agreement import relative_error
 from edgec.passes.quantize import QuantizedModel
 from edgec.runtime.sim_qdq import QdqSimulator
 from edgec.targets.onnx.export import state_shapes
+from edgec.targets.onnx.files import OnnxModel
 
 __all__ = [
     "BROKEN_ORT_FUSIONS",
@@ -54,13 +56,22 @@ def int8_codes(q: np.ndarray) -> np.ndarray:
     return q.astype(np.int64) - (128 if q.dtype == np.uint8 else 0)
 
 
-def ort_session(model: onnx.ModelProto, optimize: bool = False, extra_outputs: list[str] | None = None):
-    """An ONNX Runtime CPU session; ``extra_outputs`` exposes intermediate tensors by name."""
+def ort_session(model: OnnxModel, optimize: bool = False, extra_outputs: list[str] | None = None):
+    """An ONNX Runtime CPU session of a model in memory or saved at a path (files.py); ``extra_outputs`` exposes
+    intermediate tensors by name."""
     import onnxruntime as ort
 
+    probe = None
     if extra_outputs:
-        model = onnx.ModelProto.FromString(model.SerializeToString())
+        if isinstance(model, Path):  # the graph alone, beside the model so that its data file resolves
+            probe = model.with_name(model.stem + ".probe.onnx")
+            model = onnx.load(model, load_external_data=False)
+        else:
+            model = onnx.ModelProto.FromString(model.SerializeToString())
         model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in extra_outputs)
+        if probe is not None:
+            onnx.save(model, probe)
+            model = probe
     options = ort.SessionOptions()
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
@@ -71,8 +82,13 @@ def ort_session(model: onnx.ModelProto, optimize: bool = False, extra_outputs: l
     # of its output (tests/test_onnx_export.py keeps a reproducer). MatMul + Add -> Gemm changed the
     # bundled model's logits by 6% at one of 32 decode steps (cause not isolated yet). Both stay off;
     # every other optimization is kept.
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"],
-                                disabled_optimizers=BROKEN_ORT_FUSIONS if optimize else [])
+    source = str(model) if isinstance(model, Path) else model.SerializeToString()
+    try:
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=BROKEN_ORT_FUSIONS if optimize else [])
+    finally:
+        if probe is not None:
+            probe.unlink(missing_ok=True)
 
 
 def _zero_state(qm: QuantizedModel) -> dict[str, np.ndarray]:
@@ -101,7 +117,7 @@ class _PinnedQdq(QdqSimulator):
         return value
 
 
-def compare_with_simulator(model: onnx.ModelProto, quantized: list[str], qm: QuantizedModel, tokens: np.ndarray,
+def compare_with_simulator(model: OnnxModel, quantized: list[str], qm: QuantizedModel, tokens: np.ndarray,
                            optimize: bool = False, teacher_forcing: bool = True,
                            pin_int8: bool = False) -> OnnxAgreement:
     """Run the step graph in ONNX Runtime and the qdq simulator side by side over ``tokens``.
@@ -189,7 +205,7 @@ class PrefillAgreement:
     state_max_rel: float  # worst state: max |prefill - step| / max |step| after the last chunk
 
 
-def compare_prefill(step: onnx.ModelProto, prefill: onnx.ModelProto, tokens: np.ndarray) -> PrefillAgreement | None:
+def compare_prefill(step: OnnxModel, prefill: OnnxModel, tokens: np.ndarray) -> PrefillAgreement | None:
     """Feed the whole chunks of ``tokens`` to both graphs; None when there is not one whole chunk."""
     prefill_session = ort_session(prefill)
     chunk = next(i.shape[1] for i in prefill_session.get_inputs() if i.name == "tokens")

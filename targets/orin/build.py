@@ -29,6 +29,7 @@ from edgec.targets.onnx.build_images import (
     write_image_folder,
 )
 from edgec.targets.onnx.export import fp32_layers, state_shapes
+from edgec.targets.onnx.files import as_proto
 from edgec.targets.orin.engine import build_engine, tensorrt_available
 from edgec.targets.orin.jetpack import TensorRTVersion, resolve_jetpack
 from edgec.targets.orin.lint import format_findings, lint, require_clean
@@ -62,17 +63,19 @@ def build_orin(qm: QuantizedModel, output: Path, jetpack: str = "6.2", engine: s
                          "the Jetson or pass --engine auto")
     if is_image_model(qm):
         return build_orin_images(qm, output, trt, jetpack, engine, tokens)
-    model, prefill, seq, report = export_verified(qm, tokens=tokens)
-    findings = lint(model, trt)
-    prefill_findings = lint(prefill, trt)
-    require_clean(findings)
-    require_clean(prefill_findings)
     shapes = _step_shapes(qm)
-    script, recipe = build_recipe(trt, "step.onnx", ENGINE, shapes, fp32_layers=fp32_layers(model))
     roofline = decode_roofline(qm.graphs["step"])
-    report |= {"tensorrt": str(trt), "jetpack": jetpack, "lint": [asdict(f) for f in findings],
-               "prefill_lint": [asdict(f) for f in prefill_findings], "roofline": roofline}
-    with atomic_dir(output) as tmp:
+    with atomic_dir(output) as tmp:  # verified and linted inside: a failed check leaves nothing behind
+        model, prefill, seq, report = export_verified(qm, tmp, tokens=tokens)
+        step_graph = as_proto(model)
+        findings, prefill_findings = lint(step_graph, trt), lint(as_proto(prefill), trt)
+        require_clean(findings)
+        require_clean(prefill_findings)
+        pinned = fp32_layers(step_graph)
+        del step_graph
+        script, recipe = build_recipe(trt, "step.onnx", ENGINE, shapes, fp32_layers=pinned)
+        report |= {"tensorrt": str(trt), "jetpack": jetpack, "lint": [asdict(f) for f in findings],
+                   "prefill_lint": [asdict(f) for f in prefill_findings], "roofline": roofline}
         (tmp / "build_engine.sh").write_text(script)
         (tmp / "build_engine.sh").chmod(0o755)
         (tmp / "recipe.json").write_text(json.dumps(recipe, indent=1, sort_keys=True) + "\n")
@@ -81,7 +84,7 @@ def build_orin(qm: QuantizedModel, output: Path, jetpack: str = "6.2", engine: s
                                         f"{format_roofline(roofline)}\n")
         write_onnx_folder(tmp, qm, model, prefill, seq, report, FORMAT, tokenizer, unhashed=UNHASHED)
         if engine != "never" and tensorrt_available():
-            build_engine(tmp / "step.onnx", tmp / ENGINE, shapes, fp32_layers=fp32_layers(model))
+            build_engine(tmp / "step.onnx", tmp / ENGINE, shapes, fp32_layers=pinned)
             report["engine"] = ENGINE
     return report
 
