@@ -1,10 +1,11 @@
 """Decode speed of the ONNX artifacts: ONNX Runtime int8 (Q/DQ) and fp32 against HF torch fp32.
 
 Run: python bench/bench_onnx.py [--tokens 128] [--models mamba-tiny xlstm-tiny mamba-130m] [--torch-threads 1]
+                                [--layers 2]
 
 Same model, batch 1, one process; prints milliseconds per token, tokens/s and ratios to HF torch fp32
 (the family's transformers class, generate() with its cache). Models: the bundled mamba-tiny and
-xlstm-tiny, and a random-init model with mamba-130m's widths (2 layers), where weights dominate and
+xlstm-tiny, and a random-init model with mamba-130m's widths (2 layers, or --layers 24), where weights dominate and
 int8 kernels have something to win. Then, from ONNX Runtime's own profiler, where the int8 cpu graph's
 time goes: the ops (and the kernels' providers) that ran, by share of kernel time.
 """
@@ -112,17 +113,18 @@ def _bundled(name: str, tokens: int, torch_threads: int) -> None:
     bench(name, entry.folder, windows(model_tokens(model, entry.calib), 256, 8, 8192), tokens, torch_threads)
 
 
-def _mamba_130m_widths(tokens: int, torch_threads: int) -> None:
+def _mamba_130m_widths(tokens: int, torch_threads: int, layers: int) -> None:
     import torch
     from transformers import MambaConfig, MambaForCausalLM
 
     torch.manual_seed(0)
-    cfg = MambaConfig(vocab_size=50280, hidden_size=768, intermediate_size=1536, state_size=16, num_hidden_layers=2,
-                      conv_kernel=4, time_step_rank=48, initializer_range=0.02)
+    cfg = MambaConfig(vocab_size=50280, hidden_size=768, intermediate_size=1536, state_size=16,
+                      num_hidden_layers=layers, conv_kernel=4, time_step_rank=48, initializer_range=0.02)
     with tempfile.TemporaryDirectory() as tmp:
         MambaForCausalLM(cfg).save_pretrained(tmp)
         calib = [np.random.default_rng(0).integers(0, cfg.vocab_size, (4, 128))]
-        bench("mamba-130m widths, 2 layers, vocab 50280 (random init)", Path(tmp), calib, tokens, torch_threads)
+        bench(f"mamba-130m widths, {layers} layers, vocab 50280 (random init)", Path(tmp), calib, tokens,
+              torch_threads)
 
 
 def main() -> None:
@@ -133,10 +135,11 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="1 (default) matches ONNX Runtime's one intra-op thread; more threads on a busy machine "
                              "make torch's timings erratic")
+    parser.add_argument("--layers", type=int, default=2, help="mamba-130m widths: layers (24: the full model)")
     args = parser.parse_args()
     for name in args.models:
         if name == "mamba-130m":
-            _mamba_130m_widths(args.tokens, args.torch_threads)
+            _mamba_130m_widths(args.tokens, args.torch_threads, args.layers)
         else:
             _bundled(name, args.tokens, args.torch_threads)
 

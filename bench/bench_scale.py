@@ -1,20 +1,24 @@
 """Memory and time of edgec at real sizes: peak RSS and wall time of quantize and each build, per model shape.
 
-Run: python bench/bench_scale.py [--shapes mamba-130m:2 mamba-130m:24 mamba-2.8b:2 mamba-2.8b:8 xlstm-7b:1]
-                                 [--targets cpu orin fpga] [--workdir DIR]
+Run: python bench/bench_scale.py [--shapes mamba-130m:2 mamba-130m:24 mamba-2.8b:2 mamba-2.8b:64 xlstm-7b:1]
+                                 [--targets cpu orin fpga] [--tokens N] [--no-csim] [--workdir DIR [--keep]]
 
 Each shape is a random-init checkpoint of a real model's widths with the given number of layers (blocks), written
 to disk in fp16 (as released checkpoints are); calibration is 8 windows of 256 random token ids. Every step runs
 as its own child process (``python -m edgec ...``), its peak RSS read from the kernel (ru_maxrss of the child)
 and its wall time measured around it. With two depths of one shape the report extrapolates the full-depth peak
-from the per-layer slope. The FPGA build runs without C simulation (``--no-csim``): its cost at these sizes is the
-emitter and the weights file, not g++.
+from the per-layer slope. ``--tokens N`` sets every build's golden tokens (the FPGA build C-simulates them: a few
+at 2.8b widths, each token reads every weight); ``--keep`` keeps the checkpoints in ``--workdir`` for the next run.
+
+Measured here (2 cores, 24 GB), see the closing note of issue 11 and README "Memory at real sizes".
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,19 +72,30 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", default=["mamba-130m:2", "mamba-130m:24"])
     parser.add_argument("--targets", nargs="+", default=["cpu", "orin", "fpga"], choices=["cpu", "orin", "fpga"])
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--tokens", type=int, default=None,
+                        help="golden tokens of each build (default: the build's own; fpga C-simulates them)")
+    parser.add_argument("--no-csim", action="store_true", help="fpga: skip the C simulation")
+    parser.add_argument("--keep", action="store_true", help="keep the checkpoints (in --workdir) for another run")
     args = parser.parse_args()
     rows: dict[str, dict[int, dict[str, tuple[float, float]]]] = {}
-    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+    if args.keep and args.workdir is None:
+        raise SystemExit("--keep needs --workdir: the folder the checkpoints stay in")
+    with contextlib.nullcontext(str(args.workdir)) if args.keep else tempfile.TemporaryDirectory(dir=args.workdir) \
+            as tmp:
         work = Path(tmp)
         calib = work / "calib.npy"
         np.save(calib, np.random.default_rng(0).integers(0, 50000, 8 * 256).astype(np.int64))
         for item in args.shapes:
             shape, depth = item.split(":")[0], int(item.split(":")[1])
             ckpt, qdir = work / f"{shape}-{depth}", work / f"{shape}-{depth}.q"
-            make_checkpoint(shape, depth, ckpt)
+            if not (ckpt / "config.json").is_file():
+                make_checkpoint(shape, depth, ckpt)
+            for old in work.glob(f"{shape}-{depth}.*"):  # outputs of an earlier run (--keep)
+                shutil.rmtree(old)
             steps = {"quantize": measured(["quantize", str(ckpt), "--calib", str(calib), "-o", str(qdir)])}
             for target in args.targets:
-                extra = ["--no-csim"] if target == "fpga" else []
+                extra = ["--no-csim"] if target == "fpga" and args.no_csim else []
+                extra += ["--tokens", str(args.tokens)] if args.tokens else []
                 steps[f"build {target}"] = measured(["build", str(qdir), "--target", target, "-o",
                                                      str(work / f"{shape}-{depth}.{target}"), *extra])
             rows.setdefault(shape, {})[depth] = steps

@@ -10,7 +10,9 @@ from edgec.errors import EdgecError, PassError
 from edgec.frontends.model import Model
 from edgec.ir.verify import verify_graph
 
-__all__ = ["Pass", "PassResult", "run_passes"]
+__all__ = ["BLOCK_ELEMENTS", "Pass", "PassResult", "row_blocks", "run_passes"]
+
+BLOCK_ELEMENTS = 1 << 22  # elements of a weight rewritten or quantized at a time (float64 temporaries of 32 MB)
 
 logger = logging.getLogger(__name__)
 
@@ -52,3 +54,13 @@ def run_passes(model: Model, passes: Sequence[tuple[str, Pass]]) -> tuple[Model,
         logger.debug("pass %s modified=%s", name, result.modified)
         done.append(name)
     return model, notes
+
+
+def row_blocks(shape: tuple[int, ...]) -> list[slice]:
+    """Slices of the first axis of a tensor of ``shape`` holding about BLOCK_ELEMENTS elements each, so that a
+    per-row computation in float64 never holds a float64 copy of a whole embedding table."""
+    per_row = 1
+    for d in shape[1:]:
+        per_row *= int(d)
+    rows = max(1, BLOCK_ELEMENTS // max(per_row, 1))
+    return [slice(i, i + rows) for i in range(0, shape[0], rows)] if shape else [slice(None)]

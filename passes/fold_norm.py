@@ -15,7 +15,7 @@ import numpy as np
 
 from edgec.frontends.model import Model
 from edgec.ir import Graph, Node, Op
-from edgec.passes.base import PassResult
+from edgec.passes.base import PassResult, row_blocks
 
 __all__ = ["fold_norm_gains"]
 
@@ -50,7 +50,11 @@ def _fold(weights, user: Node, gamma: np.ndarray, beta: np.ndarray | None) -> di
     shape[axis] = -1
 
     def weight(store) -> np.ndarray:
-        return (store.read(wname).astype(np.float64) * gamma.reshape(shape)).astype(np.float32)
+        w, g = store.read(wname), gamma.reshape(shape)
+        out = np.empty(w.shape, np.float32)
+        for rows in row_blocks(w.shape):  # an embedding tied to the head: no float64 copy of the whole table
+            out[rows] = w[rows].astype(np.float64) * (g[rows] if axis == 0 else g)
+        return out
 
     def bias(store) -> np.ndarray:
         shift = np.moveaxis(store.read(wname).astype(np.float64), axis, -1) @ beta  # W beta per output

@@ -38,6 +38,7 @@ from edgec.frontends.model import Model
 from edgec.ir import Graph, Op, entry_graphs
 from edgec.numerics.gelu import GELU_VARIANTS
 from edgec.numerics.softmax import SOFTMAX_VARIANTS
+from edgec.passes.base import row_blocks
 from edgec.passes.calibrate import CalibrationStats
 from edgec.passes.fold_image import is_centred
 from edgec.runtime.float_ref import sigmoid, silu, softplus
@@ -121,13 +122,18 @@ def quantize_weight(w: np.ndarray, layout: str, per_channel: bool) -> tuple[np.n
 
 
 def _quantize_weight(w: np.ndarray, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
-    flat = w.reshape(w.shape[0], -1).astype(np.float64)
-    amax = np.abs(flat).max(axis=1) if per_channel else np.full(w.shape[0], np.abs(flat).max())
+    flat = w.reshape(w.shape[0], -1)
+    blocks = row_blocks(flat.shape)
+    amax = np.concatenate([np.abs(flat[b]).max(axis=1) for b in blocks]).astype(np.float64)
+    if not per_channel:
+        amax = np.full(w.shape[0], amax.max())
     # An all-zero row takes a typical scale (its codes are 0 whatever it is), so that every
     # multiplier derived from it stays in the range of the others.
     typical = float(np.median(amax[amax > 0])) if np.any(amax > 0) else 127.0
     scale = (np.where(amax > 0, amax, typical) / 127.0).astype(np.float32)
-    q = np.clip(np.rint(flat / scale[:, None].astype(np.float64)), -127, 127).astype(np.int8)
+    q = np.empty(flat.shape, np.int8)
+    for b in blocks:  # float64 temporaries of one block, not of the whole tensor (an embedding is 1 GB in float64)
+        q[b] = np.clip(np.rint(flat[b].astype(np.float64) / scale[b, None].astype(np.float64)), -127, 127)
     return q.reshape(w.shape), scale
 
 

@@ -149,3 +149,17 @@ def test_rmsnorm_int_tracks_float():
     got = rmsnorm_int(xq, round(1e-5 / s_in**2), m, shift)
     ref = x / np.sqrt((x**2).mean(-1, keepdims=True) + 1e-5) / s_out
     assert np.abs(got - np.clip(ref, -128, 127)).max() <= 0.51
+
+
+@pytest.mark.parametrize(("k", "x_max"), [(768, 127), (1536, 127), (5120, 127), (300, 65535), (3000, 2**20), (1, 127)])
+def test_int_matmul_is_exact_at_extreme_codes(k, x_max):
+    """int_matmul contracts in float32 slices short enough to stay exact (or in float64): equal to Python
+    integers, with every product at its extreme (127 x -128 summed over all of K) in the first row."""
+    from edgec.runtime.int_ops import int_matmul
+
+    rng = np.random.default_rng(k)
+    x = rng.integers(-x_max, x_max + 1, (3, k))
+    w = rng.integers(-128, 128, (5, k)).astype(np.int8)
+    x[0], w[0] = x_max, -128
+    want = (x.astype(object) @ w.astype(object).T).astype(np.int64)
+    assert np.array_equal(int_matmul(x, w), want)

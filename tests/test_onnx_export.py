@@ -188,3 +188,27 @@ def test_prefill_and_step_give_the_same_perplexity(bundled):
     batches = windows(load_tokens(BUNDLED["mamba-tiny"].eval, 256), 512, 64)
     prefill_ppl = onnx_perplexity(export_prefill(qm, chunk=16)[0], batches)
     assert abs(prefill_ppl / onnx_perplexity(step_model, batches) - 1) < 1e-3
+
+
+def test_folding_weight_dequantize_changes_no_bit(bundled, monkeypatch):
+    """Verification sessions fold each constant weight's DequantizeLinear once (fold_weight_dequantize): every
+    output and every int8 tensor equals the unfolded graph's bit for bit; above FOLD_BUDGET nothing is folded."""
+    import edgec.targets.onnx.verify as verify
+
+    _, model, quantized = bundled
+    folded = verify.fold_weight_dequantize(model)
+    assert sum(n.op_type == "DequantizeLinear" for n in folded.graph.node) < \
+        sum(n.op_type == "DequantizeLinear" for n in model.graph.node)
+    assert not any(n.op_type == "DequantizeLinear" and n.input[0].endswith(".int8") for n in folded.graph.node)
+    shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim][1:] for i in model.graph.input}
+    state = {name: np.random.default_rng(1).normal(0, 1, [1, *shape]).astype(np.float32)
+             for name, shape in shapes.items() if name != "tokens"}
+    feeds = {"tokens": np.array([65], np.int64), **state}
+    once = verify.ort_session(model, extra_outputs=quantized).run(None, feeds)
+    monkeypatch.setattr(verify, "fold_weight_dequantize", lambda m: m)  # the graph as written
+    unfolded = verify.ort_session(model, extra_outputs=quantized).run(None, feeds)
+    monkeypatch.undo()
+    for got, want in zip(once, unfolded, strict=True):
+        assert np.array_equal(got, want)
+    monkeypatch.setattr(verify, "FOLD_BUDGET", 1000)
+    assert verify.fold_weight_dequantize(model) is model

@@ -38,7 +38,7 @@ from edgec.targets.onnx.export import export_step, export_step_float, state_shap
 from edgec.targets.onnx.files import OnnxModel, loadable, save_onnx
 from edgec.targets.onnx.polygraphy_json import save_inputs, save_outputs
 from edgec.targets.onnx.prefill import DEFAULT_CHUNK, export_prefill, export_prefill_float
-from edgec.targets.onnx.verify import compare_prefill, compare_with_simulator, simulate_io, simulate_logits
+from edgec.targets.onnx.verify import compare_prefill, compare_runs, compare_with_simulator, simulate_io
 
 __all__ = ["FORMAT", "build_cpu", "build_target", "check_options", "export_verified", "load_golden",
            "read_onnx_manifest", "summarize", "verify_build", "verify_output", "write_onnx_folder"]
@@ -54,9 +54,10 @@ PREFILL_RTOL = 1e-4
 
 
 def export_verified(qm: QuantizedModel, folder: Path, integer_matmul: bool = False, tokens: int = GOLDEN_TOKENS
-                    ) -> tuple[OnnxModel, OnnxModel, np.ndarray, dict]:
+                    ) -> tuple[OnnxModel, OnnxModel, dict[str, np.ndarray], dict]:
     """Export step.onnx and prefill.onnx and check them with ONNX Runtime (optimizations off). A graph above
-    protobuf's 2 GB is saved into ``folder`` at once (with its data file) and returned as its path.
+    protobuf's 2 GB is saved into ``folder`` at once (with its data file) and returned as its path. Also returned:
+    the golden data (token ids and the qdq simulator's logits) and the report.
 
     The contract: step.onnx against the qdq simulator, each int8 tensor compared from the same int8 inputs,
     within 1 LSB and the logits within LOGITS_RTOL; prefill against stepping, on their float
@@ -72,8 +73,8 @@ def export_verified(qm: QuantizedModel, folder: Path, integer_matmul: bool = Fal
     if exact.max_lsb > 1 or exact.logits_max_rel > LOGITS_RTOL:
         raise VerificationError(f"ONNX Runtime disagrees with the qdq simulator: {exact.max_lsb} LSB on an int8 "
                                 f"tensor, logits off by {exact.logits_max_rel:.2e} of their range")
-    free = compare_with_simulator(model, quantized, qm, seq, teacher_forcing=False)
-    optimized = compare_with_simulator(model, quantized, qm, seq, optimize=True)
+    # free-running and optimized in one simulator pass, whose logits are the golden ones
+    (free, optimized), logits = compare_runs(model, quantized, qm, seq, [(False, False), (True, True)])
     prefill = loadable(export_prefill(qm, integer_matmul=integer_matmul)[0], folder, "prefill.onnx")
     # at least one whole chunk of golden tokens for prefill (the same deterministic sequence, continued)
     whole = golden_tokens(qm.spec.vocab_size, max(tokens, DEFAULT_CHUNK))
@@ -86,20 +87,20 @@ def export_verified(qm: QuantizedModel, folder: Path, integer_matmul: bool = Fal
                                 f"tokens: end state off by {twins.state_max_rel:.2e}, logits by "
                                 f"{twins.logits_max_rel:.2e} of their range")
     chunks = compare_prefill(model, prefill, whole)
-    return model, prefill, seq, {"reference": asdict(exact), "free_running": asdict(free),
+    return model, prefill, {"tokens": seq, "logits": logits}, {"reference": asdict(exact), "free_running": asdict(free),
                                  "optimized": asdict(optimized), "prefill": chunks and asdict(chunks),
                                  "prefill_float": twins and asdict(twins)}
 
 
 def write_onnx_folder(tmp: Path, qm: QuantizedModel, model: OnnxModel, prefill: OnnxModel,
-                      seq: np.ndarray, report: dict, fmt: str, tokenizer: Path | None = None,
+                      golden: dict[str, np.ndarray], report: dict, fmt: str, tokenizer: Path | None = None,
                       unhashed: tuple[str, ...] = ()) -> None:
     """step.onnx, prefill.onnx (each with its data file when above 2 GB), golden.npz, tokenizer.json, report.json
     and a manifest hashing every file in ``tmp`` but report.json and ``unhashed`` (deterministic)."""
     save_onnx(model, tmp / "step.onnx")
     save_onnx(prefill, tmp / "prefill.onnx")
-    np.savez(tmp / "golden.npz", tokens=seq, logits=simulate_logits(qm, seq))
-    _write_polygraphy_golden(tmp, qm, seq[:POLYGRAPHY_STEPS])
+    np.savez(tmp / "golden.npz", tokens=golden["tokens"], logits=golden["logits"])
+    _write_polygraphy_golden(tmp, qm, golden["tokens"][:POLYGRAPHY_STEPS])
     if tokenizer is not None:
         shutil.copyfile(tokenizer, tmp / "tokenizer.json")
     (tmp / "report.json").write_text(json.dumps({"format": fmt, **report}, indent=1, sort_keys=True,
@@ -130,8 +131,8 @@ def build_cpu(qm: QuantizedModel, output: Path, tokenizer: Path | None = None, t
             write_image_folder(tmp, qm, exported, images, report, FORMAT)
         return report
     with atomic_dir(output) as tmp:  # verified inside: a failed check leaves nothing behind
-        model, prefill, seq, report = export_verified(qm, tmp, integer_matmul=True, tokens=tokens)
-        write_onnx_folder(tmp, qm, model, prefill, seq, report, FORMAT, tokenizer)
+        model, prefill, golden, report = export_verified(qm, tmp, integer_matmul=True, tokens=tokens)
+        write_onnx_folder(tmp, qm, model, prefill, golden, report, FORMAT, tokenizer)
     return report
 
 

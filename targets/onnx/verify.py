@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -26,17 +27,19 @@ __all__ = [
     "PrefillAgreement",
     "compare_images",
     "compare_prefill",
+    "compare_runs",
     "compare_with_simulator",
     "decode",
+    "fold_weight_dequantize",
     "int8_codes",
     "onnx_perplexity",
     "ort_session",
     "simulate_io",
-    "simulate_logits",
 ]
 
 #: Fusions of ONNX Runtime 1.32 that change results beyond tolerance on edgec graphs (see ort_session).
 BROKEN_ORT_FUSIONS = ["QDQSelectorActionTransformer", "MatMulAddFusion"]
+FOLD_BUDGET = 1 << 30  # bytes of float32 weights a verification session may hold (see fold_weight_dequantize)
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,10 @@ def ort_session(model: OnnxModel, optimize: bool = False, extra_outputs: list[st
     intermediate tensors by name."""
     import onnxruntime as ort
 
-    probe = None
+    probe, given = None, model
+    if isinstance(model, onnx.ModelProto) and not optimize:  # an optimized run measures the graph as deployed
+        model = fold_weight_dequantize(model)
+    folded = model is not given
     if extra_outputs:
         if isinstance(model, Path):  # the graph alone, beside the model so that its data file resolves
             probe = model.with_name(model.stem + ".probe.onnx")
@@ -77,6 +83,8 @@ def ort_session(model: OnnxModel, optimize: bool = False, extra_outputs: list[st
                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     options.intra_op_num_threads = 1
     options.log_severity_level = 4  # fatal only: a failure reaches the user as edgec's one line, not ORT's log
+    if folded:  # MatMul prepacks a constant B and sums in another order: keep the
+        options.add_session_config_entry("session.disable_prepacking", "1")  # unfolded graph's every bit
     # ONNX Runtime 1.32's QDQ selector/action fusion applies per-channel weight scales wrongly to
     # Q/DQ -> MatMul (axis 1) and Q/DQ -> Gemm (transB, axis 0): one such layer alone is off by ~20%
     # of its output (tests/test_onnx_export.py keeps a reproducer). MatMul + Add -> Gemm changed the
@@ -89,6 +97,44 @@ def ort_session(model: OnnxModel, optimize: bool = False, extra_outputs: list[st
     finally:
         if probe is not None:
             probe.unlink(missing_ok=True)
+
+
+def fold_weight_dequantize(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with every DequantizeLinear of a constant weight replaced by its float32 result, when those
+    results fit FOLD_BUDGET (else ``model`` itself).
+
+    The same arithmetic as the node, (q - zero) * scale with one rounding, done once instead of on every run:
+    ONNX Runtime keeps such nodes unfolded (to preserve Q/DQ groups for its fusions), so an unfolded Q/DQ graph
+    dequantizes every weight per call, 5x its matmul time at mamba-130m widths. A model whose float32 weights
+    exceed the budget runs unfolded (slower, in a quarter of the memory).
+    """
+    consts = {i.name: i for i in model.graph.initializer}
+    foldable = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and all(i in consts for i in n.input)]
+    nbytes = sum(4 * int(np.prod(consts[n.input[0]].dims)) for n in foldable)
+    if not foldable or nbytes > FOLD_BUDGET:
+        return model
+    folded, inputs = [], set()
+    for node in foldable:
+        q = onnx.numpy_helper.to_array(consts[node.input[0]]).astype(np.int32)
+        scale = onnx.numpy_helper.to_array(consts[node.input[1]]).astype(np.float32)
+        zero = onnx.numpy_helper.to_array(consts[node.input[2]]).astype(np.int32) if len(node.input) > 2 else 0
+        if scale.ndim == 1 and q.ndim > 1:  # per axis
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % q.ndim
+            shape = [1] * q.ndim
+            shape[axis] = -1
+            scale, zero = scale.reshape(shape), np.reshape(zero, shape) if np.ndim(zero) else zero
+        folded.append(onnx.numpy_helper.from_array((q - zero).astype(np.float32) * scale, node.output[0]))
+        inputs.update(node.input)
+    gone = {n.output[0] for n in foldable}
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.node[:]
+    out.graph.node.extend(n for n in model.graph.node if not (n.op_type == "DequantizeLinear" and n.output[0] in gone))
+    still_read = {i for n in out.graph.node for i in n.input} | {o.name for o in out.graph.output}
+    keep = [i for i in model.graph.initializer if i.name not in inputs or i.name in still_read]
+    del out.graph.initializer[:]
+    out.graph.initializer.extend([*keep, *folded])
+    return out
 
 
 def _zero_state(qm: QuantizedModel) -> dict[str, np.ndarray]:
@@ -127,43 +173,67 @@ def compare_with_simulator(model: OnnxModel, quantized: list[str], qm: Quantized
     float rounding differences (summation order) may accumulate over the sequence. With ``pin_int8``,
     each int8 tensor is compared given the same int8 inputs (see _PinnedQdq).
     """
-    session = ort_session(model, optimize, None if optimize else quantized)
-    names = [o.name for o in session.get_outputs()]
+    return compare_runs(model, quantized, qm, tokens, [(optimize, teacher_forcing)], pin_int8)[0][0]
+
+
+@dataclass
+class _Run:
+    """One ONNX Runtime session stepping beside the simulator, and how far it has agreed so far."""
+
+    session: Any
+    checked: list[str]  # the int8 tensors compared (none for an optimized run: fusions remove them)
+    teacher_forcing: bool
+    state: dict[str, np.ndarray]
+    max_lsb: int = 0
+    off_by_one: int = 0
+    elements: int = 0
+    compared: int = 0
+    max_rel: float = 0.0
+
+    def add(self, diff: np.ndarray) -> None:
+        self.max_lsb = max(self.max_lsb, int(diff.max()))
+        self.off_by_one += int(np.sum(diff == 1))
+        self.elements += diff.size
+        self.compared += 1
+
+
+def compare_runs(model: OnnxModel, quantized: list[str], qm: QuantizedModel, tokens: np.ndarray,
+                 modes: list[tuple[bool, bool]], pin_int8: bool = False) -> tuple[list[OnnxAgreement], np.ndarray]:
+    """Sessions of the step graph, one per mode (optimize, teacher_forcing), against one pass of the qdq simulator
+    over ``tokens`` (see compare_with_simulator): their agreements, and the simulator's logits [T, V].
+
+    With ``pin_int8`` the simulator follows the one session's int8 codes, so it takes exactly one mode.
+    """
+    if pin_int8 and len(modes) != 1:
+        raise ValueError("a pinned comparison follows one session's codes: pass one mode")
+    runs = []
+    for optimize, teacher_forcing in modes:
+        session = ort_session(model, optimize, None if optimize else quantized)
+        runs.append(_Run(session, [] if optimize else quantized, teacher_forcing, _zero_state(qm)))
     sim = _PinnedQdq(qm) if pin_int8 else QdqSimulator(qm)
     graph = qm.graphs["step"]
-    ort_state, sim_state = _zero_state(qm), _zero_state(qm)
-    max_lsb = off_by_one = elements = compared = 0
-    max_rel = 0.0
+    sim_state, logits = _zero_state(qm), []
     for token in tokens:
-        feeds = {"tokens": np.array([token], np.int64), **ort_state}
-        got = dict(zip(names, session.run(None, feeds), strict=True))
+        outputs = []
+        for run in runs:
+            feeds = {"tokens": np.array([token], np.int64), **run.state}
+            outputs.append(dict(zip([o.name for o in run.session.get_outputs()], run.session.run(None, feeds),
+                                    strict=True)))
         if pin_int8:
-            sim.ort_codes = {q.removesuffix(".q"): int8_codes(got[q]) for q in quantized}
+            sim.ort_codes = {q.removesuffix(".q"): int8_codes(outputs[0][q]) for q in quantized}
             sim.diffs = []
         env = sim.run(graph, {"tokens": np.array([token]), **sim_state}, keep_all=True)
         sim_state = {k: env[k + "_out"] for k in sim_state}
-        ort_state = dict(sim_state) if teacher_forcing else {k: got[k + "_out"] for k in ort_state}
-        ref = env["logits"]
-        max_rel = max(max_rel, relative_error(got["logits"], ref))
-        for i, q in enumerate(quantized if not optimize else ()):
-            value = q.removesuffix(".q")
-            want = np.rint(env[value] / np.float32(qm.scales[value])).astype(np.int64)
-            diff = sim.diffs[i] if pin_int8 else np.abs(int8_codes(got[q]) - want)
-            max_lsb = max(max_lsb, int(diff.max()))
-            off_by_one += int(np.sum(diff == 1))
-            elements += diff.size
-            compared += 1
-    return OnnxAgreement(len(tokens), compared, max_lsb, off_by_one, elements, max_rel)
-
-
-def simulate_logits(qm: QuantizedModel, tokens: np.ndarray) -> np.ndarray:
-    """The qdq simulator's step-graph logits [T, V] over ``tokens`` from a zero state."""
-    sim, state, out = QdqSimulator(qm), _zero_state(qm), []
-    for token in tokens:
-        env = sim.run(qm.graphs["step"], {"tokens": np.array([token]), **state})
-        state = {k: env[k + "_out"] for k in state}
-        out.append(env["logits"][0])
-    return np.stack(out)
+        logits.append(env["logits"][0])
+        for run, got in zip(runs, outputs, strict=True):
+            run.state = dict(sim_state) if run.teacher_forcing else {k: got[k + "_out"] for k in run.state}
+            run.max_rel = max(run.max_rel, relative_error(got["logits"], env["logits"]))
+            for i, q in enumerate(run.checked):
+                value = q.removesuffix(".q")
+                want = np.rint(env[value] / np.float32(qm.scales[value])).astype(np.int64)
+                run.add(sim.diffs[i] if pin_int8 else np.abs(int8_codes(got[q]) - want))
+    agreements = [OnnxAgreement(len(tokens), r.compared, r.max_lsb, r.off_by_one, r.elements, r.max_rel) for r in runs]
+    return agreements, np.stack(logits) if logits else np.zeros((0, 0), np.float32)
 
 
 def decode(session, tokens: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -66,7 +66,7 @@ def build_orin(qm: QuantizedModel, output: Path, jetpack: str = "6.2", engine: s
     shapes = _step_shapes(qm)
     roofline = decode_roofline(qm.graphs["step"])
     with atomic_dir(output) as tmp:  # verified and linted inside: a failed check leaves nothing behind
-        model, prefill, seq, report = export_verified(qm, tmp, tokens=tokens)
+        model, prefill, golden, report = export_verified(qm, tmp, tokens=tokens)
         step_graph = as_proto(model)
         findings, prefill_findings = lint(step_graph, trt), lint(as_proto(prefill), trt)
         require_clean(findings)
@@ -82,7 +82,7 @@ def build_orin(qm: QuantizedModel, output: Path, jetpack: str = "6.2", engine: s
         (tmp / "report.txt").write_text(f"step.onnx: {format_findings(findings)}\nprefill.onnx: "
                                         f"{format_findings(prefill_findings)}\n\nDecode roofline (batch 1):\n"
                                         f"{format_roofline(roofline)}\n")
-        write_onnx_folder(tmp, qm, model, prefill, seq, report, FORMAT, tokenizer, unhashed=UNHASHED)
+        write_onnx_folder(tmp, qm, model, prefill, golden, report, FORMAT, tokenizer, unhashed=UNHASHED)
         if engine != "never" and tensorrt_available():
             build_engine(tmp / "step.onnx", tmp / ENGINE, shapes, fp32_layers=pinned)
             report["engine"] = ENGINE

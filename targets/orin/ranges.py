@@ -43,16 +43,19 @@ def _exp(v: float) -> float:
 
 
 def _matmul_const(x: Interval, w: np.ndarray, const_left: bool) -> Interval:
-    """Bounds of x @ w (or w @ x) for x anywhere in the interval, exact per output column (row)."""
+    """Bounds of x @ w (or w @ x) for x anywhere in the interval, per output column (row): the interval is one
+    scalar range, so each column's bound is its positive and negative weight sums times its ends."""
     w = w.astype(np.float64).reshape(w.shape[-2], w.shape[-1])
     if const_left:
         w = w.T  # (w @ x)[i] = sum_k w[i, k] x[k]: contract over w's columns
-    pos, neg = np.clip(w, 0, None), np.clip(w, None, 0)
-    with np.errstate(invalid="ignore", over="ignore"):  # 0 x inf -> nan -> 0; sums may reach inf
-        hi = (np.nan_to_num(pos * x[1], nan=0.0, posinf=np.inf, neginf=-np.inf)
-              + np.nan_to_num(neg * x[0], nan=0.0, posinf=np.inf, neginf=-np.inf)).sum(axis=0)
-        lo = (np.nan_to_num(pos * x[0], nan=0.0, posinf=np.inf, neginf=-np.inf)
-              + np.nan_to_num(neg * x[1], nan=0.0, posinf=np.inf, neginf=-np.inf)).sum(axis=0)
+    pos, neg = np.clip(w, 0, None).sum(axis=0), np.clip(w, None, 0).sum(axis=0)
+
+    def times(total: np.ndarray, end: float) -> np.ndarray:  # a column of zeros stays 0 at an infinite end
+        with np.errstate(invalid="ignore", over="ignore"):
+            return np.where(total == 0, 0.0, total * end)
+
+    with np.errstate(invalid="ignore", over="ignore"):  # sums may reach inf
+        hi, lo = times(pos, x[1]) + times(neg, x[0]), times(pos, x[0]) + times(neg, x[1])
     return float(lo.min()), float(hi.max())
 
 
