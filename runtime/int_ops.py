@@ -6,13 +6,13 @@ import numpy as np
 
 from edgec.numerics.fixed import isqrt, quantize_multiplier, requant
 
-__all__ = ["int_matmul", "rmsnorm_int", "signed_multiplier"]
+__all__ = ["Float32Weights", "int_matmul", "rmsnorm_int", "signed_multiplier"]
 
 INV_BITS = 16  # inv = 2^(b+16) // rms with 2^(b-1) <= rms < 2^b lies in (2^16, 2^17]
 
 
-def int_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """x[..., K] @ w[N, K].T of integer codes, exact.
+def int_matmul(x: np.ndarray, w: np.ndarray, w_f32: np.ndarray | None = None) -> np.ndarray:
+    """x[..., K] @ w[N, K].T of integer codes, exact; ``w_f32``: ``w`` as float32 already (Float32Weights).
 
     Float BLAS is exact while every partial sum stays below the mantissa (2^24 in float32, 2^53 in float64): the
     contraction runs in float32 over slices of K short enough for the operands' magnitudes (int8 x int8: 1032
@@ -26,11 +26,30 @@ def int_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     span = (2**24 - 1) // max(x_max * w_max, 1)
     if span < min(k, 256):
         return (x.astype(np.float64) @ np.asarray(w, np.float64).T).astype(np.int64)
-    xf, wf = x.astype(np.float32), np.asarray(w, np.float32)
+    xf, wf = x.astype(np.float32), np.asarray(w, np.float32) if w_f32 is None else w_f32
     acc = (xf[..., :span] @ wf[:, :span].T).astype(np.int64)
     for start in range(span, k, span):
         acc += (xf[..., start:start + span] @ wf[:, start:start + span].T).astype(np.int64)
     return acc
+
+
+class Float32Weights:
+    """float32 copies of int8 weights for int_matmul, kept while they fit ``budget`` bytes: a simulator decoding
+    token by token would otherwise convert every weight on every call (at mamba-130m widths, 520 MB per token)."""
+
+    def __init__(self, budget: int = 1 << 30) -> None:
+        self.budget = budget
+        self.cache: dict[str, np.ndarray] = {}
+        self.used = 0
+
+    def get(self, name: str, w: np.ndarray) -> np.ndarray | None:
+        """The float32 copy of int8 weight ``name`` (``w``), or None once the budget is spent."""
+        if name not in self.cache:
+            if w.dtype != np.int8 or self.used + 4 * w.size > self.budget:
+                return None
+            self.cache[name] = w.astype(np.float32)
+            self.used += 4 * w.size
+        return self.cache[name]
 
 
 def rmsnorm_int(x: np.ndarray, eps_q: int, m: np.ndarray | int, shift: np.ndarray | int, bits: int = 8) -> np.ndarray:

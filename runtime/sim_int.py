@@ -31,7 +31,7 @@ from edgec.numerics.lut import build_interp_lut, build_lut, interp_lookup, looku
 from edgec.passes.quantize import QuantizedModel, merged_graph
 from edgec.runtime.base import Interpreter
 from edgec.runtime.float_ref import sigmoid, silu, softplus
-from edgec.runtime.int_ops import INV_BITS, int_matmul, rmsnorm_int, signed_multiplier
+from edgec.runtime.int_ops import INV_BITS, Float32Weights, int_matmul, rmsnorm_int, signed_multiplier
 from edgec.runtime.mlstm_int import KNOT_BITS, MlstmConstants, mlstm_step_int
 from edgec.runtime.vit_int import VitIntOps
 
@@ -106,6 +106,7 @@ class IntSimulator(VitIntOps, Interpreter):
     def __init__(self, qm: QuantizedModel) -> None:
         self.qm = qm
         self._const: dict[tuple[str, str], Any] = import_constants(qm.int_constants)
+        self.f32 = Float32Weights()
 
     def export_constants(self) -> dict[str, np.ndarray]:
         """Every constant derived so far, flattened to ``node/key[/field]`` int64 arrays."""
@@ -169,8 +170,9 @@ class IntSimulator(VitIntOps, Interpreter):
         return rmsnorm_int(x, eps_q, m, shift)
 
     def op_linear(self, node: Node, x: np.ndarray) -> np.ndarray:
-        acc = int_matmul(x, self.qm.qweights[node.weights["weight"]]) + self.const(node, "bias",
-                                                                                   lambda: self._bias_q(node))
+        name = node.weights["weight"]
+        acc = int_matmul(x, self.qm.qweights[name], self.f32.get(name, self.qm.qweights[name])) + self.const(
+            node, "bias", lambda: self._bias_q(node))
         return self._requant_to_output(node, acc)
 
     def op_split(self, node: Node, x: np.ndarray) -> tuple[np.ndarray, ...]:

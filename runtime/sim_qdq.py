@@ -20,7 +20,7 @@ import numpy as np
 from edgec.ir import Node, Op
 from edgec.passes.quantize import QuantizedModel, merged_graph
 from edgec.runtime.float_ref import FloatInterpreter
-from edgec.runtime.int_ops import int_matmul
+from edgec.runtime.int_ops import Float32Weights, int_matmul
 from edgec.runtime.vit_float import gelu, moe, patchify
 
 __all__ = ["PROBS_SCALE", "QdqSimulator", "dequantize_linear", "qdq_scales", "quantize_linear"]
@@ -58,6 +58,7 @@ class QdqSimulator(FloatInterpreter):
         self.qm = qm
         self.q_scales = qdq_scales(qm)
         self.q_points = set(self.q_scales)
+        self.f32 = Float32Weights()
 
     def emit(self, node: Node, name: str, value):
         if name in self.q_points:
@@ -76,7 +77,8 @@ class QdqSimulator(FloatInterpreter):
         return dequantize_linear(self.qm.qweights[name][tokens], self.qm.wscales[name][tokens][..., None])
 
     def op_linear(self, node: Node, x: np.ndarray) -> np.ndarray:
-        acc = int_matmul(self._codes(node, x), self.qm.qweights[node.weights["weight"]])
+        name = node.weights["weight"]
+        acc = int_matmul(self._codes(node, x), self.qm.qweights[name], self.f32.get(name, self.qm.qweights[name]))
         y = acc.astype(np.float32) * self._acc_scale(node)
         bias = self.w(node, "bias")
         return y if bias is None else y + bias

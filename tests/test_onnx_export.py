@@ -190,13 +190,15 @@ def test_prefill_and_step_give_the_same_perplexity(bundled):
     assert abs(prefill_ppl / onnx_perplexity(step_model, batches) - 1) < 1e-3
 
 
-def test_folding_weight_dequantize_changes_no_bit(bundled, monkeypatch):
-    """Verification sessions fold each constant weight's DequantizeLinear once (fold_weight_dequantize): every
-    output and every int8 tensor equals the unfolded graph's bit for bit; above FOLD_BUDGET nothing is folded."""
+def test_folding_weight_dequantize_changes_no_bit(bundled, tmp_path, monkeypatch):
+    """The exact reference folds each constant weight's DequantizeLinear once (fold_weight_dequantize) and runs
+    with prepacking off: every output and every int8 tensor equals the graph as written, bit for bit; above
+    FOLD_BUDGET nothing is folded."""
     import edgec.targets.onnx.verify as verify
 
     _, model, quantized = bundled
-    folded = verify.fold_weight_dequantize(model)
+    reference = verify.exact_reference(model, tmp_path, "step.onnx")
+    folded = onnx.load(reference)
     assert sum(n.op_type == "DequantizeLinear" for n in folded.graph.node) < \
         sum(n.op_type == "DequantizeLinear" for n in model.graph.node)
     assert not any(n.op_type == "DequantizeLinear" and n.input[0].endswith(".int8") for n in folded.graph.node)
@@ -204,11 +206,10 @@ def test_folding_weight_dequantize_changes_no_bit(bundled, monkeypatch):
     state = {name: np.random.default_rng(1).normal(0, 1, [1, *shape]).astype(np.float32)
              for name, shape in shapes.items() if name != "tokens"}
     feeds = {"tokens": np.array([65], np.int64), **state}
-    once = verify.ort_session(model, extra_outputs=quantized).run(None, feeds)
-    monkeypatch.setattr(verify, "fold_weight_dequantize", lambda m: m)  # the graph as written
+    once = verify.ort_session(reference, extra_outputs=quantized).run(None, feeds)
     unfolded = verify.ort_session(model, extra_outputs=quantized).run(None, feeds)
-    monkeypatch.undo()
     for got, want in zip(once, unfolded, strict=True):
         assert np.array_equal(got, want)
     monkeypatch.setattr(verify, "FOLD_BUDGET", 1000)
     assert verify.fold_weight_dequantize(model) is model
+    assert verify.exact_reference(model, tmp_path, "again.onnx") is model

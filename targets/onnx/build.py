@@ -38,13 +38,20 @@ from edgec.targets.onnx.export import export_step, export_step_float, state_shap
 from edgec.targets.onnx.files import OnnxModel, loadable, save_onnx
 from edgec.targets.onnx.polygraphy_json import save_inputs, save_outputs
 from edgec.targets.onnx.prefill import DEFAULT_CHUNK, export_prefill, export_prefill_float
-from edgec.targets.onnx.verify import compare_prefill, compare_runs, compare_with_simulator, simulate_io
+from edgec.targets.onnx.verify import (
+    compare_prefill,
+    compare_runs,
+    compare_with_simulator,
+    exact_reference,
+    simulate_io,
+)
 
 __all__ = ["FORMAT", "build_cpu", "build_target", "check_options", "export_verified", "load_golden",
            "read_onnx_manifest", "summarize", "verify_build", "verify_output", "write_onnx_folder"]
 
 FORMAT = "edgec-onnx/1"
 GOLDEN_TOKENS = 32
+OPTIMIZED_TOKENS = 8  # ONNX Runtime with optimizations on: reported over the first golden tokens, not checked
 POLYGRAPHY_STEPS = 4  # golden iterations for polygraphy (each carries the full state: keep the files small)
 LOGITS_RTOL = 1e-4  # ONNX Runtime (optimizations off) against the simulator, relative to max |logit|
 #: prefill against stepping (float twins): the same math in another float order (the chunk's batched MatMuls
@@ -69,27 +76,30 @@ def export_verified(qm: QuantizedModel, folder: Path, integer_matmul: bool = Fal
     model, quantized = export_step(qm, integer_matmul)
     model = loadable(model, folder, "step.onnx")
     seq = golden_tokens(qm.spec.vocab_size, tokens)
-    exact = compare_with_simulator(model, quantized, qm, seq, pin_int8=True)
-    if exact.max_lsb > 1 or exact.logits_max_rel > LOGITS_RTOL:
-        raise VerificationError(f"ONNX Runtime disagrees with the qdq simulator: {exact.max_lsb} LSB on an int8 "
-                                f"tensor, logits off by {exact.logits_max_rel:.2e} of their range")
-    # free-running and optimized in one simulator pass, whose logits are the golden ones
-    (free, optimized), logits = compare_runs(model, quantized, qm, seq, [(False, False), (True, True)])
-    prefill = loadable(export_prefill(qm, integer_matmul=integer_matmul)[0], folder, "prefill.onnx")
-    # at least one whole chunk of golden tokens for prefill (the same deterministic sequence, continued)
-    whole = golden_tokens(qm.spec.vocab_size, max(tokens, DEFAULT_CHUNK))
-    with tempfile.TemporaryDirectory(prefix="edgec-twins-") as scratch:  # the twins' files, for a large model
-        twins = compare_prefill(loadable(export_step_float(qm, None), Path(scratch), "step.onnx"),
-                                loadable(export_prefill_float(qm, None), Path(scratch), "prefill.onnx"), whole)
+    with tempfile.TemporaryDirectory(prefix="edgec-verify-") as tmp:  # the exact references and twins, saved once
+        scratch = Path(tmp)
+        reference = exact_reference(model, scratch, "step.onnx")
+        exact = compare_with_simulator(reference, quantized, qm, seq, pin_int8=True)
+        if exact.max_lsb > 1 or exact.logits_max_rel > LOGITS_RTOL:
+            raise VerificationError(f"ONNX Runtime disagrees with the qdq simulator: {exact.max_lsb} LSB on an "
+                                    f"int8 tensor, logits off by {exact.logits_max_rel:.2e} of their range")
+        # free-running and optimized in one simulator pass, whose logits are the golden ones
+        (free, optimized), logits = compare_runs(model, quantized, qm, seq, [(False, False), (True, True)],
+                                                 reference=reference, optimized_steps=OPTIMIZED_TOKENS)
+        prefill = loadable(export_prefill(qm, integer_matmul=integer_matmul)[0], folder, "prefill.onnx")
+        # at least one whole chunk of golden tokens for prefill (the same deterministic sequence, continued)
+        whole = golden_tokens(qm.spec.vocab_size, max(tokens, DEFAULT_CHUNK))
+        twins = compare_prefill(exact_reference(export_step_float(qm, None), scratch, "step_twin.onnx"),
+                                exact_reference(export_prefill_float(qm, None), scratch, "prefill_twin.onnx"), whole)
+        chunks = compare_prefill(reference, exact_reference(prefill, scratch, "prefill.onnx"), whole)
     bound = PREFILL_RTOL * qm.spec.num_hidden_layers
     if twins is not None and max(twins.state_max_rel, twins.logits_max_rel) > bound:
         raise VerificationError(f"prefill.onnx disagrees with step.onnx over {twins.tokens} golden "
                                 f"tokens: end state off by {twins.state_max_rel:.2e}, logits by "
                                 f"{twins.logits_max_rel:.2e} of their range")
-    chunks = compare_prefill(model, prefill, whole)
-    return model, prefill, {"tokens": seq, "logits": logits}, {"reference": asdict(exact), "free_running": asdict(free),
-                                 "optimized": asdict(optimized), "prefill": chunks and asdict(chunks),
-                                 "prefill_float": twins and asdict(twins)}
+    report = {"reference": asdict(exact), "free_running": asdict(free), "optimized": asdict(optimized),
+              "prefill": chunks and asdict(chunks), "prefill_float": twins and asdict(twins)}
+    return model, prefill, {"tokens": seq, "logits": logits}, report
 
 
 def write_onnx_folder(tmp: Path, qm: QuantizedModel, model: OnnxModel, prefill: OnnxModel,

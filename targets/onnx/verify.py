@@ -18,7 +18,7 @@ from edgec.numerics.agreement import relative_error
 from edgec.passes.quantize import QuantizedModel
 from edgec.runtime.sim_qdq import QdqSimulator
 from edgec.targets.onnx.export import state_shapes
-from edgec.targets.onnx.files import OnnxModel
+from edgec.targets.onnx.files import EXTERNAL_MIN_BYTES, OnnxModel, loadable
 
 __all__ = [
     "BROKEN_ORT_FUSIONS",
@@ -30,6 +30,7 @@ __all__ = [
     "compare_runs",
     "compare_with_simulator",
     "decode",
+    "exact_reference",
     "fold_weight_dequantize",
     "int8_codes",
     "onnx_perplexity",
@@ -40,6 +41,7 @@ __all__ = [
 #: Fusions of ONNX Runtime 1.32 that change results beyond tolerance on edgec graphs (see ort_session).
 BROKEN_ORT_FUSIONS = ["QDQSelectorActionTransformer", "MatMulAddFusion"]
 FOLD_BUDGET = 1 << 30  # bytes of float32 weights a verification session may hold (see fold_weight_dequantize)
+FOLDED_KEY = "edgec.folded_weight_dequantize"  # metadata_props mark of an exact_reference graph
 
 
 @dataclass(frozen=True)
@@ -61,30 +63,28 @@ def int8_codes(q: np.ndarray) -> np.ndarray:
 
 def ort_session(model: OnnxModel, optimize: bool = False, extra_outputs: list[str] | None = None):
     """An ONNX Runtime CPU session of a model in memory or saved at a path (files.py); ``extra_outputs`` exposes
-    intermediate tensors by name."""
+    intermediate tensors by name. A model from ``exact_reference`` runs with prepacking off (see there)."""
     import onnxruntime as ort
 
-    probe, given = None, model
-    if isinstance(model, onnx.ModelProto) and not optimize:  # an optimized run measures the graph as deployed
-        model = fold_weight_dequantize(model)
-    folded = model is not given
+    probe = None
+    graph = model if isinstance(model, onnx.ModelProto) else onnx.load(model, load_external_data=False)
+    folded = any(p.key == FOLDED_KEY for p in graph.metadata_props)
     if extra_outputs:
         if isinstance(model, Path):  # the graph alone, beside the model so that its data file resolves
             probe = model.with_name(model.stem + ".probe.onnx")
-            model = onnx.load(model, load_external_data=False)
         else:
-            model = onnx.ModelProto.FromString(model.SerializeToString())
-        model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in extra_outputs)
+            graph = onnx.ModelProto.FromString(model.SerializeToString())
+        graph.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in extra_outputs)
         if probe is not None:
-            onnx.save(model, probe)
-            model = probe
+            onnx.save(graph, probe)
+        model = probe or graph
     options = ort.SessionOptions()
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     options.intra_op_num_threads = 1
     options.log_severity_level = 4  # fatal only: a failure reaches the user as edgec's one line, not ORT's log
-    if folded:  # MatMul prepacks a constant B and sums in another order: keep the
-        options.add_session_config_entry("session.disable_prepacking", "1")  # unfolded graph's every bit
+    if folded:  # MatMul prepacks a constant B and sums in another order: keep the unfolded graph's every bit
+        options.add_session_config_entry("session.disable_prepacking", "1")
     # ONNX Runtime 1.32's QDQ selector/action fusion applies per-channel weight scales wrongly to
     # Q/DQ -> MatMul (axis 1) and Q/DQ -> Gemm (transB, axis 0): one such layer alone is off by ~20%
     # of its output (tests/test_onnx_export.py keeps a reproducer). MatMul + Add -> Gemm changed the
@@ -97,6 +97,22 @@ def ort_session(model: OnnxModel, optimize: bool = False, extra_outputs: list[st
     finally:
         if probe is not None:
             probe.unlink(missing_ok=True)
+
+
+def exact_reference(model: OnnxModel, folder: Path, name: str) -> OnnxModel:
+    """The form of ``model`` to run with optimizations off as the exact reference, saved once in ``folder`` so
+    that every session of it loads the file: each constant weight's DequantizeLinear folded when the float32
+    weights fit FOLD_BUDGET (fold_weight_dequantize; sessions then run with prepacking off, every bit as the
+    graph as written), else the model as it is (saved there when above protobuf's limit)."""
+    if isinstance(model, Path):
+        return model
+    folded = fold_weight_dequantize(model)
+    if folded is model:
+        return loadable(model, folder, name)
+    folded.metadata_props.add(key=FOLDED_KEY, value="1")
+    onnx.save_model(folded, folder / name, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=name + ".data", size_threshold=EXTERNAL_MIN_BYTES)
+    return folder / name
 
 
 def fold_weight_dequantize(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -115,7 +131,7 @@ def fold_weight_dequantize(model: onnx.ModelProto) -> onnx.ModelProto:
         return model
     folded, inputs = [], set()
     for node in foldable:
-        q = onnx.numpy_helper.to_array(consts[node.input[0]]).astype(np.int32)
+        q = onnx.numpy_helper.to_array(consts[node.input[0]])
         scale = onnx.numpy_helper.to_array(consts[node.input[1]]).astype(np.float32)
         zero = onnx.numpy_helper.to_array(consts[node.input[2]]).astype(np.int32) if len(node.input) > 2 else 0
         if scale.ndim == 1 and q.ndim > 1:  # per axis
@@ -123,17 +139,18 @@ def fold_weight_dequantize(model: onnx.ModelProto) -> onnx.ModelProto:
             shape = [1] * q.ndim
             shape[axis] = -1
             scale, zero = scale.reshape(shape), np.reshape(zero, shape) if np.ndim(zero) else zero
-        folded.append(onnx.numpy_helper.from_array((q - zero).astype(np.float32) * scale, node.output[0]))
+        codes = q.astype(np.float32) if not np.any(zero) else (q.astype(np.int32) - zero).astype(np.float32)
+        folded.append(onnx.numpy_helper.from_array(codes * scale, node.output[0]))  # exact codes, one rounding
         inputs.update(node.input)
     gone = {n.output[0] for n in foldable}
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    del out.graph.node[:]
-    out.graph.node.extend(n for n in model.graph.node if not (n.op_type == "DequantizeLinear" and n.output[0] in gone))
-    still_read = {i for n in out.graph.node for i in n.input} | {o.name for o in out.graph.output}
+    nodes = [n for n in model.graph.node if not (n.op_type == "DequantizeLinear" and n.output[0] in gone)]
+    still_read = {i for n in nodes for i in n.input} | {o.name for o in model.graph.output}
     keep = [i for i in model.graph.initializer if i.name not in inputs or i.name in still_read]
-    del out.graph.initializer[:]
-    out.graph.initializer.extend([*keep, *folded])
+    graph = onnx.helper.make_graph(nodes, model.graph.name, model.graph.input, model.graph.output, [*keep, *folded],
+                                   value_info=model.graph.value_info)
+    out = onnx.helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version,
+                                 producer_name=model.producer_name)
+    out.metadata_props.extend(model.metadata_props)
     return out
 
 
@@ -184,6 +201,7 @@ class _Run:
     checked: list[str]  # the int8 tensors compared (none for an optimized run: fusions remove them)
     teacher_forcing: bool
     state: dict[str, np.ndarray]
+    steps: int  # tokens it runs (from the first)
     max_lsb: int = 0
     off_by_one: int = 0
     elements: int = 0
@@ -198,9 +216,13 @@ class _Run:
 
 
 def compare_runs(model: OnnxModel, quantized: list[str], qm: QuantizedModel, tokens: np.ndarray,
-                 modes: list[tuple[bool, bool]], pin_int8: bool = False) -> tuple[list[OnnxAgreement], np.ndarray]:
+                 modes: list[tuple[bool, bool]], pin_int8: bool = False, reference: OnnxModel | None = None,
+                 optimized_steps: int | None = None) -> tuple[list[OnnxAgreement], np.ndarray]:
     """Sessions of the step graph, one per mode (optimize, teacher_forcing), against one pass of the qdq simulator
-    over ``tokens`` (see compare_with_simulator): their agreements, and the simulator's logits [T, V].
+    over ``tokens`` (see compare_with_simulator): their agreements, and the simulator's logits [T, V]. Sessions
+    with optimizations off run ``reference`` (the model's exact_reference) when given; sessions with optimizations
+    on stop after ``optimized_steps`` tokens when given (a Q/DQ graph's fusions then dequantize every weight on
+    every call: the slowest run, and a reported figure, not a checked one).
 
     With ``pin_int8`` the simulator follows the one session's int8 codes, so it takes exactly one mode.
     """
@@ -208,14 +230,17 @@ def compare_runs(model: OnnxModel, quantized: list[str], qm: QuantizedModel, tok
         raise ValueError("a pinned comparison follows one session's codes: pass one mode")
     runs = []
     for optimize, teacher_forcing in modes:
-        session = ort_session(model, optimize, None if optimize else quantized)
-        runs.append(_Run(session, [] if optimize else quantized, teacher_forcing, _zero_state(qm)))
+        session = ort_session(model if optimize or reference is None else reference, optimize,
+                              None if optimize else quantized)
+        steps = optimized_steps if optimize and optimized_steps is not None else len(tokens)
+        runs.append(_Run(session, [] if optimize else quantized, teacher_forcing, _zero_state(qm), steps))
     sim = _PinnedQdq(qm) if pin_int8 else QdqSimulator(qm)
     graph = qm.graphs["step"]
     sim_state, logits = _zero_state(qm), []
-    for token in tokens:
+    for t, token in enumerate(tokens):
+        active = [run for run in runs if t < run.steps]
         outputs = []
-        for run in runs:
+        for run in active:
             feeds = {"tokens": np.array([token], np.int64), **run.state}
             outputs.append(dict(zip([o.name for o in run.session.get_outputs()], run.session.run(None, feeds),
                                     strict=True)))
@@ -225,14 +250,15 @@ def compare_runs(model: OnnxModel, quantized: list[str], qm: QuantizedModel, tok
         env = sim.run(graph, {"tokens": np.array([token]), **sim_state}, keep_all=True)
         sim_state = {k: env[k + "_out"] for k in sim_state}
         logits.append(env["logits"][0])
-        for run, got in zip(runs, outputs, strict=True):
+        for run, got in zip(active, outputs, strict=True):
             run.state = dict(sim_state) if run.teacher_forcing else {k: got[k + "_out"] for k in run.state}
             run.max_rel = max(run.max_rel, relative_error(got["logits"], env["logits"]))
             for i, q in enumerate(run.checked):
                 value = q.removesuffix(".q")
                 want = np.rint(env[value] / np.float32(qm.scales[value])).astype(np.int64)
                 run.add(sim.diffs[i] if pin_int8 else np.abs(int8_codes(got[q]) - want))
-    agreements = [OnnxAgreement(len(tokens), r.compared, r.max_lsb, r.off_by_one, r.elements, r.max_rel) for r in runs]
+    agreements = [OnnxAgreement(min(r.steps, len(tokens)), r.compared, r.max_lsb, r.off_by_one, r.elements,
+                                r.max_rel) for r in runs]
     return agreements, np.stack(logits) if logits else np.zeros((0, 0), np.float32)
 
 
