@@ -21,56 +21,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from edgec.frontends.hf_checkpoint import load_checkpoint
-from edgec.ir import Op, entry_graphs
-from edgec.numerics.hadamard import hadamard_transform_float, plan_hadamard
-from edgec.passes.base import run_passes
-from edgec.passes.fold_image import fold_image_normalization
-from edgec.passes.fold_norm import fold_norm_gains
-from edgec.runtime.float_ref import FloatInterpreter
+from edgec.report.outliers import linear_inputs
 from edgec.workloads import CalibOptions, workload_of
 from edgec.zoo import BUNDLED
 
-LINEAR_INPUTS = (Op.LINEAR, Op.ROUTE_LOGITS, Op.MOE)
-
-
-def int8_sqnr(x: np.ndarray) -> float:
-    """SQNR (dB) of per-tensor symmetric int8 quantization of ``x``."""
-    x = x.astype(np.float64)
-    scale = np.abs(x).max() / 127 or 1.0
-    noise = x - np.clip(np.rint(x / scale), -128, 127) * scale
-    return float(10 * np.log10(np.sum(x * x) / max(np.sum(noise * noise), 1e-300)))
-
-
-def outlier_ratio(x: np.ndarray) -> float:
-    return float(np.abs(x).max() / np.sqrt(np.mean(np.square(x.astype(np.float64)))))
-
 
 def measure(model_name: str, tokens: int, checkpoint: Path | None = None) -> list[dict]:
-    """One row per distinct linear input of the entry graphs."""
-    model, _ = run_passes(load_checkpoint(checkpoint or BUNDLED[model_name].folder),
-                          [("fold_image", fold_image_normalization), ("fold_norm", fold_norm_gains)])
+    """One row per distinct linear input of the entry graphs (after the folds), the Hadamard's gain first."""
+    model = load_checkpoint(checkpoint or BUNDLED[model_name].folder)
     options = CalibOptions(256, tokens) if model.spec.family != "vit_moe" else CalibOptions()
     batch = workload_of(model).calibration(model, BUNDLED[model_name].calib, options)[0]
-    rows, seen = [], set()
-    for graph in entry_graphs(model.graphs).values():
-        env = FloatInterpreter(model.weights).run(graph, {graph.inputs[0]: batch}, keep_all=True)
-        for node in graph.nodes:
-            value = node.inputs[0]
-            if node.op in LINEAR_INPUTS and value not in seen:
-                seen.add(value)
-                rows.append(_row(graph, value, env[value]))
+    rows = [{"value": o.value, "feeds": o.feeds, "width": o.width, "ratio": o.ratio, "sqnr": o.sqnr,
+             "ratio_h": o.ratio_rotated, "sqnr_h": o.sqnr_rotated} for o in linear_inputs(model, batch)]
     return sorted(rows, key=lambda r: r["sqnr_h"] - r["sqnr"], reverse=True)
-
-
-def _row(graph, value: str, x: np.ndarray) -> dict:
-    x = x.reshape(-1, x.shape[-1])
-    rotated = hadamard_transform_float(x.astype(np.float64), plan_hadamard(x.shape[-1]))
-    users = [n.name.split(".")[-1] for n in graph.nodes if n.op in LINEAR_INPUTS and n.inputs[0] == value]
-    return {"value": value, "feeds": "/".join(users), "width": x.shape[-1], "ratio": outlier_ratio(x),
-            "sqnr": int8_sqnr(x), "ratio_h": outlier_ratio(rotated), "sqnr_h": int8_sqnr(rotated)}
 
 
 def main() -> None:

@@ -220,6 +220,29 @@ def verify(folder: Annotated[Path, typer.Argument(help="an edgec build output fo
     print(load_target(target).verify_build(folder, manifest))
 
 
+@app.command()
+def report(
+    model: Annotated[str, typer.Argument(help="QDIR, HF checkpoint folder or bundled name")],
+    builds: Annotated[list[Path] | None, typer.Argument(help="edgec build output folders (fpga, cpu, orin)")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write")] = Path("report.html"),
+    data: Annotated[Path | None, typer.Option(help="text, .npy token ids or .npz images (default: bundled)")] = None,
+    ablate: Annotated[bool, typer.Option("--ablate", help="also re-run the recipe with each pass or variant "
+                                                          "changed (few tokens / images)")] = False,
+    calib: Annotated[Path | None, typer.Option(help="calibration data, when MODEL is a checkpoint, not a QDIR")] = None,
+    seq_len: Annotated[int | None, typer.Option(help="language models: evaluation window [default: 512]")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="language models: use at most this many tokens")] = None,
+) -> None:
+    """One self-contained HTML page: model card, accuracy, per-layer SQNR, outliers, MoE routing, and each build's
+    FPGA estimate, Orin roofline, lint and verification."""
+    from edgec.report import write_report
+
+    check_range("--seq-len", seq_len, 2, MAX_SEQ_LEN)
+    check_range("--max-tokens", max_tokens, 2, MAX_EVAL_TOKENS)
+    written = write_report(model, output, builds or [], data=data, calib=calib, ablate=ablate, seq_len=seq_len,
+                           max_tokens=max_tokens)
+    print(f"wrote {written.path} ({written.size / 1e6:.1f} MB, {len(written.plots)} plots)")
+
+
 def run_cli(args: list[str]) -> int:
     """Run the CLI on ``args`` and return its exit code; every failure becomes one line on stderr."""
     try:

@@ -23,7 +23,7 @@ from edgec.runtime.float_ref import FloatInterpreter
 from edgec.runtime.sim_int import IntSimulator
 from edgec.runtime.sim_qdq import QdqSimulator
 
-__all__ = ["NEAR_TIE", "image_metrics", "routing_margin"]
+__all__ = ["NEAR_TIE", "image_metrics", "router_outputs", "routing_margin"]
 
 NEAR_TIE = 0.05
 
@@ -34,7 +34,7 @@ def routing_margin(probs: np.ndarray, k: int) -> np.ndarray:
     return p[..., k - 1] - p[..., k] if k < p.shape[-1] else np.full(p.shape[:-1], np.inf)
 
 
-def _routers(graph: Graph) -> list[tuple[str, str, str, int]]:
+def router_outputs(graph: Graph) -> list[tuple[str, str, str, int]]:
     """(layer, probs value, experts value, k) of every TOPK, the layer named after the MOE block."""
     out = []
     for node in graph.nodes:
@@ -71,7 +71,7 @@ def image_metrics(model: Model, qm: QuantizedModel, data: ImageData, batch: int 
     routing: dict[str, dict[str, dict[str, Any]]] = {p: {} for p in profiles}
     for task in model.spec.task_names:
         name = graph_name(task)
-        routers = _routers(model.graphs[name])
+        routers = router_outputs(model.graphs[name])
         hits = dict.fromkeys(("float", *profiles), 0)
         tallies = {p: {layer: _Tally() for layer, *_ in routers} for p in profiles}
         for b in image_batches(data, batch):

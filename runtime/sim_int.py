@@ -106,7 +106,13 @@ class IntSimulator(VitIntOps, Interpreter):
     def __init__(self, qm: QuantizedModel) -> None:
         self.qm = qm
         self._const: dict[tuple[str, str], Any] = import_constants(qm.int_constants)
-        self.f32 = Float32Weights()
+
+    @property
+    def f32(self) -> Float32Weights:
+        """float32 copies of the int8 weights, made on first use (kernel tests build handlers without __init__)."""
+        if "_f32" not in self.__dict__:
+            self._f32 = Float32Weights()
+        return self._f32
 
     def export_constants(self) -> dict[str, np.ndarray]:
         """Every constant derived so far, flattened to ``node/key[/field]`` int64 arrays."""

@@ -29,6 +29,7 @@ from edgec.numerics.hadamard import HadamardPlan, hadamard_base, sylvester
 from edgec.passes.quantize import QuantizedModel, merged_graph
 from edgec.runtime.sim_qdq import qdq_scales
 from edgec.targets.onnx import mlstm
+from edgec.targets.onnx.files import needs_external_data
 from edgec.targets.onnx.vision import VisionEmitters
 
 __all__ = ["FP32_LAYERS_KEY", "OPSET", "ExportedGraph", "FloatWeights", "dequantized_weights", "export_image_graph",
@@ -339,7 +340,8 @@ class _OnnxBuilder(VisionEmitters):
         model.ir_version = 8  # ONNX 1.12+: parsed by TensorRT 8.5 and later
         if self.fp32:
             helper.set_model_props(model, {FP32_LAYERS_KEY: ",".join(self.fp32)})
-        onnx.checker.check_model(model)
+        if not needs_external_data(model):  # a larger one is checked from its file once saved (files.save_onnx)
+            onnx.checker.check_model(model)
         return model
 
 

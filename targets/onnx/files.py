@@ -21,8 +21,11 @@ OnnxModel = onnx.ModelProto | Path  # a model in memory, or saved (with its data
 
 
 def needs_external_data(model: onnx.ModelProto) -> bool:
-    """Whether ``model`` is too large to serialize as one protobuf message."""
-    return model.ByteSize() > PROTOBUF_LIMIT - HEADROOM
+    """Whether ``model`` is too large to serialize as one protobuf message (summed over its initializers and
+    nodes: protobuf cannot even measure a message above the limit)."""
+    graph = model.graph
+    size = sum(t.ByteSize() for t in graph.initializer) + sum(n.ByteSize() for n in graph.node)
+    return size > PROTOBUF_LIMIT - HEADROOM
 
 
 def save_onnx(model: OnnxModel, path: Path) -> None:
@@ -35,6 +38,7 @@ def save_onnx(model: OnnxModel, path: Path) -> None:
     if needs_external_data(model):
         onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
                         location=path.name + ".data", size_threshold=EXTERNAL_MIN_BYTES)
+        onnx.checker.check_model(str(path))  # the checker reads a model above 2 GB from its path only
     else:
         onnx.save_model(model, path)
 
