@@ -11,7 +11,8 @@ from pathlib import Path
 
 import onnx
 
-__all__ = ["EXTERNAL_MIN_BYTES", "OnnxModel", "as_proto", "loadable", "needs_external_data", "save_onnx"]
+__all__ = ["EXTERNAL_MIN_BYTES", "OnnxModel", "as_proto", "loadable", "needs_external_data", "save_onnx",
+           "save_with_data"]
 
 PROTOBUF_LIMIT = 2**31 - 1  # a serialized protobuf message cannot exceed this
 HEADROOM = 64 << 20  # room for the graph itself beside its initializers
@@ -36,11 +37,17 @@ def save_onnx(model: OnnxModel, path: Path) -> None:
             raise ValueError(f"{model} is saved already; it cannot be saved again as {path}")
         return
     if needs_external_data(model):
-        onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=path.name + ".data", size_threshold=EXTERNAL_MIN_BYTES)
+        save_with_data(model, path)
         onnx.checker.check_model(str(path))  # the checker reads a model above 2 GB from its path only
     else:
         onnx.save_model(model, path)
+
+
+def save_with_data(model: onnx.ModelProto, path: Path) -> None:
+    """Write ``model`` to ``path`` with its tensors of at least EXTERNAL_MIN_BYTES in ``path.name + ".data"``
+    (the in-memory model then refers to that file)."""
+    onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=path.name + ".data", size_threshold=EXTERNAL_MIN_BYTES)
 
 
 def loadable(model: onnx.ModelProto, folder: Path, name: str) -> OnnxModel:

@@ -18,7 +18,7 @@ from edgec.numerics.agreement import relative_error
 from edgec.passes.quantize import QuantizedModel
 from edgec.runtime.sim_qdq import QdqSimulator
 from edgec.targets.onnx.export import state_shapes
-from edgec.targets.onnx.files import EXTERNAL_MIN_BYTES, OnnxModel, loadable
+from edgec.targets.onnx.files import OnnxModel, loadable, save_with_data
 
 __all__ = [
     "BROKEN_ORT_FUSIONS",
@@ -110,8 +110,7 @@ def exact_reference(model: OnnxModel, folder: Path, name: str) -> OnnxModel:
     if folded is model:
         return loadable(model, folder, name)
     folded.metadata_props.add(key=FOLDED_KEY, value="1")
-    onnx.save_model(folded, folder / name, save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=name + ".data", size_threshold=EXTERNAL_MIN_BYTES)
+    save_with_data(folded, folder / name)
     return folder / name
 
 
