@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from edgec.errors import CheckpointError, UnsupportedModelError
-from edgec.frontends import mamba_graph, vit_moe_graph, xlstm_graph
+from edgec.frontends import mamba2_graph, mamba_graph, vit_moe_graph, xlstm_graph
+from edgec.frontends.mamba2_spec import Mamba2Spec, check_checkpoint
 from edgec.frontends.mamba_spec import MambaSpec
 from edgec.frontends.validate import short
 from edgec.frontends.vit_moe_checkpoint import adapt_checkpoint
@@ -59,6 +60,8 @@ class Family:
 
 FAMILIES: dict[str, Family] = {
     "mamba": Family("mamba", "Mamba", "MambaForCausalLM", MambaSpec.from_config, mamba_graph.build_graphs),
+    "mamba2": Family("mamba2", "Mamba-2", "Mamba2ForCausalLM", Mamba2Spec.from_config, mamba2_graph.build_graphs,
+                     adapt_checkpoint=check_checkpoint),
     "xlstm": Family("xlstm", "xLSTM", "xLSTMForCausalLM", XlstmSpec.from_config, xlstm_graph.build_graphs),
     "vit_moe": Family("vit_moe", "ViT-MoE", "VitMoe (M3ViT, timm ViT)", VitMoeSpec.from_config,
                       vit_moe_graph.build_graphs, inputs="images", adapt_checkpoint=adapt_checkpoint),

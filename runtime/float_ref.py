@@ -9,6 +9,7 @@ import numpy as np
 from edgec.ir import Node
 from edgec.runtime.base import Interpreter
 from edgec.runtime.mlstm_float import mlstm_sequence, mlstm_step
+from edgec.runtime.ssd_float import ssd_sequence, ssd_step
 
 __all__ = ["FloatInterpreter", "sigmoid", "silu", "softplus"]
 
@@ -31,7 +32,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 class FloatInterpreter(Interpreter):
     """Float semantics of every op. ``dtype`` float32 matches torch fp32; float64 is a tighter reference."""
 
-    #: Run mLSTM sequences token by token (the form the int profile computes), so that observe_state
+    #: Run mLSTM and SSD sequences token by token (the form the int profile computes), so that observe_state
     #: sees every state; the default is the chunkwise-parallel form of transformers' inference.
     stepwise_cells = False
 
@@ -47,8 +48,14 @@ class FloatInterpreter(Interpreter):
         return self.w(node, "weight")[tokens]
 
     def op_rmsnorm(self, node: Node, x: np.ndarray) -> np.ndarray:
-        var = np.mean(np.square(x), axis=-1, keepdims=True)
-        y = x / np.sqrt(var + self.dtype(node.attrs["eps"]))
+        groups = node.attrs.get("groups", 1)
+        if groups == 1:
+            var = np.mean(np.square(x), axis=-1, keepdims=True)
+            y = x / np.sqrt(var + self.dtype(node.attrs["eps"]))
+        else:  # each of `groups` equal slices of the last axis by its own rms (Mamba-2's gated norm)
+            xg = _heads(x, groups)
+            var = np.mean(np.square(xg), axis=-1, keepdims=True)
+            y = (xg / np.sqrt(var + self.dtype(node.attrs["eps"]))).reshape(x.shape)
         gamma = self.w(node, "weight")
         return y if gamma is None else y * gamma
 
@@ -119,6 +126,34 @@ class FloatInterpreter(Interpreter):
             self.observe_state(node, h)
             ys[..., t, :] = np.einsum("ben,bn->be", h, c[..., t, :])
         return ys + d * u
+
+    def _ssd_params(self, node: Node, dt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(dt, A, D) of an SSD node: dt = clamp(softplus(dt_raw + dt_bias), dt_min, dt_max), A = -exp(A_log)."""
+        dt = np.clip(softplus(dt + self.w(node, "dt_bias")), self.dtype(node.attrs["dt_min"]),
+                     self.dtype(node.attrs["dt_max"]))
+        return dt, -np.exp(self.w(node, "A_log")), self.w(node, "D")
+
+    def op_ssd_step(self, node: Node, x, dt, b, c, h) -> tuple[np.ndarray, np.ndarray]:
+        """(x [B, H*P], dt [B, H] raw, B, C [B, G*N], h [B, H, P, N]) -> (y [B, H*P], h')."""
+        dt, a, d = self._ssd_params(node, dt)
+        heads, groups = node.attrs["heads"], node.attrs["groups"]
+        y, h = ssd_step(_heads(x, heads), dt, a, _heads(b, groups), _heads(c, groups), d, h)
+        self.observe_state(node, h)
+        return y.reshape(x.shape), h
+
+    def op_ssd_scan(self, node: Node, x, dt, b, c) -> np.ndarray:
+        """(x [B, L, H*P], dt [B, L, H] raw, B, C [B, L, G*N]) from the zero state -> y [B, L, H*P]."""
+        dt, a, d = self._ssd_params(node, dt)
+        heads, groups = node.attrs["heads"], node.attrs["groups"]
+        xh, bg, cg = _heads(x, heads), _heads(b, groups), _heads(c, groups)
+        if not self.stepwise_cells:
+            return ssd_sequence(xh, dt, a, bg, cg, d, node.attrs["chunk"])[0].reshape(x.shape)
+        h = np.zeros((*xh.shape[:-3], heads, xh.shape[-1], bg.shape[-1]), self.dtype)
+        y = np.empty_like(xh)
+        for t in range(x.shape[-2]):
+            y[..., t, :, :], h = ssd_step(xh[..., t, :, :], dt[..., t, :], a, bg[..., t, :, :], cg[..., t, :, :], d, h)
+            self.observe_state(node, h)
+        return y.reshape(x.shape)
 
     def op_sigmoid(self, node: Node, x: np.ndarray) -> np.ndarray:
         return sigmoid(x)

@@ -1,8 +1,9 @@
-"""Shared fixtures: random-init Hugging Face Mamba and xLSTM models and their checkpoint folders."""
+"""Shared fixtures: random-init Hugging Face Mamba, Mamba-2 and xLSTM models and their checkpoint folders."""
 
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,31 @@ def make_hf_mamba(seed: int = 0, **sizes):
                                        "num_hidden_layers": 2, "intermediate_size": 128, "conv_kernel": 4,
                                        "time_step_rank": 8} | sizes))
     return transformers.MambaForCausalLM(cfg).eval()
+
+
+def make_hf_mamba2(seed: int = 0, **sizes):
+    """A random Mamba2ForCausalLM: transformers' init for dt and A; D, the norms' weights and the biases moved off
+    theirs (D = 1, weights 1, biases 0), so that each one matters.
+
+    transformers picks mamba_ssm / causal_conv1d kernels when its modeling_mamba2 is first imported; they
+    are blocked here so that the reference is its torch path (tests/test_mamba2_float.py checks it is).
+    """
+    for package in ("mamba_ssm", "causal_conv1d"):
+        sys.modules.setdefault(package, None)  # a None entry makes `import package` fail
+    torch.manual_seed(seed)
+    cfg = transformers.Mamba2Config(**({"vocab_size": 256, "hidden_size": 64, "num_heads": 8, "head_dim": 16,
+                                        "state_size": 16, "n_groups": 2, "num_hidden_layers": 2, "chunk_size": 8}
+                                       | sizes))
+    model = transformers.Mamba2ForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".D"):
+                p.normal_(0, 1)
+            elif name.endswith("norm.weight"):
+                p.uniform_(0.5, 1.5)
+            elif name.endswith(".bias"):  # the in_proj, conv1d and out_proj biases, not dt_bias
+                p.normal_(0, 0.1)
+    return model
 
 
 def make_hf_xlstm(seed: int = 0, **sizes):

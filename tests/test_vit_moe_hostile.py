@@ -81,7 +81,7 @@ CASES = [
     pytest.param(config(depth=0), ["depth 0 is outside [1, 1024]"], id="depth-zero"),
     pytest.param(config(norm_eps="1e-6"), ["norm_eps '1e-6' is not a number"], id="eps-type"),
     pytest.param(config(multi_gate="yes"), ["multi_gate must be true or false"], id="multi-gate-type"),
-    pytest.param(config(model_type="vit"), ["is not Mamba, xLSTM or ViT-MoE"], id="model-type"),
+    pytest.param(config(model_type="vit"), ["is not Mamba, Mamba-2, xLSTM or ViT-MoE"], id="model-type"),
     # tensors that disagree with a valid config
     pytest.param(config(num_experts=8, top_k=2), ["'blocks.1.mlp.experts.htoh4.weight' has shape (4, 24, 32)",
                                                   "implies (8, 24, 32)"], id="expert-count"),

@@ -144,9 +144,9 @@ def load_checkpoint(folder: str | Path) -> Model:
 
 
 def from_torch(model: Any) -> Model:
-    """Import a live torch model of a supported family (transformers' ``MambaForCausalLM`` or
-    ``xLSTMForCausalLM``, edgec's ViT-MoE reference ``VitMoe``): its ``config.to_dict()`` names the family;
-    its weights are copied to float32 NumPy."""
+    """Import a live torch model of a supported family (transformers' ``MambaForCausalLM``,
+    ``Mamba2ForCausalLM`` or ``xLSTMForCausalLM``, edgec's ViT-MoE reference ``VitMoe``): its
+    ``config.to_dict()`` names the family; its weights are copied to float32 NumPy."""
     cfg = model.config.to_dict()
     source = f"{type(model).__name__}.config"
     family = family_of(cfg, source)

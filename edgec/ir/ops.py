@@ -11,7 +11,8 @@ class Op(StrEnum):
     """Every op an edgec graph may contain. Recurrent primitives are first-class ops."""
 
     EMBED = "embed"  # (tokens) -> rows of weight `weight`
-    RMSNORM = "rmsnorm"  # (x) -> x / rms(x) * weight        attrs: eps
+    RMSNORM = "rmsnorm"  # (x) -> x / rms(x) * weight        attrs: eps, groups (optional, default 1: the last
+    #                      axis is normalized as `groups` equal slices, each by its own rms; then * weight)
     LINEAR = "linear"  # (x) -> x @ weight.T (+ bias)       attrs: segments (output split sizes)
     SPLIT = "split"  # (x) -> parts along the last axis   attrs: sizes
     CONV1D_CAUSAL = "conv1d_causal"  # (x[B,L,D]) -> depthwise causal conv, zero history
@@ -22,6 +23,13 @@ class Op(StrEnum):
     SCAN_STEP = "scan_step"  # (u, dt, B, C, h[B,D,N]) -> (y, new h)
     MUL = "mul"
     ADD = "add"
+    # Mamba-2 SSD (state space duality) with scalar decay per head. x [..,H*P], dt [..,H] raw (before dt_bias),
+    # B, C [..,G*N] (group g shared by heads g*H/G .. (g+1)*H/G - 1), state h [B,H,P,N]. Weights A_log [H],
+    # D [H], dt_bias [H]; attrs heads (H), groups (G), dt_min, dt_max (dt_max may be inf). Inside the op:
+    # dt = clamp(softplus(dt + dt_bias), dt_min, dt_max), A = -exp(A_log);
+    # h' = exp(dt*A) h + dt * x (outer) B;  y = C . h' + D * x  (the D skip term included).
+    SSD_SCAN = "ssd_scan"  # (x [..,L,H*P], dt [..,L,H], B, C [..,L,G*N]) -> y [..,L,H*P], zero state   attrs: + chunk
+    SSD_STEP = "ssd_step"  # (x [..,H*P], dt [..,H], B, C [..,G*N], h [B,H,P,N]) -> (y, h')
     HADAMARD = "hadamard"  # (x) -> H_n x / sqrt(n) on the last axis, zero-padded to n   attrs: plan
     SIGMOID = "sigmoid"
     SOFTCAP = "softcap"  # (x) -> cap * tanh(x / cap)          attrs: cap
@@ -49,5 +57,5 @@ class Op(StrEnum):
 ELEMENTWISE = frozenset({Op.SILU, Op.SOFTPLUS, Op.SIGMOID, Op.SOFTCAP, Op.MUL, Op.ADD, Op.GELU})
 LINEAR_OPS = frozenset({Op.LINEAR, Op.CONV1D_CAUSAL, Op.CONV1D_STEP})
 RECURRENT = frozenset({Op.CONV1D_CAUSAL, Op.CONV1D_STEP, Op.SELECTIVE_SCAN, Op.SCAN_STEP, Op.MLSTM_SEQUENCE,
-                       Op.MLSTM_STEP})
-STATEFUL_STEP = frozenset({Op.CONV1D_STEP, Op.SCAN_STEP, Op.MLSTM_STEP})
+                       Op.MLSTM_STEP, Op.SSD_SCAN, Op.SSD_STEP})
+STATEFUL_STEP = frozenset({Op.CONV1D_STEP, Op.SCAN_STEP, Op.MLSTM_STEP, Op.SSD_STEP})

@@ -1,7 +1,9 @@
-"""Graphs to and from JSON (deterministic: sorted keys, tuples as lists)."""
+"""Graphs to and from JSON (deterministic: sorted keys, tuples as lists; strict JSON has no Infinity, so an
+infinite float attr, e.g. ssd_scan's dt_max, is written as transformers writes it: {"__float__": "Infinity"})."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from edgec.ir.graph import Graph, Node, Value
@@ -11,9 +13,14 @@ from edgec.numerics.hadamard import HadamardPlan
 __all__ = ["graph_from_json", "graph_to_json"]
 
 
+_INFINITIES = {"Infinity": math.inf, "-Infinity": -math.inf}
+
+
 def _attr_out(v: Any) -> Any:
     if isinstance(v, HadamardPlan):
         return {"hadamard_plan": [v.dim, v.k, v.m, v.padded_dim, v.pad]}
+    if isinstance(v, float) and math.isinf(v):
+        return {"__float__": "Infinity" if v > 0 else "-Infinity"}
     return list(v) if isinstance(v, tuple) else v
 
 
@@ -21,6 +28,8 @@ def _attr_in(v: Any) -> Any:
     if isinstance(v, dict) and "hadamard_plan" in v:
         dim, k, m, padded, pad = v["hadamard_plan"]
         return HadamardPlan(dim=dim, k=k, m=m, padded_dim=padded, pad=pad)
+    if isinstance(v, dict) and set(v) == {"__float__"} and v["__float__"] in _INFINITIES:
+        return _INFINITIES[v["__float__"]]
     return tuple(v) if isinstance(v, list) else v
 
 

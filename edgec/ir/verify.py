@@ -22,6 +22,8 @@ ARITY: dict[Op, tuple[int, int, frozenset[str]]] = {
     Op.SOFTPLUS: (1, 1, frozenset()),
     Op.SELECTIVE_SCAN: (4, 1, frozenset({"A_log", "D"})),
     Op.SCAN_STEP: (5, 2, frozenset({"A_log", "D"})),
+    Op.SSD_SCAN: (4, 1, frozenset({"A_log", "D", "dt_bias"})),
+    Op.SSD_STEP: (5, 2, frozenset({"A_log", "D", "dt_bias"})),
     Op.MUL: (2, 1, frozenset()),
     Op.ADD: (2, 1, frozenset()),
     Op.HADAMARD: (1, 1, frozenset()),
