@@ -191,17 +191,23 @@ def test_prefill_and_step_give_the_same_perplexity(bundled):
 
 
 def test_folding_weight_dequantize_changes_no_bit(bundled, tmp_path, monkeypatch):
-    """The exact reference folds each constant weight's DequantizeLinear once (fold_weight_dequantize) and runs
-    with prepacking off: every output and every int8 tensor equals the graph as written, bit for bit; above
-    FOLD_BUDGET nothing is folded."""
+    """The exact reference folds each constant weight's DequantizeLinear once (fold_weight_dequantize, the weights
+    handed to ONNX Runtime from memory) and runs with prepacking off: every output and every int8 tensor equals the
+    graph as written, bit for bit; graphs that dequantize the same codes share one folded array; above FOLD_BUDGET
+    nothing is folded."""
     import edgec.targets.onnx.verify as verify
 
     _, model, quantized = bundled
-    reference = verify.exact_reference(model, tmp_path, "step.onnx")
-    folded = onnx.load(reference)
+    folds = verify.WeightFolds()
+    reference = verify.exact_reference(model, tmp_path, "step.onnx", folds)
+    assert isinstance(reference, verify.FoldedGraph) and not list(tmp_path.iterdir())
+    folded = reference.proto
     assert sum(n.op_type == "DequantizeLinear" for n in folded.graph.node) < \
         sum(n.op_type == "DequantizeLinear" for n in model.graph.node)
     assert not any(n.op_type == "DequantizeLinear" and n.input[0].endswith(".int8") for n in folded.graph.node)
+    assert folded.ByteSize() < model.ByteSize() / 4  # the folded weights are not in the proto
+    again = verify.exact_reference(model, tmp_path, "step.onnx", folds)
+    assert all(again.weights[k] is v for k, v in reference.weights.items())
     shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim][1:] for i in model.graph.input}
     state = {name: np.random.default_rng(1).normal(0, 1, [1, *shape]).astype(np.float32)
              for name, shape in shapes.items() if name != "tokens"}

@@ -27,9 +27,12 @@ __all__ = [
     "BASE_CONSTRUCTIONS",
     "GS_FIRST_ROWS",
     "KNOWN_ORDERS",
+    "MAX_HADAMARD_FACTOR",
     "HadamardPlan",
     "goethals_seidel",
     "hadamard_base",
+    "hadamard_factor_matrices",
+    "hadamard_factors",
     "hadamard_matrix",
     "hadamard_transform_float",
     "hadamard_transform_int",
@@ -38,6 +41,8 @@ __all__ = [
     "plan_hadamard",
     "sylvester",
 ]
+
+MAX_HADAMARD_FACTOR = 6  # float rotations apply the 2^m part as factors of at most 2^6 = 64
 
 KNOWN_ORDERS: tuple[int, ...] = (1, 12, 20, 28, 36, 40, 52, 60, 108, 140, 156, 172)
 
@@ -317,17 +322,47 @@ def hadamard_transform_int(x: np.ndarray, plan: HadamardPlan) -> np.ndarray:
     return _fast_transform(xp, plan, hadamard_base(plan.k).astype(np.int64))
 
 
+def hadamard_factors(plan: HadamardPlan) -> list[int]:
+    """The Kronecker factors a float rotation is applied with (here and in the ONNX graphs): K (when > 1), then
+    2^m split into the fewest near-equal powers of two of at most 2^MAX_HADAMARD_FACTOR."""
+    parts = -(-plan.m // MAX_HADAMARD_FACTOR)
+    bits = [plan.m // parts + (i < plan.m % parts) for i in range(parts)]
+    return [plan.k] * (plan.k > 1) + [1 << b for b in bits]
+
+
+def hadamard_factor_matrices(plan: HadamardPlan) -> list[np.ndarray]:
+    """The ±1 matrix of each of :func:`hadamard_factors`: H_K first (when K > 1), then Sylvester factors."""
+    sizes = hadamard_factors(plan)
+    return [hadamard_base(size) if j == 0 and plan.k > 1 else sylvester(size.bit_length() - 1)
+            for j, size in enumerate(sizes)]
+
+
 def hadamard_transform_float(x: np.ndarray, plan: HadamardPlan) -> np.ndarray:
     """Orthonormal ``(H_padded / sqrt(padded_dim)) @ pad(x)`` along the last axis.
 
-    Same steps as :func:`hadamard_transform_int`, then one scale by ``1 / sqrt(padded_dim)``. Computes in
+    Applied in Kronecker factors (:func:`hadamard_factors`, the fastest index first, as the ONNX graphs do): each
+    factor is one matrix product over the whole batch, then one scale by ``1 / sqrt(padded_dim)``. Computes in
     float32 for float32 input, float64 otherwise; output ``[..., padded_dim]``.
     """
     x = np.asarray(x)
     _check_input(x, plan)
     dtype = np.float32 if x.dtype == np.float32 else np.float64
-    xp = np.zeros((*x.shape[:-1], plan.padded_dim), dtype=dtype)
-    xp[..., : plan.dim] = x
-    y = _fast_transform(xp, plan, hadamard_base(plan.k).astype(dtype))
+    lead = x.shape[:-1]
+    rows = int(np.prod(lead, dtype=np.int64))
+    y = np.zeros((rows, plan.padded_dim), dtype=dtype)
+    y[:, : plan.dim] = x.reshape(rows, plan.dim)
+    after = 1
+    for h in reversed(hadamard_factor_matrices(plan)):
+        size = h.shape[0]
+        before = plan.padded_dim // (after * size)
+        hd, blocks = h.astype(dtype), y.reshape(rows * before, size, after)
+        if after == 1:  # the fastest axis: one product of the whole batch
+            y = blocks[..., 0] @ hd.T
+        elif after >= 64:  # H times each [size, after] block (wide enough for one BLAS call each)
+            y = np.matmul(hd, blocks)
+        else:  # the factor's axis moved last, one product of the whole batch, moved back
+            y = np.ascontiguousarray(np.tensordot(blocks, hd, axes=([1], [1])).transpose(0, 2, 1))
+        y = y.reshape(rows, plan.padded_dim)
+        after *= size
     y *= dtype(1.0 / np.sqrt(plan.padded_dim))
-    return y
+    return y.reshape(*lead, plan.padded_dim)

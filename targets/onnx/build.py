@@ -39,6 +39,7 @@ from edgec.targets.onnx.files import OnnxModel, loadable, save_onnx
 from edgec.targets.onnx.polygraphy_json import save_inputs, save_outputs
 from edgec.targets.onnx.prefill import DEFAULT_CHUNK, export_prefill, export_prefill_float
 from edgec.targets.onnx.verify import (
+    WeightFolds,
     compare_prefill,
     compare_runs,
     compare_with_simulator,
@@ -77,8 +78,8 @@ def export_verified(qm: QuantizedModel, folder: Path, integer_matmul: bool = Fal
     model = loadable(model, folder, "step.onnx")
     seq = golden_tokens(qm.spec.vocab_size, tokens)
     with tempfile.TemporaryDirectory(prefix="edgec-verify-") as tmp:  # the exact references and twins, saved once
-        scratch = Path(tmp)
-        reference = exact_reference(model, scratch, "step.onnx")
+        scratch, folds = Path(tmp), WeightFolds()
+        reference = exact_reference(model, scratch, "step.onnx", folds)
         exact = compare_with_simulator(reference, quantized, qm, seq, pin_int8=True)
         if exact.max_lsb > 1 or exact.logits_max_rel > LOGITS_RTOL:
             raise VerificationError(f"ONNX Runtime disagrees with the qdq simulator: {exact.max_lsb} LSB on an "
@@ -89,9 +90,10 @@ def export_verified(qm: QuantizedModel, folder: Path, integer_matmul: bool = Fal
         prefill = loadable(export_prefill(qm, integer_matmul=integer_matmul)[0], folder, "prefill.onnx")
         # at least one whole chunk of golden tokens for prefill (the same deterministic sequence, continued)
         whole = golden_tokens(qm.spec.vocab_size, max(tokens, DEFAULT_CHUNK))
-        twins = compare_prefill(exact_reference(export_step_float(qm, None), scratch, "step_twin.onnx"),
-                                exact_reference(export_prefill_float(qm, None), scratch, "prefill_twin.onnx"), whole)
-        chunks = compare_prefill(reference, exact_reference(prefill, scratch, "prefill.onnx"), whole)
+        twins = compare_prefill(exact_reference(export_step_float(qm, None), scratch, "step_twin.onnx", folds),
+                                exact_reference(export_prefill_float(qm, None), scratch, "prefill_twin.onnx", folds),
+                                whole)
+        chunks = compare_prefill(reference, exact_reference(prefill, scratch, "prefill.onnx", folds), whole)
     bound = PREFILL_RTOL * qm.spec.num_hidden_layers
     if twins is not None and max(twins.state_max_rel, twins.logits_max_rel) > bound:
         raise VerificationError(f"prefill.onnx disagrees with step.onnx over {twins.tokens} golden "

@@ -25,7 +25,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgec.errors import UnsupportedOpError
 from edgec.ir import Graph, Node, Op
-from edgec.numerics.hadamard import HadamardPlan, hadamard_base, sylvester
+from edgec.numerics.hadamard import hadamard_factor_matrices
 from edgec.passes.quantize import QuantizedModel, merged_graph
 from edgec.runtime.sim_qdq import qdq_scales
 from edgec.targets.onnx import mlstm
@@ -33,13 +33,12 @@ from edgec.targets.onnx.files import needs_external_data
 from edgec.targets.onnx.vision import VisionEmitters
 
 __all__ = ["FP32_LAYERS_KEY", "OPSET", "ExportedGraph", "FloatWeights", "dequantized_weights", "export_image_graph",
-           "export_image_graph_float", "export_step", "export_step_float", "fp32_layers", "hadamard_factors",
+           "export_image_graph_float", "export_step", "export_step_float", "fp32_layers",
            "state_shapes"]
 
 OPSET = 17  # the highest opset TensorRT 8.5 / 8.6 (JetPack 5 / 6.0) parse
 #: metadata_props key of the ONNX node names that must run in fp32 (the recipe pins them; the lint checks them)
 FP32_LAYERS_KEY = "edgec.fp32_layers"
-MAX_HADAMARD_FACTOR = 6  # the 2^m part of a rotation is applied as factors of at most 2^6 = 64
 
 
 @dataclass(frozen=True)
@@ -257,12 +256,11 @@ class _OnnxBuilder(VisionEmitters):
         if plan.pad:
             pads = self.init(f"{node.name}.pads", np.array([0] * (lead + 1) + [0] * lead + [plan.pad], np.int64))
             x = self.node("Pad", [x, pads], out + ".padded")
-        sizes = hadamard_factors(plan)
-        stages = [(size, hadamard_base(size) if j == 0 and plan.k > 1 else sylvester(size.bit_length() - 1))
-                  for j, size in enumerate(sizes)]
+        stages = hadamard_factor_matrices(plan)
         after = 1
         for j in reversed(range(len(stages))):  # the last factor (fastest index) first, H_K last
-            size, h = stages[j]
+            h = stages[j]
+            size = h.shape[0]
             before = plan.padded_dim // (after * size)
             shape = self.init(f"shape_{'0_' * lead}{before}_{size}_{after}",
                               np.array([0] * lead + [before, size, after], np.int64))
@@ -418,14 +416,6 @@ def dequantized_weights(qm: QuantizedModel) -> dict[str, np.ndarray]:
         out[name] = q.astype(np.float32) * (scale if name in columns else
                                             scale.reshape(*scale.shape, *[1] * (q.ndim - scale.ndim)))
     return out
-
-
-def hadamard_factors(plan: HadamardPlan) -> list[int]:
-    """The Kronecker factors the exporter applies a rotation with: K (when > 1), then 2^m split into the fewest
-    near-equal powers of two of at most 2^MAX_HADAMARD_FACTOR."""
-    parts = -(-plan.m // MAX_HADAMARD_FACTOR)
-    bits = [plan.m // parts + (i < plan.m % parts) for i in range(parts)]
-    return [plan.k] * (plan.k > 1) + [1 << b for b in bits]
 
 
 def export_step(qm: QuantizedModel, integer_matmul: bool = False) -> tuple[onnx.ModelProto, list[str]]:

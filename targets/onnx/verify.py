@@ -18,13 +18,15 @@ from edgec.numerics.agreement import relative_error
 from edgec.passes.quantize import QuantizedModel
 from edgec.runtime.sim_qdq import QdqSimulator
 from edgec.targets.onnx.export import state_shapes
-from edgec.targets.onnx.files import OnnxModel, loadable, save_with_data
+from edgec.targets.onnx.files import OnnxModel, loadable
 
 __all__ = [
     "BROKEN_ORT_FUSIONS",
+    "FoldedGraph",
     "ImageAgreement",
     "OnnxAgreement",
     "PrefillAgreement",
+    "WeightFolds",
     "compare_images",
     "compare_prefill",
     "compare_runs",
@@ -41,7 +43,6 @@ __all__ = [
 #: Fusions of ONNX Runtime 1.32 that change results beyond tolerance on edgec graphs (see ort_session).
 BROKEN_ORT_FUSIONS = ["QDQSelectorActionTransformer", "MatMulAddFusion"]
 FOLD_BUDGET = 1 << 30  # bytes of float32 weights a verification session may hold (see fold_weight_dequantize)
-FOLDED_KEY = "edgec.folded_weight_dequantize"  # metadata_props mark of an exact_reference graph
 
 
 @dataclass(frozen=True)
@@ -61,17 +62,55 @@ def int8_codes(q: np.ndarray) -> np.ndarray:
     return q.astype(np.int64) - (128 if q.dtype == np.uint8 else 0)
 
 
-def ort_session(model: OnnxModel, optimize: bool = False, extra_outputs: list[str] | None = None):
-    """An ONNX Runtime CPU session of a model in memory or saved at a path (files.py); ``extra_outputs`` exposes
-    intermediate tensors by name. A model from ``exact_reference`` runs with prepacking off (see there)."""
+@dataclass(frozen=True)
+class FoldedGraph:
+    """A graph whose constant weights' DequantizeLinear nodes are folded (exact_reference): the graph, with each
+    folded weight an external-data placeholder, and the weights' float32 values, handed to ONNX Runtime as
+    external initializers when a session is made (never serialized: no copy through protobuf, no file)."""
+
+    proto: onnx.ModelProto
+    weights: dict[str, np.ndarray]
+
+
+class WeightFolds:
+    """The float32 results of constant weight DequantizeLinear nodes, computed once and shared by every graph that
+    dequantizes the same codes with the same scales (step.onnx, prefill.onnx and their float twins)."""
+
+    def __init__(self) -> None:
+        self._done: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # DQ inputs -> (codes, float32 result)
+
+    def fold(self, node: onnx.NodeProto, consts: dict[str, onnx.TensorProto]) -> np.ndarray:
+        """(q - zero) * scale of a DequantizeLinear of constants: exact codes, one rounding, as the node computes."""
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        key = (*node.input, axis)
+        q = onnx.numpy_helper.to_array(consts[node.input[0]])
+        done = self._done.get(key)
+        if done is not None and np.array_equal(done[0], q):
+            return done[1]
+        scale = onnx.numpy_helper.to_array(consts[node.input[1]]).astype(np.float32)
+        zero = onnx.numpy_helper.to_array(consts[node.input[2]]).astype(np.int32) if len(node.input) > 2 else 0
+        if scale.ndim == 1 and q.ndim > 1:  # per axis
+            shape = [1] * q.ndim
+            shape[axis % q.ndim] = -1
+            scale, zero = scale.reshape(shape), np.reshape(zero, shape) if np.ndim(zero) else zero
+        codes = q.astype(np.float32) if not np.any(zero) else (q.astype(np.int32) - zero).astype(np.float32)
+        value = codes * scale
+        self._done[key] = (q, value)
+        return value
+
+
+def ort_session(model: OnnxModel | FoldedGraph, optimize: bool = False, extra_outputs: list[str] | None = None):
+    """An ONNX Runtime CPU session of a model in memory, saved at a path (files.py) or folded (exact_reference);
+    ``extra_outputs`` exposes intermediate tensors by name. A folded model runs with prepacking off (see there)."""
     import onnxruntime as ort
 
-    probe = None
-    graph = model if isinstance(model, onnx.ModelProto) else onnx.load(model, load_external_data=False)
-    folded = any(p.key == FOLDED_KEY for p in graph.metadata_props)
+    probe, initializers = None, {}
+    if isinstance(model, FoldedGraph):
+        model, initializers = model.proto, model.weights
     if extra_outputs:
         if isinstance(model, Path):  # the graph alone, beside the model so that its data file resolves
             probe = model.with_name(model.stem + ".probe.onnx")
+            graph = onnx.load(model, load_external_data=False)
         else:
             graph = onnx.ModelProto.FromString(model.SerializeToString())
         graph.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in extra_outputs)
@@ -83,8 +122,13 @@ def ort_session(model: OnnxModel, optimize: bool = False, extra_outputs: list[st
                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     options.intra_op_num_threads = 1
     options.log_severity_level = 4  # fatal only: a failure reaches the user as edgec's one line, not ORT's log
-    if folded:  # MatMul prepacks a constant B and sums in another order: keep the unfolded graph's every bit
+    # Kahn's order (the default) runs every DequantizeLinear of a constant first, all weights in float32 at once
+    # (11 GB at mamba-2.8b widths); the priority-based order runs each just before its consumer. Same results.
+    options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
+    values = [ort.OrtValue.ortvalue_from_numpy(w) for w in initializers.values()]
+    if initializers:  # MatMul prepacks a constant B and sums in another order: keep the unfolded graph's every bit
         options.add_session_config_entry("session.disable_prepacking", "1")
+        options.add_external_initializers(list(initializers), values)
     # ONNX Runtime 1.32's QDQ selector/action fusion applies per-channel weight scales wrongly to
     # Q/DQ -> MatMul (axis 1) and Q/DQ -> Gemm (transB, axis 0): one such layer alone is off by ~20%
     # of its output (tests/test_onnx_export.py keeps a reproducer). MatMul + Add -> Gemm changed the
@@ -92,29 +136,29 @@ def ort_session(model: OnnxModel, optimize: bool = False, extra_outputs: list[st
     # every other optimization is kept.
     source = str(model) if isinstance(model, Path) else model.SerializeToString()
     try:
-        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"],
-                                    disabled_optimizers=BROKEN_ORT_FUSIONS if optimize else [])
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"],
+                                       disabled_optimizers=BROKEN_ORT_FUSIONS if optimize else [])
     finally:
         if probe is not None:
             probe.unlink(missing_ok=True)
+    session.edgec_initializers = values  # ONNX Runtime reads their memory for the session's lifetime
+    return session
 
 
-def exact_reference(model: OnnxModel, folder: Path, name: str) -> OnnxModel:
-    """The form of ``model`` to run with optimizations off as the exact reference, saved once in ``folder`` so
-    that every session of it loads the file: each constant weight's DequantizeLinear folded when the float32
-    weights fit FOLD_BUDGET (fold_weight_dequantize; sessions then run with prepacking off, every bit as the
-    graph as written), else the model as it is (saved there when above protobuf's limit)."""
+def exact_reference(model: OnnxModel, folder: Path, name: str, folds: WeightFolds | None = None
+                    ) -> OnnxModel | FoldedGraph:
+    """The form of ``model`` to run with optimizations off as the exact reference: each constant weight's
+    DequantizeLinear folded when the float32 weights fit FOLD_BUDGET (fold_weight_dequantize; sessions then run with
+    prepacking off, every bit as the graph as written), else the model as it is (saved as ``folder / name`` when
+    above protobuf's limit). ``folds`` shares the folded weights between graphs."""
     if isinstance(model, Path):
         return model
-    folded = fold_weight_dequantize(model)
-    if folded is model:
-        return loadable(model, folder, name)
-    folded.metadata_props.add(key=FOLDED_KEY, value="1")
-    save_with_data(folded, folder / name)
-    return folder / name
+    folded = fold_weight_dequantize(model, folds)
+    return folded if isinstance(folded, FoldedGraph) else loadable(model, folder, name)
 
 
-def fold_weight_dequantize(model: onnx.ModelProto) -> onnx.ModelProto:
+def fold_weight_dequantize(model: onnx.ModelProto, folds: WeightFolds | None = None
+                           ) -> onnx.ModelProto | FoldedGraph:
     """``model`` with every DequantizeLinear of a constant weight replaced by its float32 result, when those
     results fit FOLD_BUDGET (else ``model`` itself).
 
@@ -128,29 +172,23 @@ def fold_weight_dequantize(model: onnx.ModelProto) -> onnx.ModelProto:
     nbytes = sum(4 * int(np.prod(consts[n.input[0]].dims)) for n in foldable)
     if not foldable or nbytes > FOLD_BUDGET:
         return model
-    folded, inputs = [], set()
-    for node in foldable:
-        q = onnx.numpy_helper.to_array(consts[node.input[0]])
-        scale = onnx.numpy_helper.to_array(consts[node.input[1]]).astype(np.float32)
-        zero = onnx.numpy_helper.to_array(consts[node.input[2]]).astype(np.int32) if len(node.input) > 2 else 0
-        if scale.ndim == 1 and q.ndim > 1:  # per axis
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % q.ndim
-            shape = [1] * q.ndim
-            shape[axis] = -1
-            scale, zero = scale.reshape(shape), np.reshape(zero, shape) if np.ndim(zero) else zero
-        codes = q.astype(np.float32) if not np.any(zero) else (q.astype(np.int32) - zero).astype(np.float32)
-        folded.append(onnx.numpy_helper.from_array(codes * scale, node.output[0]))  # exact codes, one rounding
-        inputs.update(node.input)
-    gone = {n.output[0] for n in foldable}
-    nodes = [n for n in model.graph.node if not (n.op_type == "DequantizeLinear" and n.output[0] in gone)]
+    folds = folds or WeightFolds()
+    weights = {node.output[0]: folds.fold(node, consts) for node in foldable}
+    nodes = [n for n in model.graph.node if not (n.op_type == "DequantizeLinear" and n.output[0] in weights)]
     still_read = {i for n in nodes for i in n.input} | {o.name for o in model.graph.output}
-    keep = [i for i in model.graph.initializer if i.name not in inputs or i.name in still_read]
-    graph = onnx.helper.make_graph(nodes, model.graph.name, model.graph.input, model.graph.output, [*keep, *folded],
-                                   value_info=model.graph.value_info)
+    keep = [i for i in model.graph.initializer if i.name in still_read]
+    placeholders = []
+    for name, value in weights.items():
+        tensor = onnx.TensorProto(name=name, data_type=onnx.TensorProto.FLOAT, dims=value.shape)
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        tensor.external_data.add(key="location", value="edgec-external-initializer")
+        placeholders.append(tensor)
+    graph = onnx.helper.make_graph(nodes, model.graph.name, model.graph.input, model.graph.output,
+                                   [*keep, *placeholders], value_info=model.graph.value_info)
     out = onnx.helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version,
                                  producer_name=model.producer_name)
     out.metadata_props.extend(model.metadata_props)
-    return out
+    return FoldedGraph(out, weights)
 
 
 def _zero_state(qm: QuantizedModel) -> dict[str, np.ndarray]:
@@ -179,7 +217,7 @@ class _PinnedQdq(QdqSimulator):
         return value
 
 
-def compare_with_simulator(model: OnnxModel, quantized: list[str], qm: QuantizedModel, tokens: np.ndarray,
+def compare_with_simulator(model: OnnxModel | FoldedGraph, quantized: list[str], qm: QuantizedModel, tokens: np.ndarray,
                            optimize: bool = False, teacher_forcing: bool = True,
                            pin_int8: bool = False) -> OnnxAgreement:
     """Run the step graph in ONNX Runtime and the qdq simulator side by side over ``tokens``.
@@ -215,8 +253,9 @@ class _Run:
 
 
 def compare_runs(model: OnnxModel, quantized: list[str], qm: QuantizedModel, tokens: np.ndarray,
-                 modes: list[tuple[bool, bool]], pin_int8: bool = False, reference: OnnxModel | None = None,
-                 optimized_steps: int | None = None) -> tuple[list[OnnxAgreement], np.ndarray]:
+                 modes: list[tuple[bool, bool]], pin_int8: bool = False,
+                 reference: OnnxModel | FoldedGraph | None = None, optimized_steps: int | None = None
+                 ) -> tuple[list[OnnxAgreement], np.ndarray]:
     """Sessions of the step graph, one per mode (optimize, teacher_forcing), against one pass of the qdq simulator
     over ``tokens`` (see compare_with_simulator): their agreements, and the simulator's logits [T, V]. Sessions
     with optimizations off run ``reference`` (the model's exact_reference) when given; sessions with optimizations
@@ -300,7 +339,8 @@ class PrefillAgreement:
     state_max_rel: float  # worst state: max |prefill - step| / max |step| after the last chunk
 
 
-def compare_prefill(step: OnnxModel, prefill: OnnxModel, tokens: np.ndarray) -> PrefillAgreement | None:
+def compare_prefill(step: OnnxModel | FoldedGraph, prefill: OnnxModel | FoldedGraph, tokens: np.ndarray
+                    ) -> PrefillAgreement | None:
     """Feed the whole chunks of ``tokens`` to both graphs; None when there is not one whole chunk."""
     prefill_session = ort_session(prefill)
     chunk = next(i.shape[1] for i in prefill_session.get_inputs() if i.name == "tokens")

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 from edgec.ir import Graph, Node, Op, value_rows
 from edgec.ir.ops import STATEFUL_STEP
-from edgec.targets.onnx.export import hadamard_factors
+from edgec.numerics.hadamard import hadamard_factors
 
 __all__ = ["ORIN_DEVICES", "DecodeTraffic", "OrinDevice", "decode_roofline", "decode_traffic", "format_roofline"]
 
