@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from edgec.errors import ArtifactError, EdgecError
+from edgec.errors import ArtifactError, CheckpointError, EdgecError
 from edgec.families import FAMILIES
 from edgec.frontends.validate import load_tokenizer
-from edgec.frontends.weights import write_safetensors
+from edgec.frontends.weights import read_safetensors, write_safetensors
 from edgec.ir.serde import graph_from_json, graph_to_json
 from edgec.manifest import MANIFEST, check_files, describe, manifest_field, read_manifest, sha256, uses, write_manifest
 from edgec.outdir import atomic_dir
@@ -219,7 +219,6 @@ def _json(path: Path) -> Any:
 def load_qdir(path: str | Path, manifest: dict[str, Any] | None = None) -> QuantizedModel:
     """Read a QDIR written by save_qdir; every file is checked against its manifest hash before it is read."""
     from safetensors import SafetensorError, safe_open
-    from safetensors.numpy import load_file
 
     path = Path(path)
     manifest = manifest if manifest is not None else read_qdir_manifest(path)
@@ -229,10 +228,10 @@ def load_qdir(path: str | Path, manifest: dict[str, Any] | None = None) -> Quant
         raise ArtifactError(f"{err}; {FIX}") from None
     check_files(path, manifest, _READ, FIX)
     try:
-        tensors = load_file(str(path / "weights.safetensors"))
         with safe_open(str(path / "weights.safetensors"), "np") as f:
             stored_id = (f.metadata() or {}).get(_CONTENT_ID)
-    except (SafetensorError, ValueError, OSError) as err:
+        tensors = read_safetensors(path / "weights.safetensors")
+    except (SafetensorError, ValueError, OSError, CheckpointError) as err:
         raise ArtifactError(f"{path / 'weights.safetensors'}: unreadable ({err}); {FIX}") from None
     graphs_bytes, scales_bytes = (path / "graphs.json").read_bytes(), (path / "scales.json").read_bytes()
     if stored_id != _content_id(manifest, graphs_bytes, scales_bytes):

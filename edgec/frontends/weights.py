@@ -18,7 +18,7 @@ from edgec.errors import CheckpointError
 from edgec.frontends.validate import check_file, loads_json, one_line, short
 from edgec.limits import MAX_HEADER_BYTES, MAX_TENSOR_RANK
 
-__all__ = ["WeightStore", "read_safetensors_header", "write_safetensors"]
+__all__ = ["WeightStore", "read_safetensors", "read_safetensors_header", "write_safetensors"]
 
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                 "BOOL": 1}
@@ -147,6 +147,25 @@ def write_safetensors(path: Path, tensors: Mapping[str, np.ndarray], metadata: M
         f.write(text)
         for name in names:
             f.write(np.asarray(tensors[name], order="C").reshape(-1).view(np.uint8).data)
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Every tensor of a safetensors file (header checked) in its stored dtype, read tensor by tensor: the file is
+    never held whole (safetensors' ``load_file`` reads it all first, twice the memory of a multi-GB model)."""
+    header, data_start = _read_header(path)
+    dtypes = {k: v for v, k in _NUMPY_DTYPES.items()}
+    tensors = {}
+    with path.open("rb") as f:
+        for name, info in header.items():
+            if info["dtype"] not in dtypes:
+                raise CheckpointError(f"{path}: tensor {name!r} has dtype {info['dtype']}, which edgec does not write")
+            f.seek(data_start + info["data_offsets"][0])
+            count = int(np.prod(info["shape"], dtype=np.int64))
+            arr = np.fromfile(f, dtype=dtypes[info["dtype"]], count=count)
+            if arr.size != count:
+                raise CheckpointError(f"{path}: tensor {name!r} ends past the end of the file")
+            tensors[name] = arr.reshape(info["shape"])
+    return tensors
 
 
 def _decode(raw: np.ndarray, dtype: str) -> np.ndarray:
