@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from edgec.errors import UnsupportedOpError
 from edgec.ir import Graph, Node, Op
@@ -72,14 +72,19 @@ class _OnnxBuilder(VisionEmitters):
         self.q_points = set(self.q_scales)
         self.routes: list[str] = []  # TopK index outputs, in graph order
         self.nodes: list[onnx.NodeProto] = []
-        self.inits: dict[str, onnx.TensorProto] = {}
+        self.model = onnx.ModelProto()  # initializers are written straight into its graph: each weight held once
+        self.inits: set[str] = set()
         self.quantized: list[str] = []  # names of the int8 QuantizeLinear outputs, in graph order
         self.fp32: list[str] = []  # nodes that must not run in fp16 (see fp32_region)
 
     # -- helpers ----------------------------------------------------------------------------------
     def init(self, name: str, array: np.ndarray) -> str:
         if name not in self.inits:
-            self.inits[name] = numpy_helper.from_array(np.array(array, order="C"), name)  # keeps 0-d scalars
+            self.inits.add(name)
+            array = np.asarray(array)
+            tensor = self.model.graph.initializer.add(name=name, dims=array.shape,
+                                                data_type=helper.np_dtype_to_tensor_dtype(array.dtype))
+            tensor.raw_data = array.tobytes()  # little-endian, C order (numpy_helper.from_array's layout)
         return name
 
     def node(self, op: str, inputs: list[str], output: str, **attrs) -> str:
@@ -332,9 +337,13 @@ class _OnnxBuilder(VisionEmitters):
             for out in node.outputs:
                 self.finish(out)
         inputs, outputs = self.io(("batch",))
-        graph = helper.make_graph(self.nodes, self.name, inputs, outputs, list(self.inits.values()))
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                  producer_name="edgec", producer_version="0.1.0")
+        model = self.model
+        model.graph.name = self.name
+        model.graph.node.extend(self.nodes)
+        model.graph.input.extend(inputs)
+        model.graph.output.extend(outputs)
+        model.opset_import.append(helper.make_opsetid("", OPSET))
+        model.producer_name, model.producer_version = "edgec", "0.1.0"
         model.ir_version = 8  # ONNX 1.12+: parsed by TensorRT 8.5 and later
         if self.fp32:
             helper.set_model_props(model, {FP32_LAYERS_KEY: ",".join(self.fp32)})
