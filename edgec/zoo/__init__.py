@@ -35,6 +35,8 @@ class ZooEntry:
 BUNDLED = {
     "mamba-tiny": ZooEntry("mamba-tiny", "byte-level Mamba, 4 layers, d_model 128, trained on English prose",
                            _HERE / "mamba_tiny"),
+    "mamba2-tiny": ZooEntry("mamba2-tiny", "byte-level Mamba-2 (SSD), 4 layers, hidden 128, 8 heads of 32 in 2 groups, "
+                            "same prose", _HERE / "mamba2_tiny"),
     "xlstm-tiny": ZooEntry("xlstm-tiny", "byte-level xLSTM (mLSTM, xLSTM-7B blocks), 3 blocks, hidden 128, same prose",
                            _HERE / "xlstm_tiny"),
     "vitmoe-tiny": ZooEntry("vitmoe-tiny", "multi-task ViT-MoE (digit, parity), 4 blocks, 2 MoE with 8 experts top-2, "
