@@ -337,11 +337,13 @@ class PrefillAgreement:
     logits_max_rel: float  # max |prefill - step| / max |step| over all logits
     argmax_agreement: float  # fraction of positions where both predict the same next token
     state_max_rel: float  # worst state: max |prefill - step| / max |step| after the last chunk
+    first_states_max_rel: float  # the same over the first ``first_states`` state inputs (the first layers)
 
 
-def compare_prefill(step: OnnxModel | FoldedGraph, prefill: OnnxModel | FoldedGraph, tokens: np.ndarray
-                    ) -> PrefillAgreement | None:
-    """Feed the whole chunks of ``tokens`` to both graphs; None when there is not one whole chunk."""
+def compare_prefill(step: OnnxModel | FoldedGraph, prefill: OnnxModel | FoldedGraph, tokens: np.ndarray,
+                    first_states: int | None = None) -> PrefillAgreement | None:
+    """Feed the whole chunks of ``tokens`` to both graphs; None when there is not one whole chunk. The state inputs
+    are in layer order; ``first_states`` (default all) of them are also measured on their own."""
     prefill_session = ort_session(prefill)
     chunk = next(i.shape[1] for i in prefill_session.get_inputs() if i.name == "tokens")
     whole = len(tokens) // chunk * chunk
@@ -350,9 +352,9 @@ def compare_prefill(step: OnnxModel | FoldedGraph, prefill: OnnxModel | FoldedGr
     seq = np.asarray(tokens[:whole], np.int64)[None]
     got, got_state = decode(prefill_session, seq)
     want, want_state = decode(ort_session(step), seq)
-    state_rel = max(relative_error(got_state[k], want_state[k]) for k in want_state)
+    state_rel = [relative_error(got_state[k], want_state[k]) for k in want_state]
     return PrefillAgreement(whole, relative_error(got, want), float((got.argmax(-1) == want.argmax(-1)).mean()),
-                            state_rel)
+                            max(state_rel), max(state_rel[:first_states or len(state_rel)]))
 
 
 def simulate_io(qm: QuantizedModel, tokens: np.ndarray) -> tuple[list[dict], list[dict]]:
