@@ -3,8 +3,9 @@
 A product a * b (Mamba's y * silu(z), xLSTM's sigmoid(o) * norm(h) and silu(gate) * up) is where the
 activation outliers are (bench/bench_outliers.py measures them per linear input). y' = H_n y / sqrt(n)
 spreads them over all channels before int8 quantization (Quamba); the LINEAR absorbs the inverse
-rotation exactly: W' = [W, 0] H_n^T / sqrt(n). A dimension that is not K * 2^m for a known K is
-zero-padded to the next one that is, and the padding is reported.
+rotation exactly: W' = [W, 0] H_n^T / sqrt(n). A product normalized before the LINEAR reads it (Mamba-2's
+gated RMSNorm, norm(y * silu(z)) -> out_proj) is rotated after the norm, where it is quantized. A dimension
+that is not K * 2^m for a known K is zero-padded to the next one that is, and the padding is reported.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def rotate_gated_products(model: Model) -> PassResult:
     for key, graph in model.graphs.items():
         graph = graph.copy()
         gated = {n.outputs[0] for n in graph.nodes if n.op is Op.MUL}
+        gated |= {n.outputs[0] for n in graph.nodes if n.op is Op.RMSNORM and n.inputs[0] in gated}
         for out_proj in [n for n in graph.nodes if n.op is Op.LINEAR and n.inputs[0] in gated]:
             src = out_proj.inputs[0]
             dim = graph.values[src].shape[-1]

@@ -5,7 +5,7 @@ The rules are per op, never per family:
   per output channel (or per tensor when ``per_channel`` is off). Every other parameter (biases, A_log,
   D, an unfolded norm gain) stays float: the int profile derives fixed-point constants from it.
 - Activations: static, per tensor, scale = absmax / 127; one scale per output segment of a SPLIT
-  LINEAR output; the input of a selective scan uses the alpha-quantile of |u| (percentile clipping).
+  LINEAR output; the input of a selective scan (u) or an SSD (x) uses its alpha-quantile (percentile clipping).
 - Wider formats where int8 is too coarse (the int profile), each chosen by measurement
   (bench/bench_formats.py: perplexity with one group of values at 8 / 16 / 32 bits):
   the residual stream (24-bit, one scale per layer boundary); softplus output dt (24-bit);
@@ -13,6 +13,12 @@ The rules are per op, never per family:
   raw logits) and outputs (16-bit); scan outputs and per-head norms (16-bit); the mLSTM cell output
   (32-bit: the per-head norm after it magnifies quiet heads, 16 bits cost 8 dB there on random-init
   models); the SSM state and the mLSTM C and n states (32-bit, the calibrated maximum at 2^29).
+- Mamba-2's SSD (SSD_SCAN / SSD_STEP): its dt input is in_proj's int8 dt segment (the int profile tabulates
+  dt and exp(dt A) per head from the code, runtime/ssd_int.py); its output is 16-bit and its state 32-bit,
+  as the selective scan's. The conv output is split into x | B | C before their SiLUs (the conv's
+  ``segments``), so each has its own int8 scale before and after its table. The gated product y * silu(z)
+  read by a norm gets no format: the integer grouped RMSNorm reads it wide, in block floating point per
+  group. A norm whose output is rotated (HADAMARD) writes 16 bits; the rotation's int8 output feeds the LINEAR.
 - Vision transformer ops: the centred image (pixel - 128) is int8 at scale 1; the patch embedding writes
   into the scale of the first residual value (CLS_POS); attention scores int8 (the attention scale folded
   into their requant); softmax probabilities at 1 / (2^b - 1): b = ``probs_bits`` (16) when P.V reads them
@@ -211,7 +217,9 @@ def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
 
     for node in graph.nodes:
         out = node.outputs[0]
-        if node.op in (Op.RMSNORM, Op.CONV1D_CAUSAL, Op.HADAMARD, Op.LAYERNORM, Op.ATTN_SCORES, Op.ATTN_CONTEXT):
+        if node.op is Op.RMSNORM and Op.HADAMARD in consumers(out):  # wide into the rotation, int8 after it
+            fmt.set(out, _wide_scale(absmax[out]), WIDE_BITS)
+        elif node.op in (Op.RMSNORM, Op.CONV1D_CAUSAL, Op.HADAMARD, Op.LAYERNORM, Op.ATTN_SCORES, Op.ATTN_CONTEXT):
             int8(out)
         elif node.op is Op.ROUTE_LOGITS:  # 16-bit: int8 codes tie experts the float model tells apart
             fmt.set(out, _wide_scale(absmax[out]), WIDE_BITS)
@@ -255,10 +263,10 @@ def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
             cap = float(node.attrs["cap"])
             top = cap * math.tanh((2 ** (WIDE_BITS - 1)) * fmt.scales[node.inputs[0]] / cap)
             fmt.set(out, float(np.float32(top / (2 ** (WIDE_BITS - 1) - 1))), WIDE_BITS)
-        elif node.op in (Op.SELECTIVE_SCAN, Op.MLSTM_SEQUENCE):
-            bits = WIDE_BITS if node.op is Op.SELECTIVE_SCAN else CELL_BITS
+        elif node.op in (Op.SELECTIVE_SCAN, Op.SSD_SCAN, Op.MLSTM_SEQUENCE):
+            bits = CELL_BITS if node.op is Op.MLSTM_SEQUENCE else WIDE_BITS
             fmt.set(out, float(np.float32(2 * max(absmax[out], 1e-8) / (2 ** (bits - 1) - 1))), bits)
-            parts = ("",) if node.op is Op.SELECTIVE_SCAN else ("/C", "/n")
+            parts = ("/C", "/n") if node.op is Op.MLSTM_SEQUENCE else ("",)
             for part in parts:
                 state_max = max(stats.state_absmax[node.name + part], 1e-8)
                 state_scales[node.name + part] = float(np.float32(2 * state_max / 2 ** (STATE_BITS - 2)))
@@ -267,8 +275,8 @@ def quantize_model(model: Model, stats: CalibrationStats, options: QuantOptions,
             gain = model.weights[node.weights["weight"]] if "weight" in node.weights else np.ones(1)
             fmt.set(out, float(np.float32(math.sqrt(d) * float(np.abs(gain).max()) / (2 ** (WIDE_BITS - 1) - 1))),
                     WIDE_BITS)
-        elif node.op is Op.MUL and Op.HADAMARD not in consumers(out):
-            int8(out)  # no rotation: the LINEAR reads the product directly
+        elif node.op is Op.MUL and not consumers(out) & {Op.HADAMARD, Op.RMSNORM}:
+            int8(out)  # no rotation: the LINEAR reads the product directly (a norm reads it wide)
 
     qweights: dict[str, np.ndarray] = {}
     wscales: dict[str, np.ndarray] = {}

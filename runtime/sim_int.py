@@ -33,14 +33,21 @@ from edgec.runtime.base import Interpreter
 from edgec.runtime.float_ref import sigmoid, silu, softplus
 from edgec.runtime.int_ops import INV_BITS, Float32Weights, int_matmul, rmsnorm_int, signed_multiplier
 from edgec.runtime.mlstm_int import KNOT_BITS, MlstmConstants, mlstm_step_int
+from edgec.runtime.ssd_int import SsdConstants, ssd_step_int
 from edgec.runtime.vit_int import VitIntOps
 
-__all__ = ["IntSimulator", "MlstmConstants", "ScanConstants", "export_constants", "import_constants"]
+__all__ = ["IntSimulator", "MlstmConstants", "ScanConstants", "SsdConstants", "export_constants", "import_constants"]
 
 T = TypeVar("T")
 DECAY_BITS = 30  # exp(dt * A) in Q30
 A_BITS = 20  # |A * log2(e) * s_dt| is held as an integer of at most 20 bits
-NORM_BITS = 24  # per-head norm: the centred values are brought below 2^24 per head
+NORM_BITS = 24  # per-head norm, grouped norm of a wide product: values brought below 2^24 per head / group
+
+
+def _norm_bits(width: int) -> int:
+    """The block-floating-point width of a norm over ``width`` values: NORM_BITS, fewer for a group so wide that
+    the sum of squares would pass 2^60."""
+    return min(NORM_BITS, (60 - (width - 1).bit_length()) // 2)
 
 
 @dataclass(frozen=True)
@@ -168,12 +175,38 @@ class IntSimulator(VitIntOps, Interpreter):
         rows = self.qm.qweights[name][tokens].astype(np.int64)
         return requant(rows, m[tokens][..., None], shift[tokens][..., None], self.qm.bits[node.outputs[0]])
 
+    @cached_property
+    def _producers(self) -> dict[str, Node]:
+        return {o: n for g in self.qm.graphs.values() for n in g.nodes for o in n.outputs}
+
+    def in_scale(self, value: str) -> float:
+        """The real value of one code of ``value``: its scale, or for a wide product (a MUL given no format, read
+        by a Hadamard rotation or a norm) the product of its inputs' scales."""
+        if value in self.qm.scales:
+            return self.qm.scales[value]
+        mul = self._producers[value]
+        return self.qm.scales[mul.inputs[0]] * self.qm.scales[mul.inputs[1]]
+
     def op_rmsnorm(self, node: Node, x: np.ndarray) -> np.ndarray:
-        s_in, s_out = self.qm.scales[node.inputs[0]], self.qm.scales[node.outputs[0]]
-        m, shift = self.const(node, "inv", lambda: _rmsnorm_multiplier(
-            node, s_out, self.qm.bits[node.inputs[0]]))
-        eps_q = self.const(node, "eps", lambda: min(round(node.attrs["eps"] / s_in**2), 1 << 40))
-        return rmsnorm_int(x, eps_q, m, shift)
+        """Integer RMSNorm of each of ``groups`` equal slices of the last axis (the gain is folded downstream).
+
+        Codes of a stored format (the residual stream) are normalized as they are; a wide product (Mamba-2's
+        gated y * silu(z), up to 32 bits) is first brought below 2^_norm_bits per group by a right shift per
+        group (the norm is scale-free: this block floating point loses nothing but low bits), eps shifted alike.
+        """
+        src, out = node.inputs[0], node.outputs[0]
+        s_in, s_out, bits = self.in_scale(src), self.qm.scales[out], self.qm.bits[out]
+        xg = x.reshape(*x.shape[:-1], node.attrs.get("groups", 1), -1)
+        if src in self.qm.bits:
+            m, shift = self.const(node, "inv", lambda: _rmsnorm_multiplier(node, s_out, self.qm.bits[src]))
+            eps_q = self.const(node, "eps", lambda: min(round(node.attrs["eps"] / s_in**2), 1 << 40))
+            return rmsnorm_int(xg, eps_q, m, shift, bits).reshape(x.shape)
+        width = _norm_bits(xg.shape[-1])
+        block = np.maximum(bit_length(np.abs(xg).max(axis=-1, keepdims=True)) - width, 0)
+        m, shift = self.const(node, "inv", lambda: _rmsnorm_multiplier(node, s_out, width))
+        eps_q = self.const(node, "eps", lambda: min(round(node.attrs["eps"] / s_in**2), 1 << 60))
+        y = rmsnorm_int(rshift_round(xg, block), rshift_round(eps_q, np.minimum(2 * block, 62)), m, shift, bits)
+        return y.reshape(x.shape)
 
     def op_linear(self, node: Node, x: np.ndarray) -> np.ndarray:
         name = node.weights["weight"]
@@ -270,9 +303,9 @@ class IntSimulator(VitIntOps, Interpreter):
         return requant(prod, m, shift, self.qm.bits[out])
 
     def op_hadamard(self, node: Node, x: np.ndarray) -> np.ndarray:
+        """The exact unnormalized rotation of a wide value (a gated product, a 16-bit norm output), then int8."""
         plan = node.attrs["plan"]
-        mul = self.qm.graphs["prefill"].producer(node.inputs[0])
-        s_in = self.qm.scales[mul.inputs[0]] * self.qm.scales[mul.inputs[1]]
+        s_in = self.in_scale(node.inputs[0])
         m, shift = self.const(node, "out", lambda: quantize_multiplier(
             s_in / math.sqrt(plan.padded_dim) / self.qm.scales[node.outputs[0]]))
         return requant(hadamard_transform_int(x, plan), m, shift, 8)
@@ -303,6 +336,24 @@ class IntSimulator(VitIntOps, Interpreter):
             ys[..., t, :], h = self._scan_update(k, u[..., t, :], dt[..., t, :], b[..., t, :], c[..., t, :], h)
         return ys
 
+    def _ssd(self, node: Node) -> SsdConstants:
+        return self.const(node, "ssd", lambda: SsdConstants.build(self.qm, node))
+
+    def op_ssd_step(self, node: Node, x, dt, b, c, h) -> tuple[np.ndarray, np.ndarray]:
+        heads, groups = node.attrs["heads"], node.attrs["groups"]
+        y, h = ssd_step_int(self._ssd(node), _heads(x, heads), dt, _heads(b, groups), _heads(c, groups), h)
+        return y.reshape(x.shape), h
+
+    def op_ssd_scan(self, node: Node, x, dt, b, c) -> np.ndarray:
+        """Token by token with the step's arithmetic, so that prefill equals decoding bit for bit."""
+        k, heads, groups = self._ssd(node), node.attrs["heads"], node.attrs["groups"]
+        xh, bg, cg = _heads(x, heads), _heads(b, groups), _heads(c, groups)
+        h = np.zeros((*xh.shape[:-3], heads, xh.shape[-1], bg.shape[-1]), np.int64)
+        y = np.empty(xh.shape, np.int64)
+        for t in range(xh.shape[-3]):
+            y[..., t, :, :], h = ssd_step_int(k, xh[..., t, :, :], dt[..., t, :], bg[..., t, :, :], cg[..., t, :, :], h)
+        return y.reshape(x.shape)
+
     # ---- outputs ----------------------------------------------------------------------------
     def logits_scale(self, graph_name: str = "prefill") -> np.ndarray:
         """Real value of one logit code of entry graph ``graph_name``, per vocabulary entry (or class)."""
@@ -314,7 +365,7 @@ class IntSimulator(VitIntOps, Interpreter):
 
 
 # constant records by key, for import
-_RECORDS = {"scan": ScanConstants, "cell": MlstmConstants, "ln": LayerNormConstants}
+_RECORDS = {"scan": ScanConstants, "cell": MlstmConstants, "ssd": SsdConstants, "ln": LayerNormConstants}
 
 
 def export_constants(cache: Mapping[tuple[str, str], Any]) -> dict[str, np.ndarray]:

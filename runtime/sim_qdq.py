@@ -5,6 +5,9 @@ point 0) and dequantized; the layer multiplies int8 codes with int8 per-channel 
 in int32, and scales the sum in float32. Everything between these islands is float32: softplus,
 exp(dt*A), the scan and its fp32 state, the gate, the Hadamard rotation, the residual stream.
 
+Mamba-2's SSD reads its dt (in_proj's dt segment, before dt_bias) through a Q/DQ pair, so that it sees the
+int8 code the int profile tabulates; then the SSD runs in float32 with its fp32 state (x, B and C float).
+
 Vision transformer (QDQBERT placement): Q/DQ on the input of every PATCH_EMBED, ROUTE_LOGITS and expert
 linear layer (fc1 on the MOE input, fc2 on each expert's GELU output at that expert's scale), on both
 inputs of Q.K^T, and on both inputs of P.V only when ``QuantOptions.qdq_pv`` asks (the probabilities then
@@ -46,6 +49,7 @@ def qdq_scales(qm: QuantizedModel) -> dict[str, float]:
     points = {n.inputs[0] for n in graph.nodes if n.op in _QDQ_FIRST_INPUT}
     products = (Op.ATTN_SCORES, Op.ATTN_CONTEXT) if qm.options.qdq_pv else (Op.ATTN_SCORES,)
     points |= {i for n in graph.nodes if n.op in products for i in n.inputs}
+    points |= {n.inputs[1] for n in graph.nodes if n.op in (Op.SSD_SCAN, Op.SSD_STEP)}  # dt: the int profile's code
     probs = {n.outputs[0] for n in graph.nodes if n.op is Op.SOFTMAX}
     return {v: PROBS_SCALE if v in probs else qm.scales[v] for v in points}
 

@@ -1,7 +1,9 @@
 """Build the prefill and step graphs of a Mamba-2 language model from its spec.
 
 Per layer: x += out_proj(rmsnorm_groups(ssd(x, dt, B, C) * silu(z))) on rmsnorm(x), where z | xBC | dt
-come from in_proj and x | B | C from silu(conv1d(xBC)); finally norm_f and lm_head. The step graph
+come from in_proj and x | B | C from silu(conv1d(xBC)); finally norm_f and lm_head. The conv's output is split
+into x | B | C before the (elementwise) silu, one silu per part, so that each part gets its own int8 scales
+at the conv output and after the silu (the conv's ``segments`` attr, like in_proj's). The step graph
 carries each layer's conv window and SSM state as explicit state.
 """
 
@@ -48,12 +50,15 @@ def _build(spec: Mamba2Spec, step: bool) -> Graph:
             inputs += [cs, ss]
             state_outputs += [cs + "_out", ss + "_out"]
             b.add(Op.CONV1D_STEP, f"layers.{i}.conv1d", [p + "xBC", cs], {p + "xBCc": conv_dim,
-                                                                           cs + "_out": shapes["conv"]}, conv_w)
+                                                                           cs + "_out": shapes["conv"]}, conv_w,
+                  segments=(e, gn, gn))
         else:
-            b.add(Op.CONV1D_CAUSAL, f"layers.{i}.conv1d", [p + "xBC"], {p + "xBCc": conv_dim}, conv_w)
-        b.add(Op.SILU, f"layers.{i}.conv_act", [p + "xBCc"], {p + "xBCa": conv_dim})
-        b.add(Op.SPLIT, f"layers.{i}.split_xBC", [p + "xBCa"], {p + "x": e, p + "B": gn, p + "C": gn},
+            b.add(Op.CONV1D_CAUSAL, f"layers.{i}.conv1d", [p + "xBC"], {p + "xBCc": conv_dim}, conv_w,
+                  segments=(e, gn, gn))
+        b.add(Op.SPLIT, f"layers.{i}.split_xBC", [p + "xBCc"], {p + "xc": e, p + "Bc": gn, p + "Cc": gn},
               sizes=(e, gn, gn))
+        for part, width in (("x", e), ("B", gn), ("C", gn)):
+            b.add(Op.SILU, f"layers.{i}.{part}_act", [p + part + "c"], {p + part: width})
         ssd_w = {"A_log": m + "A_log", "D": m + "D", "dt_bias": m + "dt_bias"}
         ssd_in = [p + "x", p + "dt_raw", p + "B", p + "C"]
         if step:
