@@ -70,7 +70,7 @@ def measured(args: list[str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", default=["mamba-130m:2", "mamba-130m:24"])
-    parser.add_argument("--targets", nargs="+", default=["cpu", "orin", "fpga"], choices=["cpu", "orin", "fpga"])
+    parser.add_argument("--targets", nargs="*", default=["cpu", "orin", "fpga"], choices=["cpu", "orin", "fpga"])
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--tokens", type=int, default=None,
                         help="golden tokens of each build (default: the build's own; fpga C-simulates them)")

@@ -70,7 +70,7 @@ def lower_int_constants(qm: QuantizedModel, sample: np.ndarray) -> None:
     """
     from edgec.runtime.sim_int import IntSimulator
 
-    sim = IntSimulator(qm)
+    sim = IntSimulator(qm, weight_cache=0)  # one pass: float32 weight copies would grow the peak with depth
     try:
         for graph in entry_graphs(qm.graphs).values():
             sim.run(graph, {graph.inputs[0]: sample})

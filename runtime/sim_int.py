@@ -110,9 +110,11 @@ def _heads(x: np.ndarray, heads: int) -> np.ndarray:
 class IntSimulator(VitIntOps, Interpreter):
     """Executes a QuantizedModel's graphs with the integer semantics of the FPGA target."""
 
-    def __init__(self, qm: QuantizedModel) -> None:
+    def __init__(self, qm: QuantizedModel, weight_cache: int = 1 << 30) -> None:
+        """``weight_cache``: bytes of float32 weight copies to keep (Float32Weights); 0 for a single pass."""
         self.qm = qm
         self._const: dict[tuple[str, str], Any] = import_constants(qm.int_constants)
+        self._f32 = Float32Weights(weight_cache)
 
     @property
     def f32(self) -> Float32Weights:
