@@ -36,7 +36,8 @@ from edgec.runtime.mlstm_int import KNOT_BITS, MlstmConstants, mlstm_step_int
 from edgec.runtime.ssd_int import SsdConstants, ssd_step_int
 from edgec.runtime.vit_int import VitIntOps
 
-__all__ = ["IntSimulator", "MlstmConstants", "ScanConstants", "SsdConstants", "export_constants", "import_constants"]
+__all__ = ["IntSimulator", "MlstmConstants", "ScanConstants", "SsdConstants", "export_constants", "import_constants",
+           "norm_bits"]
 
 T = TypeVar("T")
 DECAY_BITS = 30  # exp(dt * A) in Q30
@@ -44,7 +45,7 @@ A_BITS = 20  # |A * log2(e) * s_dt| is held as an integer of at most 20 bits
 NORM_BITS = 24  # per-head norm, grouped norm of a wide product: values brought below 2^24 per head / group
 
 
-def _norm_bits(width: int) -> int:
+def norm_bits(width: int) -> int:
     """The block-floating-point width of a norm over ``width`` values: NORM_BITS, fewer for a group so wide that
     the sum of squares would pass 2^60."""
     return min(NORM_BITS, (60 - (width - 1).bit_length()) // 2)
@@ -193,7 +194,7 @@ class IntSimulator(VitIntOps, Interpreter):
         """Integer RMSNorm of each of ``groups`` equal slices of the last axis (the gain is folded downstream).
 
         Codes of a stored format (the residual stream) are normalized as they are; a wide product (Mamba-2's
-        gated y * silu(z), up to 32 bits) is first brought below 2^_norm_bits per group by a right shift per
+        gated y * silu(z), up to 32 bits) is first brought below 2^norm_bits per group by a right shift per
         group (the norm is scale-free: this block floating point loses nothing but low bits), eps shifted alike.
         """
         src, out = node.inputs[0], node.outputs[0]
@@ -203,7 +204,7 @@ class IntSimulator(VitIntOps, Interpreter):
             m, shift = self.const(node, "inv", lambda: _rmsnorm_multiplier(node, s_out, self.qm.bits[src]))
             eps_q = self.const(node, "eps", lambda: min(round(node.attrs["eps"] / s_in**2), 1 << 40))
             return rmsnorm_int(xg, eps_q, m, shift, bits).reshape(x.shape)
-        width = _norm_bits(xg.shape[-1])
+        width = norm_bits(xg.shape[-1])
         block = np.maximum(bit_length(np.abs(xg).max(axis=-1, keepdims=True)) - width, 0)
         m, shift = self.const(node, "inv", lambda: _rmsnorm_multiplier(node, s_out, width))
         eps_q = self.const(node, "eps", lambda: min(round(node.attrs["eps"] / s_in**2), 1 << 60))

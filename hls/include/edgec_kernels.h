@@ -1,4 +1,4 @@
-// edgec HLS kernels for one decode step (Mamba, xLSTM). Each kernel mirrors, operation for operation,
+// edgec HLS kernels for one decode step (Mamba, Mamba-2, xLSTM). Each kernel mirrors, operation for operation,
 // the handler of the same op in runtime/sim_int.py (the bit-accurate simulator); the integer primitives
 // come from edgec_numerics.h, which mirrors edgec/numerics/fixed.py and lut.py.
 //
@@ -57,6 +57,46 @@ rmsnorm_scale:
     for (int d = 0; d < D; d++) {
 #pragma HLS PIPELINE II = 1
         out[d] = requant(x[d] * inv, m, shift + b + INV_BITS, 8);
+    }
+}
+
+// Integer RMSNorm of G equal groups of D / G values, each by its own rms (op_rmsnorm with `groups`), to
+// `bits`-bit codes with one multiplier m, shift (the gain is folded downstream). WIDE (a product given no
+// format, e.g. Mamba-2's gated y * silu(z)): each group is first brought below 2^norm_bits by a right shift
+// (rounding half to even) of block = max(bit_length(max |x|) - norm_bits, 0), eps_q rounded down alike by
+// min(2 * block, 62) bits (block floating point); otherwise the codes are normalized as they are.
+template <int D, int G, bool WIDE>
+void rmsnorm_groups(const int64_t x[D], int64_t eps_q, int64_t m, int shift, int norm_bits, int bits,
+                    int64_t out[D]) {
+    const int DG = D / G;
+    int64_t v[D / G];
+norm_groups:
+    for (int g = 0; g < G; g++) {
+        int64_t xmax = 0, sumsq = 0;
+        int block = 0;
+        if (WIDE) {
+        norm_groups_max:
+            for (int d = 0; d < DG; d++) {
+#pragma HLS PIPELINE II = 1
+                const int64_t a = x[g * DG + d] < 0 ? -x[g * DG + d] : x[g * DG + d];
+                xmax = a > xmax ? a : xmax;
+            }
+            const int over = bit_length(xmax) - norm_bits;
+            block = over > 0 ? over : 0;
+        }
+    norm_groups_sumsq:
+        for (int d = 0; d < DG; d++) {
+#pragma HLS PIPELINE II = 1
+            v[d] = rshift_round(x[g * DG + d], block);
+            sumsq += v[d] * v[d];
+        }
+        int b;
+        const int64_t inv = rms_inverse(sumsq, DG, rshift_round(eps_q, 2 * block < 62 ? 2 * block : 62), &b);
+    norm_groups_scale:
+        for (int d = 0; d < DG; d++) {
+#pragma HLS PIPELINE II = 1
+            out[g * DG + d] = requant(v[d] * inv, m, shift + b + INV_BITS, bits);
+        }
     }
 }
 
@@ -197,6 +237,56 @@ scan_channels:
             acc += (int64_t)h[e][n] * c[n];
         }
         y[e] = saturate(requant(acc, y_m, y_shift, 32) + requant(u[e], d_m[e], (int)d_shift[e], 32), y_bits);
+    }
+}
+
+// One token of the Mamba-2 SSD cell for every head (ssd_step_int in runtime/ssd_int.py). Head hd reads group
+// g = hd / (H / G) of B and C; its dt code selects dt_q and the Q30 decay from the head's 256-entry tables
+// (index dt + 128; one entry of each is read per head). Per head, channel p and state n:
+//   h = sat32(requant(h, decay, 30) + requant(dt_q x B, bu_m[hd], bu_shift[hd]))
+//   y = sat_y(requant(sum_n C h, y_m, y_shift) + requant(x, d_m[hd], d_shift[hd]))
+// (every requant to 32 bits, rounding half to even; the C . h sum is exact in int64: |h| < 2^31, |C| <= 2^7).
+// The state [H, P, N] is swept once per token, one row of N values at a time (read, update, write back), so
+// `h` may be an on-chip array or a window of a DRAM port with the same arithmetic.
+template <int H, int G, int P, int N>
+void ssd_step(const int64_t x[H * P], const int64_t dt[H], const int64_t b[G * N], const int64_t c[G * N], int32_t *h,
+              const int64_t *dt_q, const int64_t *decay, const int64_t *bu_m, const int64_t *bu_shift, int64_t y_m,
+              int y_shift, const int64_t *d_m, const int64_t *d_shift, int y_bits, int64_t y[H * P]) {
+    int32_t row[N];
+ssd_heads:
+    for (int hd = 0; hd < H; hd++) {
+        const int g = hd / (H / G);
+        const int64_t code = dt[hd] + 128;
+        const int64_t dtq = dt_q[hd * 256 + code];
+        const int64_t dec = decay[hd * 256 + code];
+        const int64_t bm = bu_m[hd], dm = d_m[hd];
+        const int bs = (int)bu_shift[hd], ds = (int)d_shift[hd];
+    ssd_channels:
+        for (int p = 0; p < P; p++) {
+            const int j = hd * P + p;
+            int32_t *hrow = h + (long)j * N;
+            const int64_t xd = dtq * x[j];
+            int64_t acc = 0;
+        ssd_row_read:
+            for (int n = 0; n < N; n++) {
+#pragma HLS PIPELINE II = 1
+                row[n] = hrow[n];
+            }
+        ssd_states:
+            for (int n = 0; n < N; n++) {
+#pragma HLS PIPELINE II = 1
+                const int64_t bu = requant(xd * b[g * N + n], bm, bs, 32);
+                const int64_t hn = saturate(requant(row[n], dec, 30, 32) + bu, 32);
+                row[n] = (int32_t)hn;
+                acc += hn * c[g * N + n];
+            }
+        ssd_row_write:
+            for (int n = 0; n < N; n++) {
+#pragma HLS PIPELINE II = 1
+                hrow[n] = row[n];
+            }
+            y[j] = saturate(requant(acc, y_m, y_shift, 32) + requant(x[j], dm, ds, 32), y_bits);
+        }
     }
 }
 

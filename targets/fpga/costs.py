@@ -17,9 +17,14 @@ Cycle formulas (D, E widths of the node's input/output; ``ceil`` rounds up):
 
 * LINEAR rows x cols: ceil(rows / 2) * ceil(cols / (P / 2)) + depth;
 * RMSNORM: 2 * (ceil(D / L) + depth) + NORM_SCALAR_CYCLES (sum of squares, then scale; isqrt and one
-  64-bit division between); EMBED, CONV1D_STEP, MUL, ADD: ceil(width / L) + depth (the K taps of a conv
-  channel are unrolled in one iteration);
+  64-bit division between); with G groups, G * NORM_SCALAR_CYCLES, and of a wide product (a MUL's, block
+  floating point) a third pass (the max |x| of each group) before the block shift and sum of squares;
+* EMBED, CONV1D_STEP, MUL, ADD: ceil(width / L) + depth (the K taps of a conv channel are unrolled in one
+  iteration);
 * SCAN_STEP: E * ceil(N / L) + SCAN_DEPTH (L state elements per cycle, the C.h reduction across lanes);
+* SSD_STEP over H heads of P channels and N states: H * P * ceil(N / L) + SSD_DEPTH (the same sweep with one
+  decay per head, looked up, not computed: no exp2 polynomial) + H * SSD_HEAD_CYCLES (the two indexed table
+  reads of the head's dt code);
 * HADAMARD, ``W = min(P, padded)`` elements per cycle: m butterfly stages of ceil(padded / W) + depth
   cycles each, then the K x K +-1 stage (padded * K adds) and the requant: ceil(padded * K / W) + depth;
 * HEAD_LAYERNORM over H heads of V/H: 4 * (ceil(V / L) + depth) (sum, centre and max, block shift and
@@ -31,6 +36,8 @@ Cycle formulas (D, E widths of the node's input/output; ``ceil`` rounds up):
 DRAM bytes per token: every int8 weight (the embedding as one row) + every per-channel constant at
 ``CONST_BYTES`` (the kernels read them as int64) + the tables; scalar constants are compiled into the top.
 A state array that lives in DRAM adds its read and write-back (estimate.py decides where state lives).
+SSD_STEP's per-head tables (dt_q and decay, [H, 256] each) stay in DRAM and are read by index: 2 * H words per
+token, plus bu_m, bu_shift, d_m and d_shift per head (4 * H).
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ __all__ = [
     "NORM_SCALAR_CYCLES",
     "PIPELINE_DEPTH",
     "SCAN_DEPTH",
+    "SSD_DEPTH",
+    "SSD_HEAD_CYCLES",
     "TABLE_OPS",
     "UNITS",
     "NodeCost",
@@ -72,6 +81,10 @@ CONST_BYTES = 8
 PIPELINE_DEPTH = 8
 #: Latency of the scan pipeline: the degree-5 Q30 exp2 polynomial (5 chained products) and the update.
 SCAN_DEPTH = 24
+#: Latency of the SSD sweep: dt_q x B and its requant, requant(h, decay), the saturating add and the C.h MAC.
+SSD_DEPTH = 16
+#: The SSD cell's scalar work per head: two indexed reads of the dt code's table entries (DRAM latency).
+SSD_HEAD_CYCLES = 40
 #: RMSNorm's scalar tail: a bit-serial isqrt (32 steps) and one 64-bit division (~68 cycles).
 NORM_SCALAR_CYCLES = 100
 #: Latency of the C sweep: requant(C, f_act), the k v i_act requant, the saturating add and the q.C MAC.
@@ -100,7 +113,10 @@ class Unit:
 #: its requant (3), requant(h, decay) 32x31 (4), h*C (2). mlstm, per lane: requant(C, f_act) 32x31 (4), k*v*i_act
 #: (3), its requant (2), q*C (2); fixed: the gate exp2 Horner chain (20) and the reciprocal's Newton products
 #: (24) and the output requant chain (4). interp: the slope * offset product of an interpolated table.
-UNITS = {"scan": Unit(33, 0, 1_500), "mlstm": Unit(11, 48, 1_500), "interp": Unit(0, 1, 0)}
+#: ssd, per lane: dt_q*x*B 24x8x8 (3), its requant (2), requant(h, decay) 32x31 (4), h*C (2); fixed: the output
+#: requants of y and of the D skip (4).
+UNITS = {"scan": Unit(33, 0, 1_500), "mlstm": Unit(11, 48, 1_500), "interp": Unit(0, 1, 0),
+         "ssd": Unit(11, 4, 1_200)}
 
 
 @dataclass(frozen=True)
@@ -186,6 +202,8 @@ def lane_width(graph: Graph, node: Node) -> int | None:
         return _state_shape(graph, node.inputs[4])[-1]
     if node.op is Op.MLSTM_STEP:
         return _state_shape(graph, node.inputs[5])[-1]
+    if node.op is Op.SSD_STEP:
+        return _state_shape(graph, node.inputs[4])[-1]
     return None
 
 
@@ -195,7 +213,11 @@ def _cost_embed(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
 
 
 def _cost_rmsnorm(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
-    return NodeCost(2 * _loop(_cdiv(_width(graph, node.inputs[0]), lanes)) + NORM_SCALAR_CYCLES)
+    src = node.inputs[0]
+    producer = graph.producer(src)
+    passes = 3 if producer is not None and producer.op is Op.MUL else 2  # a wide product: the max pass first
+    groups = int(node.attrs.get("groups", 1))
+    return NodeCost(passes * _loop(_cdiv(_width(graph, src), lanes)) + groups * NORM_SCALAR_CYCLES)
 
 
 def _cost_linear(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
@@ -220,6 +242,14 @@ def _cost_scan_step(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
     state = StateArray(node.inputs[4], "ssm", (e, n), 32, lanes * 32, e * _cdiv(n, lanes))
     # A (quantized, per channel and state) + D's multiplier and shift
     return NodeCost(_loop(e * _cdiv(n, lanes), SCAN_DEPTH), 0, e * n + 2 * e, "scan", (state,))
+
+
+def _cost_ssd_step(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
+    heads, hp, n = _state_shape(graph, node.inputs[4])
+    state = StateArray(node.inputs[4], "ssm", (heads, hp, n), 32, lanes * 32, heads * hp * _cdiv(n, lanes),
+                       streamable=True)
+    cycles = _loop(heads * hp * _cdiv(n, lanes), SSD_DEPTH) + heads * SSD_HEAD_CYCLES
+    return NodeCost(cycles, 0, 6 * heads, "ssd", (state,))  # dt_q, decay (indexed), bu_m, bu_shift, d_m, d_shift
 
 
 def _cost_table(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
@@ -254,7 +284,7 @@ def _cost_mlstm_step(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
 _COSTS: dict[Op, Callable[[Graph, Node, int, int], NodeCost]] = {
     Op.EMBED: _cost_embed, Op.RMSNORM: _cost_rmsnorm, Op.LINEAR: _cost_linear, Op.CONV1D_STEP: _cost_conv1d_step,
     Op.SCAN_STEP: _cost_scan_step, Op.MUL: _cost_elementwise, Op.ADD: _cost_elementwise, Op.HADAMARD: _cost_hadamard,
-    Op.HEAD_LAYERNORM: _cost_head_layernorm, Op.MLSTM_STEP: _cost_mlstm_step,
+    Op.HEAD_LAYERNORM: _cost_head_layernorm, Op.MLSTM_STEP: _cost_mlstm_step, Op.SSD_STEP: _cost_ssd_step,
     **dict.fromkeys(TABLE_OPS, _cost_table),
 }
 

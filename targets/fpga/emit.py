@@ -23,7 +23,7 @@ from edgec.errors import UnsupportedOpError
 from edgec.ir import Node
 from edgec.numerics.hadamard import hadamard_base
 from edgec.passes.quantize import QuantizedModel
-from edgec.runtime.sim_int import MlstmConstants
+from edgec.runtime.sim_int import MlstmConstants, norm_bits
 from edgec.targets.fpga.blob import WeightBlob
 from edgec.targets.fpga.buffers import assign_buffers, state_outputs
 
@@ -121,10 +121,14 @@ class _Emitter:
                 f"{self.qm.bits[out]}, {self.buf(out)});"]
 
     def _emit_rmsnorm(self, node: Node) -> list[str]:
-        n = node.name
-        return [f"edgec::rmsnorm<{self.width(node.inputs[0])}>({self.buf(node.inputs[0])}, "
-                f"{self.scalar(n + '/eps')}, {self.scalar(n + '/inv/0')}, {self.scalar(n + '/inv/1')}, "
-                f"{self.buf(node.outputs[0])});"]
+        n, src, out = node.name, node.inputs[0], node.outputs[0]
+        d, groups, bits = self.width(src), int(node.attrs.get("groups", 1)), self.qm.bits[out]
+        consts = f"{self.scalar(n + '/eps')}, {self.scalar(n + '/inv/0')}, {self.scalar(n + '/inv/1')}"
+        wide = src not in self.qm.bits  # a product given no format (op_rmsnorm's block floating point)
+        if groups == 1 and not wide and bits == 8:
+            return [f"edgec::rmsnorm<{d}>({self.buf(src)}, {consts}, {self.buf(out)});"]
+        return [f"edgec::rmsnorm_groups<{d}, {groups}, {'true' if wide else 'false'}>({self.buf(src)}, {consts}, "
+                f"{norm_bits(d // groups) if wide else 0}, {bits}, {self.buf(out)});"]
 
     def _emit_linear(self, node: Node) -> list[str]:
         x, out = node.inputs[0], node.outputs[0]
@@ -174,6 +178,18 @@ class _Emitter:
         return [f"edgec::scan_step<{e}, {n}>({self.buf(u)}, {self.buf(dt)}, {self.buf(b)}, {self.buf(c)}, {state}, "
                 f"{self.w64(k + 'a_q')}, {self.scalar(k + 'a_frac')}, {self.scalar(k + 'bu_m')}, "
                 f"{self.scalar(k + 'bu_shift')}, {self.scalar(k + 'y_m')}, {self.scalar(k + 'y_shift')}, "
+                f"{self.w64(k + 'd_m')}, {self.w64(k + 'd_shift')}, {self.scalar(k + 'y_bits')}, "
+                f"{self.buf(node.outputs[0])});"]
+
+    def _emit_ssd_step(self, node: Node) -> list[str]:
+        x, dt, b, c, h = node.inputs
+        heads, p, n = self.state_dims(h)
+        groups = int(node.attrs["groups"])
+        k = node.name + "/ssd/"
+        state = self.state(h, "int32_t", flat=True)
+        return [f"edgec::ssd_step<{heads}, {groups}, {p}, {n}>({self.buf(x)}, {self.buf(dt)}, {self.buf(b)}, "
+                f"{self.buf(c)}, {state}, {self.w64(k + 'dt_q')}, {self.w64(k + 'decay')}, {self.w64(k + 'bu_m')}, "
+                f"{self.w64(k + 'bu_shift')}, {self.scalar(k + 'y_m')}, {self.scalar(k + 'y_shift')}, "
                 f"{self.w64(k + 'd_m')}, {self.w64(k + 'd_shift')}, {self.scalar(k + 'y_bits')}, "
                 f"{self.buf(node.outputs[0])});"]
 

@@ -39,6 +39,8 @@ from edgec.targets.fpga.costs import (
     NORM_SCALAR_CYCLES,
     PIPELINE_DEPTH,
     SCAN_DEPTH,
+    SSD_DEPTH,
+    SSD_HEAD_CYCLES,
     TABLE_OPS,
     UNITS,
     StateArray,
@@ -90,9 +92,11 @@ UNKNOWN_BUFFER_BITS = 16
 
 def step_graph(spec: Any) -> Graph:
     """The float step graph of ``spec`` (its family's builder) with a HADAMARD before every LINEAR that reads
-    a product, where the default recipe rotates (passes/hadamard.py; the weights are not needed here)."""
+    a product or the norm of a product, where the default recipe rotates (passes/hadamard.py; the weights are
+    not needed here)."""
     graph = FAMILIES[spec.family].build_graphs(spec)["step"].copy()
     gated = {n.outputs[0] for n in graph.nodes if n.op is Op.MUL}
+    gated |= {n.outputs[0] for n in graph.nodes if n.op is Op.RMSNORM and n.inputs[0] in gated}  # Mamba-2's norm
     for linear in [n for n in graph.nodes if n.op is Op.LINEAR and n.inputs[0] in gated]:
         src, value = linear.inputs[0], graph.values[linear.inputs[0]]
         plan = plan_hadamard(int(value.shape[-1]))
@@ -289,6 +293,7 @@ class Estimate:
             "assumptions": {
                 "macs_per_dsp": MACS_PER_DSP, "dsp_budget": DSP_BUDGET, "onchip_budget": memory.ONCHIP_BUDGET,
                 "const_bytes": CONST_BYTES, "pipeline_depth": PIPELINE_DEPTH, "scan_depth": SCAN_DEPTH,
+                "ssd_depth": SSD_DEPTH, "ssd_head_cycles": SSD_HEAD_CYCLES,
                 "mlstm_depth": MLSTM_DEPTH, "mlstm_scalar_cycles": MLSTM_SCALAR_CYCLES,
                 "norm_scalar_cycles": NORM_SCALAR_CYCLES,
             },
@@ -353,7 +358,8 @@ def estimate(spec: Any, device: FpgaDevice, parallelism: int | None = None, lane
     if state > capacity:
         reasons.append(f"on-chip state needs {mb(state)} ({'; '.join(s.describe() for s in fixed)}) but "
                        f"{device.name} has {mb(capacity)} of BRAM+URAM; this state must stay on chip between tokens "
-                       "(DRAM streaming covers the weights and streamable state, such as mLSTM C, only)")
+                       "(DRAM streaming covers the weights and streamable state, such as mLSTM C and the SSD state, "
+                       "only)")
     elif mem.bram > device.bram_36k or mem.uram > device.uram:
         reasons.append(f"on-chip state and buffers need {mem.bram:g} BRAM36 + {mem.uram} URAM (state {mb(state)}, "
                        f"{lanes} lanes wide) but {device.name} has {device.bram_36k} BRAM36 + {device.uram} URAM; "
