@@ -1,12 +1,14 @@
 """Prompt processing (prefill) speed: prefill.onnx at several chunk lengths against HF torch, same process.
 
-Run: python bench/bench_prefill.py [--prompt 512] [--chunks 16 32 64 128] [--models mamba-130m mamba-tiny xlstm-tiny]
+Run: python bench/bench_prefill.py [--prompt 512] [--chunks 16 32 64 128] [--models mamba-130m mamba-tiny xlstm-tiny
+mamba2-tiny]
 
 Tokens/s over one ``--prompt``-token prompt, batch 1, one thread everywhere: HF torch fp32 (one forward over the
 whole prompt, the family's transformers class), and ONNX Runtime running prefill.onnx chunk by chunk (the state
 carried between calls) for each chunk length, in its int8 cpu form (u8 MatMulInteger) and its fp32 twin. Each
 timed three times, interleaved, the best round counting. The chunk length edgec uses by default
-(targets/onnx/prefill.py, DEFAULT_CHUNK) is chosen from these figures.
+(targets/onnx/prefill.py, DEFAULT_CHUNK) is chosen from these figures; for a model with a Mamba-2 SSD both of its
+prefill forms are timed (closed chunk form and unrolled, SSD_PREFILL_FORM there is chosen from them).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from baselines import ROUNDS, best_of
 import edgec
 from edgec.data import model_tokens, windows
 from edgec.families import FAMILIES
+from edgec.ir import Op
+from edgec.targets.onnx import prefill as prefill_module
 from edgec.targets.onnx.export import dequantized_weights
 from edgec.targets.onnx.prefill import export_prefill, export_prefill_float
 from edgec.targets.onnx.verify import decode, ort_session
@@ -52,15 +56,22 @@ def bench(name: str, folder: Path, calib: list[np.ndarray], prompt: int, chunks:
     qm = edgec.quantize(model, calib)
     weights = dequantized_weights(qm)  # the fp32 twin: the same rewritten model's weights, no Q/DQ
     runners = {"HF torch fp32": torch_prefill(folder, FAMILIES[model.spec.family].hf_class)}
+    ssd = any(n.op is Op.SSD_SCAN for n in qm.graphs["prefill"].nodes)
+    default = prefill_module._PrefillBuilder.ssd_form
     for chunk in chunks:
-        runners[f"prefill.onnx int8, chunk {chunk}"] = ort_prefill(export_prefill(qm, chunk, integer_matmul=True)[0])
-        runners[f"prefill.onnx fp32, chunk {chunk}"] = ort_prefill(export_prefill_float(qm, weights, chunk))
+        for form in ("chunk", "unrolled") if ssd else (default,):
+            prefill_module._PrefillBuilder.ssd_form = form
+            tag = f" ssd {form}" if ssd else ""
+            runners[f"prefill.onnx int8, chunk {chunk}{tag}"] = ort_prefill(
+                export_prefill(qm, chunk, integer_matmul=True)[0])
+            runners[f"prefill.onnx fp32, chunk {chunk}{tag}"] = ort_prefill(export_prefill_float(qm, weights, chunk))
+    prefill_module._PrefillBuilder.ssd_form = default
     tokens = np.random.default_rng(0).integers(0, model.spec.vocab_size, (1, prompt)).astype(np.int64)
     best = best_of(runners, [tokens])
     base = prompt / best["HF torch fp32"]
     print(f"\n{name}: prefill of {prompt} tokens, batch 1, one thread, best of {ROUNDS} (tokens/s, ratio to torch)")
     for label, seconds in best.items():
-        print(f"  {label:30s} {prompt / seconds:10.0f} tokens/s  {prompt / seconds / base:6.2f}x")
+        print(f"  {label:42s} {prompt / seconds:10.0f} tokens/s  {prompt / seconds / base:6.2f}x")
 
 
 def main() -> None:
@@ -68,7 +79,7 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=512)
     parser.add_argument("--chunks", type=int, nargs="+", default=[16, 32, 64, 128])
     parser.add_argument("--models", nargs="+", default=["mamba-130m", "mamba-tiny", "xlstm-tiny"],
-                        choices=["mamba-130m", "mamba-tiny", "xlstm-tiny"])
+                        choices=["mamba-130m", "mamba-tiny", "xlstm-tiny", "mamba2-tiny"])
     args = parser.parse_args()
     for name in args.models:
         if name != "mamba-130m":

@@ -37,7 +37,7 @@ SHAPES = {
                    "num_hidden_layers", 64),
     "xlstm-7b": ("xLSTMConfig", {"vocab_size": 50304, "hidden_size": 4096, "num_heads": 8, "qk_dim_factor": 0.5,
                                  "v_dim_factor": 1.0, "ffn_proj_factor": 2.667, "ffn_round_up_to_multiple_of": 64,
-                                 "weight_mode": "fused", "use_bias": False},
+                                 "weight_mode": "single", "use_bias": False},  # fused: transformers 5.24 cannot init it
                  "num_blocks", 32),
 }
 HF_CLASSES = {"MambaConfig": "MambaForCausalLM", "xLSTMConfig": "xLSTMForCausalLM"}

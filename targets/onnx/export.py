@@ -28,7 +28,7 @@ from edgec.ir import Graph, Node, Op
 from edgec.numerics.hadamard import hadamard_factor_matrices
 from edgec.passes.quantize import QuantizedModel, merged_graph
 from edgec.runtime.sim_qdq import qdq_scales
-from edgec.targets.onnx import mlstm
+from edgec.targets.onnx import mlstm, ssd
 from edgec.targets.onnx.files import needs_external_data
 from edgec.targets.onnx.vision import VisionEmitters
 
@@ -163,13 +163,22 @@ class _OnnxBuilder(VisionEmitters):
                   self.output(out))
 
     def _emit_rmsnorm(self, node: Node) -> None:
-        """x / sqrt(mean(x^2) + eps), in fp32 (x^2 overflows fp16 once |x| > 255.9: lint fp16-square-overflow)."""
-        x, out = node.inputs[0], node.outputs[0]
+        """x / sqrt(mean(x^2) + eps), in fp32 (x^2 overflows fp16 once |x| > 255.9: lint fp16-square-overflow);
+        with ``groups`` > 1 each of the equal slices of the last axis by its own rms (a Reshape either side)."""
+        x, out, groups = node.inputs[0], node.outputs[0], node.attrs.get("groups", 1)
+        lead = len(self.graph.values[x].shape) - 1
+        if groups > 1:
+            x = self.node("Reshape", [x, self.init(f"shape_{'0_' * lead}{groups}_m1",
+                                                    np.array([0] * lead + [groups, -1], np.int64))], out + ".groups")
         with self.fp32_region():
             sq = self.node("Mul", [x, x], out + ".sq")
             mean = self.node("ReduceMean", [sq], out + ".ms", axes=[-1], keepdims=1)
             var = self.node("Add", [mean, self.const_f32(f"{out}.eps", node.attrs["eps"])], out + ".var")
-            self.node("Div", [x, self.node("Sqrt", [var], out + ".rms")], self.output(out))
+            y = self.node("Div", [x, self.node("Sqrt", [var], out + ".rms")],
+                          self.output(out) if groups == 1 else out + ".normed")
+        if groups > 1:
+            self.node("Reshape", [y, self.init(f"shape_{'0_' * lead}m1", np.array([0] * lead + [-1], np.int64))],
+                      self.output(out))
 
     def _emit_linear(self, node: Node) -> None:
         out = node.outputs[0]
@@ -309,6 +318,10 @@ class _OnnxBuilder(VisionEmitters):
     def _emit_mlstm_step(self, node: Node) -> None:
         with self.fp32_region():
             mlstm.emit_step(self, node)
+
+    def _emit_ssd_step(self, node: Node) -> None:
+        with self.fp32_region():  # the state: the products and sums of an fp32 state beyond fp16's range
+            ssd.emit_step(self, node)
 
     # -- the graph --------------------------------------------------------------------------------
     def emitter(self, node: Node) -> Callable[[Node], None]:

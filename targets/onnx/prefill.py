@@ -5,7 +5,10 @@ faster than decoding); the selective scan computes the decays exp(dt A) and inpu
 one go and then unrolls h_t = dA_t h_{t-1} + dBu_t over the T tokens: T E N multiply-adds per chunk, as
 many as stepping. (The closed form with a [T, T, E, N] decay tensor it replaced costs T^2 E N: at mamba-130m
 widths it ran 0.62x HF torch at T = 16 and got slower with T; bench/bench_prefill.py.) A longer prompt is fed
-chunk by chunk, the state carried between calls. The mLSTM cell's chunk form is in mlstm.py.
+chunk by chunk, the state carried between calls. The mLSTM cell's chunk form is in mlstm.py; the Mamba-2 SSD's in
+ssd.py: its scalar decay per head makes the closed matrix form cheap ([T, T] per head, segment sums by a constant
+band matrix), 2.6x the unrolled form at mamba2-tiny widths, chunk 64 (18.0k against 7.0k tokens/s int8, 1.63x HF
+torch; bench/bench_prefill.py), so SSD_PREFILL_FORM is "chunk".
 Each recurrent node reads and writes the states of the step-graph node of the same name, so the two
 graphs have the same state inputs and outputs whatever the family.
 """
@@ -19,7 +22,7 @@ import onnx
 
 from edgec.ir import Node
 from edgec.passes.quantize import QuantizedModel
-from edgec.targets.onnx import mlstm
+from edgec.targets.onnx import mlstm, ssd
 from edgec.targets.onnx.export import FloatWeights, _OnnxBuilder
 
 __all__ = ["DEFAULT_CHUNK", "export_prefill", "export_prefill_float"]
@@ -28,8 +31,11 @@ DEFAULT_CHUNK = 64  # by measurement (bench/bench_prefill.py): int8 prefill of 5
 # 1.67x / 2.39x / 2.67x / 2.83x HF torch at 16 / 32 / 64 / 128 (fp32 twin best at 64); xlstm-tiny 0.96x at 16,
 # 1.27x at 64
 
+SSD_PREFILL_FORM = "chunk"  # the SSD's prefill form: "chunk" (closed matrix form) or "unrolled" (bench_prefill.py)
+
 
 class _PrefillBuilder(_OnnxBuilder):
+    ssd_form = SSD_PREFILL_FORM
     def __init__(self, qm: QuantizedModel, chunk: int, integer_matmul: bool = False) -> None:
         super().__init__(qm, integer_matmul)
         self.graph = qm.graphs["prefill"]
@@ -86,6 +92,12 @@ class _PrefillBuilder(_OnnxBuilder):
         yc = self.node("ReduceSum", [self.node("Mul", [hs, self.node("Unsqueeze", [c, self.axes(2)], y + ".C4")],
                                                y + ".hC"), self.axes(-1)], y + ".Ch", keepdims=0)
         self.node("Add", [yc, self.node("Mul", [d, u], y + ".Du")], self.output(y))
+
+    def _emit_ssd_scan(self, node: Node) -> None:
+        """The SSD over the chunk in SSD_PREFILL_FORM (ssd.py), in fp32 (exp of segment sums, the state)."""
+        (h0,) = self._states(node)
+        with self.fp32_region():
+            (ssd.emit_chunk if self.ssd_form == "chunk" else ssd.emit_unrolled)(self, node, h0, self.chunk)
 
     def _emit_mlstm_sequence(self, node: Node) -> None:
         with self.fp32_region():

@@ -93,6 +93,15 @@ def _node_range(node: onnx.NodeProto, r: list[Interval], consts: dict[str, np.nd
               "Softplus": lambda v: v if v > 30 else math.log1p(_exp(v)), "Relu": lambda v: max(v, 0.0),
               "Sqrt": lambda v: math.sqrt(max(v, 0.0))}[op]
         return _monotone(fn, r[0])
+    if op == "Clip":  # min(max(x, lo), hi), either bound optional (an empty or absent input)
+        lo, hi = r[0]
+        present = [k for k, x in enumerate(node.input) if x]  # r holds the present inputs' ranges only
+        bounds = [r[present.index(k)] if k in present else None for k in (1, 2)]
+        if bounds[0] is not None:
+            lo, hi = max(lo, bounds[0][0]), max(hi, bounds[0][1])
+        if bounds[1] is not None:
+            lo, hi = min(lo, bounds[1][0]), min(hi, bounds[1][1])
+        return lo, hi
     if op == "MatMul":
         if node.input[1] in consts:
             return _matmul_const(r[0], consts[node.input[1]], const_left=False)

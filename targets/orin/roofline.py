@@ -15,8 +15,10 @@ graph, the patches and cls token of an image):
 - MOE: all experts' weights (2 x E x D x Hm: every expert is read once per image) and, as the ONNX graph is
   dense-masked, every expert on every token (E / k times the MACs a dispatching kernel would do);
 - HADAMARD: its Kronecker factors (K^2 + sum f^2 fp32 constants, as the ONNX exporter writes them);
-- stateful steps (conv window, SSM h, mLSTM C, n and m): each state element read and written in fp32
-  (8 bytes per token, in both precisions), two MACs per element (update and read-out).
+- stateful steps (conv window, SSM h, mLSTM C, n and m, the SSD's h): each state element read and written in
+  fp32 (8 bytes per token, in both precisions), two MACs per element (update and read-out);
+- SSD_STEP: also its per-head fp32 constants A, D and dt_bias (3 x H; B and C are broadcast over each group's
+  heads, not copied).
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ def decode_traffic(step: Graph) -> DecodeTraffic:
             factors = hadamard_factors(plan)
             consts += 4 * sum(f * f for f in factors)
             macs += plan.padded_dim * sum(factors)
+        elif node.op is Op.SSD_STEP:
+            consts += 4 * 3 * node.attrs["heads"]
         if node.op in STATEFUL_STEP:
             elements = _state_elements(step, node)
             state, macs = state + 8 * elements, macs + 2 * elements
