@@ -175,3 +175,15 @@ def test_derived_widths_follow_transformers_and_round_trip(hidden):
     spec = from_torch(hf).spec  # the checkpoint's shapes must match the widths the spec derives
     assert spec.ffn_dim == hf.backbone.blocks[0].ffn.up_proj_dim
     assert XlstmSpec.from_config(spec.to_config()) == spec
+
+
+def test_block_count_is_what_transformers_builds(tmp_path):
+    """A config given num_blocks alone keeps transformers' default num_hidden_layers (32) beside it; the model has
+    num_blocks blocks, and so does edgec's graph."""
+    from edgec.frontends.hf_checkpoint import load_checkpoint
+
+    hf = make_hf_xlstm(7, num_hidden_layers=32, num_blocks=1)  # as xLSTMConfig(num_blocks=1) leaves them
+    hf.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert (cfg["num_blocks"], cfg["num_hidden_layers"]) == (1, 32) and len(hf.backbone.blocks) == 1
+    assert load_checkpoint(tmp_path).spec.num_hidden_layers == 1

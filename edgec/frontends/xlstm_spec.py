@@ -52,7 +52,9 @@ class XlstmSpec:
             raise CheckpointError(f"{source}: expected a JSON object, got {type(cfg).__name__}")
         _check_supported(cfg, source)
         hidden = _aliased(cfg, "hidden_size", "embedding_dim", source, MAX_WIDTH, "MAX_WIDTH")
-        layers = _aliased(cfg, "num_hidden_layers", "num_blocks", source, MAX_LAYERS, "MAX_LAYERS")
+        # transformers builds num_blocks blocks (num_hidden_layers only sizes its cache): a config written with
+        # num_blocks alone keeps the default num_hidden_layers 32 beside it
+        layers = _aliased(cfg, "num_blocks", "num_hidden_layers", source, MAX_LAYERS, "MAX_LAYERS")
         heads = int_field(cfg, "num_heads", source, MAX_WIDTH, "MAX_WIDTH", default=8)
         qk = int(hidden * float_field(cfg, "qk_dim_factor", source, 0.5, 0, 64))
         v = int(hidden * float_field(cfg, "v_dim_factor", source, 1.0, 0, 64))
