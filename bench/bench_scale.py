@@ -48,7 +48,10 @@ def make_checkpoint(shape: str, depth: int, folder: Path) -> None:
     config, kwargs, key, _ = SHAPES[shape]
     code = (f"import torch, transformers; torch.manual_seed(0); "
             f"cfg = transformers.{config}(**{dict(kwargs, **{key: depth})!r}); "
-            f"m = transformers.{HF_CLASSES[config]}(cfg).half(); m.save_pretrained({str(folder)!r})")
+            f"m = transformers.{HF_CLASSES[config]}(cfg); "
+            # transformers' xLSTM init zeroes the gate projections (a constant gate: int8 has nothing to scale)
+            f"[p.data.normal_(0, 0.02) for n, p in m.named_parameters() if 'gate' in n and p.ndim == 2]; "
+            f"m.half().save_pretrained({str(folder)!r})")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 

@@ -119,7 +119,8 @@ class IntSimulator(VitIntOps, Interpreter):
 
     @property
     def f32(self) -> Float32Weights:
-        """float32 copies of the int8 weights, made on first use (kernel tests build handlers without __init__)."""
+        """float32 copies of the int8 weights within ``weight_cache`` bytes (made here on first use when a kernel test
+        builds the handlers without __init__)."""
         if "_f32" not in self.__dict__:
             self._f32 = Float32Weights()
         return self._f32

@@ -6,7 +6,7 @@ state h [.., H, P, N] 32-bit codes (s_h = state_scales[node]). Per head, both fu
 exact 256-entry tables, computed once in float64 from dt_h(c) = clamp(softplus(c s_raw + dt_bias_h), dt_min,
 dt_max) and A_h = -exp(A_log_h):
 
-    dt_q[h, c]  = round(dt_h(c) / s_dt[h])       DT_BITS-bit codes, s_dt[h] = max_c dt_h(c) / (2^(DT_BITS-1) - 1)
+    dt_q[h, c]  = round(dt_h(c) / s_dt[h])       DT_TABLE_BITS-bit codes, s_dt[h] = max_c dt_h(c) / (2^23 - 1)
     decay[h, c] = round(exp(dt_h(c) A_h) 2^30)   Q30, in [0, 2^30]
 
 One token (every requant rounds half to even; the sums saturate):
@@ -32,7 +32,7 @@ from edgec.runtime.int_ops import signed_multiplier
 
 __all__ = ["DT_TABLE_BITS", "SsdConstants", "ssd_step_int"]
 
-DT_TABLE_BITS = 24  # dt codes of the per-head table: its smallest dt keeps >= 10 significant bits (as DT_BITS)
+DT_TABLE_BITS = 24  # dt codes of the per-head table: its smallest dt keeps >= 10 significant bits (mamba2-tiny: 12)
 DECAY_BITS = 30  # exp(dt * A) in Q30
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from hostile import assert_fails_cleanly, run_cli
 
-from edgec.errors import UnsupportedModelError
+from edgec.errors import CheckpointError, UnsupportedModelError
 from edgec.frontends.hf_checkpoint import from_torch, load_checkpoint
 from edgec.frontends.mamba2_spec import Mamba2Spec, check_checkpoint
 from edgec.frontends.validate import loads_json
@@ -179,6 +179,7 @@ def test_mamba2_2_7b_widths_one_layer(tmp_path):
     ({"rms_norm": False}, "rms_norm false is not supported"),
     ({"hidden_act": "gelu"}, "hidden_act 'gelu' is not supported"),
     ({"architectures": ["MambaForCausalLM"]}, "is not Mamba-2"),
+    ({"state_size": 512}, "state_size 512"),
 ])
 def test_unsupported_or_malformed_configs_are_one_line(saved, tmp_path, byte_text, change, fragment):
     hf, _ = saved
@@ -200,3 +201,19 @@ def test_in_proj_with_a_gated_mlp_is_refused(saved):
                          for i in range(spec.num_hidden_layers)})
     with pytest.raises(UnsupportedModelError, match=r"64 more than z \| xBC \| dt .*d_mlp > 0\) is not supported"):
         check_checkpoint(spec, store, "ckpt")
+
+
+@pytest.mark.parametrize("infinity", ["Infinity", '"Infinity"'])
+def test_time_step_limit_as_older_transformers_wrote_it(saved, tmp_path, infinity):
+    """transformers 4.x wrote [0.0, Infinity] (Python's json); some configs spell it "Infinity": both load, and the
+    bare literal still refuses everywhere else."""
+    hf, _ = saved
+    folder = tmp_path / "ckpt"
+    hf.save_pretrained(folder, safe_serialization=True)
+    cfg = json.loads((folder / "config.json").read_text()) | {"time_step_limit": [0.0, "INF"]}
+    text = json.dumps(cfg).replace('"INF"', infinity)
+    (folder / "config.json").write_text(text)
+    assert load_checkpoint(folder).spec.time_step_limit == (0.0, math.inf)
+    (folder / "config.json").write_text(text.replace('"layer_norm_epsilon": 1e-05', '"layer_norm_epsilon": Infinity'))
+    with pytest.raises(CheckpointError, match="layer_norm_epsilon Infinity is not a number"):
+        load_checkpoint(folder)

@@ -208,6 +208,12 @@ def test_folding_weight_dequantize_changes_no_bit(bundled, tmp_path, monkeypatch
     assert folded.ByteSize() < model.ByteSize() / 4  # the folded weights are not in the proto
     again = verify.exact_reference(model, tmp_path, "step.onnx", folds)
     assert all(again.weights[k] is v for k, v in reference.weights.items())
+    rescaled = onnx.ModelProto.FromString(model.SerializeToString())  # the same names, every scale doubled
+    for init in rescaled.graph.initializer:
+        if init.name.endswith(".scale"):
+            init.CopyFrom(onnx.numpy_helper.from_array(2 * onnx.numpy_helper.to_array(init), init.name))
+    other = verify.exact_reference(rescaled, tmp_path, "step.onnx", folds)
+    assert all(np.array_equal(other.weights[k], 2 * v) for k, v in reference.weights.items())
     shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim][1:] for i in model.graph.input}
     state = {name: np.random.default_rng(1).normal(0, 1, [1, *shape]).astype(np.float32)
              for name, shape in shapes.items() if name != "tokens"}

@@ -32,7 +32,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
                               "a transformers model's save_pretrained, or a bundled model name (edgec models)")
     raw = read_bytes(path, "a config.json written by save_pretrained", CheckpointError,
                      MAX_CONFIG_BYTES, "MAX_CONFIG_BYTES")
-    cfg = loads_json(raw, path)
+    cfg = loads_json(raw, path, infinity=True)
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{path}: expected a JSON object, got a JSON {type(cfg).__name__}; "
                               "pass a config.json written by save_pretrained")

@@ -18,13 +18,17 @@ from typing import Any
 
 from edgec.errors import CheckpointError, UnsupportedModelError
 from edgec.frontends.config_fields import bool_field, float_field, int_field
-from edgec.frontends.validate import short
+from edgec.frontends.validate import JSON_INFINITY, short
 from edgec.frontends.weights import WeightStore
 from edgec.limits import MAX_CONV_KERNEL, MAX_LAYERS, MAX_SEQ_LEN, MAX_STATE_SIZE, MAX_VOCAB, MAX_WIDTH
 
 __all__ = ["Mamba2Spec", "check_checkpoint"]
 
 _ARCHS = {"Mamba2ForCausalLM", "Mamba2Model"}
+#: The int profile's SSD output sums N products of 32-bit states and 8-bit C codes before one requant, whose
+#: input must stay below 2^47 (runtime/int_ops.py): N <= 256 keeps it there with a saturated state (2^31 x 2^7 x
+#: 2^8 = 2^46). Released Mamba-2 models use 64 or 128.
+MAX_SSD_STATE = min(256, MAX_STATE_SIZE)
 _INF_TAG = {"__float__": "Infinity"}  # how transformers >= 5 writes float("inf") into config.json
 
 
@@ -65,7 +69,7 @@ class Mamba2Spec:
         heads = int_field(cfg, "num_heads", source, MAX_WIDTH, "MAX_WIDTH")
         head_dim = int_field(cfg, "head_dim", source, MAX_WIDTH, "MAX_WIDTH")
         groups = int_field(cfg, "n_groups", source, MAX_WIDTH, "MAX_WIDTH", default=8)
-        state = int_field(cfg, "state_size", source, MAX_STATE_SIZE, "MAX_STATE_SIZE")
+        state = int_field(cfg, "state_size", source, MAX_SSD_STATE, "MAX_SSD_STATE")
         if heads * head_dim != expand * hidden:
             raise CheckpointError(f"{source}: num_heads {heads} x head_dim {head_dim} = {heads * head_dim} is not "
                                   f"expand {expand} x hidden_size {hidden} = {expand * hidden}; transformers "
@@ -194,8 +198,10 @@ def _check_supported(cfg: Mapping[str, Any], source: str) -> None:
 
 
 def _limit(value: Any) -> float | None:
-    """A time_step_limit bound as a float (a number, or transformers' {"__float__": "Infinity"}), else None."""
-    if value == _INF_TAG or (isinstance(value, float) and value == math.inf):
+    """A time_step_limit bound as a float: a number, or infinity as transformers 5 writes it ({"__float__":
+    "Infinity"}), as transformers 4 did (a bare Infinity) or as a string "Infinity"; else None."""
+    if value == _INF_TAG or value is JSON_INFINITY or value == "Infinity" or (isinstance(value, float)
+                                                                              and value == math.inf):
         return math.inf
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None

@@ -106,6 +106,23 @@ def _no_constant(name: str) -> Any:
     raise _Refused(f"the literal {name} is not JSON; write a finite number")
 
 
+class JsonInfinity:
+    """The bare literal ``Infinity`` of a config.json written by Python's json (transformers 4.x writes Mamba-2's
+    time_step_limit so): not a number to any field check, so only a field that allows it takes it."""
+
+    def __repr__(self) -> str:
+        return "Infinity"
+
+
+JSON_INFINITY = JsonInfinity()
+
+
+def _infinity_only(name: str) -> Any:
+    if name != "Infinity":
+        _no_constant(name)
+    return JSON_INFINITY
+
+
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -122,15 +139,17 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def loads_json(raw: bytes, source: str | Path, error: _Error = CheckpointError) -> Any:
-    """Strict JSON of UTF-8 bytes: no NaN/Infinity, no overflowing numbers, no duplicate keys."""
+def loads_json(raw: bytes, source: str | Path, error: _Error = CheckpointError, infinity: bool = False) -> Any:
+    """Strict JSON of UTF-8 bytes: no NaN/Infinity, no overflowing numbers, no duplicate keys. With ``infinity``,
+    a bare ``Infinity`` is read as JSON_INFINITY (still no number to any field that does not allow it)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise error(f"{source}: not UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start}); "
                     "re-save it as UTF-8 JSON") from None
     try:
-        return json.loads(text.removeprefix("\ufeff"), parse_constant=_no_constant, parse_float=_finite_float,
+        return json.loads(text.removeprefix("\ufeff"), parse_constant=_infinity_only if infinity else _no_constant,
+                          parse_float=_finite_float,
                           object_pairs_hook=_unique_keys)
     except _Refused as err:
         raise error(f"{source}: not valid JSON ({err})") from None

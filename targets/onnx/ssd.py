@@ -4,7 +4,7 @@ All forms mirror runtime/ssd_float.py with the op's own dt: dt = clip(softplus(d
 (Clip without a max when dt_max is infinite), A = -exp(A_log) a constant. Shapes: x [.., H*P], dt [.., H],
 B, C [.., G*N] (group g shared by heads g*R .. g*R + R - 1, R = H / G), state h [B, H, P, N] in fp32. The
 groups are a broadcast, not a copy: h is viewed as [B, G, R, P, N] and B, C as [.., G, 1, 1, N], so no head
-loop and no Expand. Only elementwise ops, MatMul, reductions, Reshape/Transpose and Gather.
+loop and no Expand. Only elementwise ops, MatMul, reductions, Reshape/Transpose/Unsqueeze, Gather and Concat.
 
 Step (the qdq simulator's float order: the 1 LSB contract):
 

@@ -77,25 +77,26 @@ class WeightFolds:
     dequantizes the same codes with the same scales (step.onnx, prefill.onnx and their float twins)."""
 
     def __init__(self) -> None:
-        self._done: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # DQ inputs -> (codes, float32 result)
+        self._done: dict[tuple, tuple[list[np.ndarray], np.ndarray]] = {}  # DQ inputs -> (their values, result)
 
     def fold(self, node: onnx.NodeProto, consts: dict[str, onnx.TensorProto]) -> np.ndarray:
-        """(q - zero) * scale of a DequantizeLinear of constants: exact codes, one rounding, as the node computes."""
+        """(q - zero) * scale of a DequantizeLinear of constants: exact codes, one rounding, as the node computes.
+        Shared when another graph's node reads the same names with equal codes, scales and zero points."""
         axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
         key = (*node.input, axis)
-        q = onnx.numpy_helper.to_array(consts[node.input[0]])
+        inputs = [onnx.numpy_helper.to_array(consts[name]) for name in node.input]
         done = self._done.get(key)
-        if done is not None and np.array_equal(done[0], q):
+        if done is not None and all(np.array_equal(a, b) for a, b in zip(done[0], inputs, strict=True)):
             return done[1]
-        scale = onnx.numpy_helper.to_array(consts[node.input[1]]).astype(np.float32)
-        zero = onnx.numpy_helper.to_array(consts[node.input[2]]).astype(np.int32) if len(node.input) > 2 else 0
+        q, scale = inputs[0], inputs[1].astype(np.float32)
+        zero = inputs[2].astype(np.int32) if len(inputs) > 2 else 0
         if scale.ndim == 1 and q.ndim > 1:  # per axis
             shape = [1] * q.ndim
             shape[axis % q.ndim] = -1
             scale, zero = scale.reshape(shape), np.reshape(zero, shape) if np.ndim(zero) else zero
         codes = q.astype(np.float32) if not np.any(zero) else (q.astype(np.int32) - zero).astype(np.float32)
         value = codes * scale
-        self._done[key] = (q, value)
+        self._done[key] = (inputs, value)
         return value
 
 
@@ -159,8 +160,8 @@ def exact_reference(model: OnnxModel, folder: Path, name: str, folds: WeightFold
 
 def fold_weight_dequantize(model: onnx.ModelProto, folds: WeightFolds | None = None
                            ) -> onnx.ModelProto | FoldedGraph:
-    """``model`` with every DequantizeLinear of a constant weight replaced by its float32 result, when those
-    results fit FOLD_BUDGET (else ``model`` itself).
+    """``model`` with every DequantizeLinear of a constant weight folded into its float32 result (a FoldedGraph),
+    when those results fit FOLD_BUDGET; else ``model`` itself.
 
     The same arithmetic as the node, (q - zero) * scale with one rounding, done once instead of on every run:
     ONNX Runtime keeps such nodes unfolded (to preserve Q/DQ groups for its fusions), so an unfolded Q/DQ graph
