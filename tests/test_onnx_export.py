@@ -225,3 +225,28 @@ def test_folding_weight_dequantize_changes_no_bit(bundled, tmp_path, monkeypatch
     monkeypatch.setattr(verify, "FOLD_BUDGET", 1000)
     assert verify.fold_weight_dequantize(model) is model
     assert verify.exact_reference(model, tmp_path, "again.onnx") is model
+
+
+def test_a_wrong_prefill_fails_the_build(bundled, tmp_path, monkeypatch):
+    """A prefill graph whose first layer computes something else (its out_proj scales 1% off) is refused by the
+    float twins' check of the first layers' state; the same build with the right graph passes."""
+    import edgec.targets.onnx.build as build
+    from edgec.errors import VerificationError
+
+    qm = bundled[0]
+    report = build.export_verified(qm, tmp_path, tokens=4)[3]
+    assert report["prefill_float"]["first_states_max_rel"] <= build.PREFILL_RTOL
+
+    right = build.export_prefill_float
+
+    def wrong(*args, **kwargs):
+        model = right(*args, **kwargs)
+        for init in model.graph.initializer:
+            if init.name.startswith("backbone.layers.0.mixer.out_proj") and init.name.endswith(".scale"):
+                init.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init) * 1.01, init.name))
+                return model
+        raise AssertionError("no out_proj scale in layer 0")
+
+    monkeypatch.setattr(build, "export_prefill_float", wrong)
+    with pytest.raises(VerificationError, match="state of the first 2 layers off by"):
+        build.export_verified(qm, tmp_path, tokens=4)
