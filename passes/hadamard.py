@@ -13,11 +13,19 @@ from __future__ import annotations
 import numpy as np
 
 from edgec.frontends.model import Model
-from edgec.ir import Node, Op, Value
+from edgec.ir import Graph, Node, Op, Value
 from edgec.numerics.hadamard import HadamardPlan, hadamard_transform_float, plan_hadamard
 from edgec.passes.base import PassResult
 
-__all__ = ["rotate_gated_products"]
+__all__ = ["rotate_gated_products", "rotated_linears"]
+
+
+def rotated_linears(graph: Graph) -> list[Node]:
+    """The LINEAR nodes the recipe rotates: those reading a gated product (a MUL) or the norm of one (Mamba-2's
+    gated RMSNorm), where the outliers are."""
+    gated = {n.outputs[0] for n in graph.nodes if n.op is Op.MUL}
+    gated |= {n.outputs[0] for n in graph.nodes if n.op is Op.RMSNORM and n.inputs[0] in gated}
+    return [n for n in graph.nodes if n.op is Op.LINEAR and n.inputs[0] in gated]
 
 
 def rotate_gated_products(model: Model) -> PassResult:
@@ -26,9 +34,7 @@ def rotate_gated_products(model: Model) -> PassResult:
     notes: list[str] = []
     for key, graph in model.graphs.items():
         graph = graph.copy()
-        gated = {n.outputs[0] for n in graph.nodes if n.op is Op.MUL}
-        gated |= {n.outputs[0] for n in graph.nodes if n.op is Op.RMSNORM and n.inputs[0] in gated}
-        for out_proj in [n for n in graph.nodes if n.op is Op.LINEAR and n.inputs[0] in gated]:
+        for out_proj in rotated_linears(graph):
             src = out_proj.inputs[0]
             dim = graph.values[src].shape[-1]
             plan = plan_hadamard(int(dim))

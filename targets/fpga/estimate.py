@@ -29,6 +29,7 @@ from edgec.errors import EdgecError
 from edgec.families import FAMILIES
 from edgec.ir import Graph, Node, Op, Value
 from edgec.numerics.hadamard import HadamardPlan, plan_hadamard
+from edgec.passes.hadamard import rotated_linears
 from edgec.targets.fpga import memory
 from edgec.targets.fpga.buffers import assign_buffers, state_outputs
 from edgec.targets.fpga.costs import (
@@ -95,9 +96,7 @@ def step_graph(spec: Any) -> Graph:
     a product or the norm of a product, where the default recipe rotates (passes/hadamard.py; the weights are
     not needed here)."""
     graph = FAMILIES[spec.family].build_graphs(spec)["step"].copy()
-    gated = {n.outputs[0] for n in graph.nodes if n.op is Op.MUL}
-    gated |= {n.outputs[0] for n in graph.nodes if n.op is Op.RMSNORM and n.inputs[0] in gated}  # Mamba-2's norm
-    for linear in [n for n in graph.nodes if n.op is Op.LINEAR and n.inputs[0] in gated]:
+    for linear in rotated_linears(graph):
         src, value = linear.inputs[0], graph.values[linear.inputs[0]]
         plan = plan_hadamard(int(value.shape[-1]))
         rotated = Value(src + "_rot", (*value.shape[:-1], plan.padded_dim), value.dtype)
