@@ -200,7 +200,8 @@ class IntSimulator(VitIntOps, Interpreter):
         """
         src, out = node.inputs[0], node.outputs[0]
         s_in, s_out, bits = self.in_scale(src), self.qm.scales[out], self.qm.bits[out]
-        xg = x.reshape(*x.shape[:-1], node.attrs.get("groups", 1), -1)
+        groups = node.attrs.get("groups", 1)
+        xg = x if groups == 1 else x.reshape(*x.shape[:-1], groups, -1)
         if src in self.qm.bits:
             m, shift = self.const(node, "inv", lambda: _rmsnorm_multiplier(node, s_out, self.qm.bits[src]))
             eps_q = self.const(node, "eps", lambda: min(round(node.attrs["eps"] / s_in**2), 1 << 40))

@@ -327,6 +327,7 @@ def _rmsnorm(rng: np.random.Generator, params: tuple, g: int) -> Batch:
     shift = np.where(tie, np.clip(trailing_zeros(m) + 1, 0, 62 - 16 - bitlen(rms)), shift)
     node = Node(Op.RMSNORM, ("x",), ("y",), name="norm")
     TWIN.qm.scales |= {"x": 1.0, "y": 1.0}
+    TWIN.qm.bits |= {"x": 24, "y": 8}  # a stored-format input (the residual stream) to int8
     want = TWIN(node, {"inv": (m, shift), "eps": eps}, x)
     return _batch(rows(g, eps, m, shift, x), want)
 
