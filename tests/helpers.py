@@ -37,3 +37,13 @@ def quantize_bundled(name: str):
     entry = BUNDLED[name]
     model = edgec.load_checkpoint(entry.folder)
     return model, edgec.quantize(model, calibration_batches(model, entry.calib))
+
+
+def run_kernel(driver, tmp_path, kernel: str, *parts) -> np.ndarray:
+    """Run one kernel of a compiled test driver on int64 ``parts`` (flattened in order) and read its int64 output."""
+    from edgec.hls.toolchain import run_program
+
+    data = np.concatenate([np.asarray(p, dtype=np.int64).reshape(-1) for p in parts])
+    data.astype("<i8").tofile(tmp_path / "in.bin")
+    run_program(driver, [kernel, tmp_path / "in.bin", tmp_path / "out.bin"])
+    return np.fromfile(tmp_path / "out.bin", "<i8")

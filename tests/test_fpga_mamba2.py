@@ -14,7 +14,7 @@ from hostile import run_cli
 import edgec
 from edgec.frontends.hf_checkpoint import from_torch
 from edgec.frontends.mamba2_spec import Mamba2Spec
-from edgec.hls.toolchain import HLS_INCLUDE_DIR, ap_types_dir, compile_program, run_program
+from edgec.hls.toolchain import HLS_INCLUDE_DIR, ap_types_dir, compile_program
 from edgec.ir import Node, Op
 from edgec.numerics.fixed import quantize_multiplier
 from edgec.runtime.sim_int import IntSimulator, norm_bits
@@ -28,6 +28,7 @@ from edgec.targets.fpga.verify import verify_fpga
 
 from conftest import make_hf_mamba2
 from helpers import quantize_bundled
+from helpers import run_kernel as run
 
 SH, SG, SP, SN, STEPS, ND, NG, NROWS = 6, 2, 5, 8, 4, 64, 4, 6  # tests/cpp/mamba2_kernel_driver.cpp
 RNG = np.random.default_rng(13)
@@ -92,13 +93,6 @@ def driver(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("mamba2_kernels") / "mamba2_kernel_driver"
     return compile_program([Path(__file__).parent / "cpp" / "mamba2_kernel_driver.cpp"], out,
                            [HLS_INCLUDE_DIR, ap_types_dir()])
-
-
-def run(driver: Path, tmp_path: Path, kernel: str, *parts) -> np.ndarray:
-    data = np.concatenate([np.asarray(p, dtype=np.int64).reshape(-1) for p in parts])
-    data.astype("<i8").tofile(tmp_path / "in.bin")
-    run_program(driver, [kernel, tmp_path / "in.bin", tmp_path / "out.bin"])
-    return np.fromfile(tmp_path / "out.bin", "<i8")
 
 
 def simulator(node: Node, consts: dict, **qm) -> IntSimulator:

@@ -14,7 +14,7 @@ import pytest
 import edgec.runtime.int_ops as int_ops
 import edgec.runtime.mlstm_int as mlstm_int
 import edgec.runtime.sim_int as sim_int
-from edgec.hls.toolchain import HLS_INCLUDE_DIR, ap_types_dir, compile_program, run_program
+from edgec.hls.toolchain import HLS_INCLUDE_DIR, ap_types_dir, compile_program
 from edgec.ir import Graph, Node, Op, Value
 from edgec.numerics.fixed import quantize_multiplier, requant, saturate
 from edgec.numerics.hadamard import hadamard_base, hadamard_transform_int, plan_hadamard
@@ -22,6 +22,8 @@ from edgec.numerics.lut import build_interp_lut, build_lut, lookup
 from edgec.runtime.float_ref import sigmoid, silu
 from edgec.runtime.int_ops import int_matmul, rmsnorm_int, signed_multiplier
 from edgec.runtime.sim_int import IntSimulator, MlstmConstants, ScanConstants
+
+from helpers import run_kernel as run
 
 V, D, K, N, E, KT, NS, HD, HK, HM = 40, 64, 48, 36, 24, 4, 16, 90, 12, 3
 NH, DH, QH, DQK, DV, KB, NI = 3, 16, 2, 8, 12, 10, 600  # head norm, mLSTM cell, interpolated table
@@ -33,13 +35,6 @@ def driver(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("kernels") / "kernel_driver"
     return compile_program([Path(__file__).parent / "cpp" / "kernel_driver.cpp"], out,
                            [HLS_INCLUDE_DIR, ap_types_dir()])
-
-
-def run(driver: Path, tmp_path: Path, kernel: str, *parts) -> np.ndarray:
-    data = np.concatenate([np.asarray(p, dtype=np.int64).reshape(-1) for p in parts])
-    data.astype("<i8").tofile(tmp_path / "in.bin")
-    run_program(driver, [kernel, tmp_path / "in.bin", tmp_path / "out.bin"])
-    return np.fromfile(tmp_path / "out.bin", "<i8")
 
 
 def multipliers(reals) -> tuple[np.ndarray, np.ndarray]:
