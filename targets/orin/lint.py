@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -24,7 +25,7 @@ from onnx import TensorProto, numpy_helper
 from edgec.errors import EdgecError
 from edgec.targets.onnx.export import FP32_LAYERS_KEY, fp32_layers
 from edgec.targets.orin.jetpack import TensorRTVersion
-from edgec.targets.orin.ranges import value_ranges
+from edgec.targets.orin.ranges import Interval, value_ranges
 
 __all__ = [
     "ALL_VERSIONS",
@@ -101,6 +102,11 @@ class _Context:
     constant: set[str] = field(default_factory=set)  # tensors computable before inference (folded by TensorRT)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # shapes of constant tensors, where known
     consumers: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # tensor -> [(node idx, input idx)]
+
+    @cached_property
+    def ranges(self) -> dict[str, Interval]:
+        """Static value ranges of every tensor (ranges.py), computed once for the rules that need them."""
+        return value_ranges(self.model)
 
     def finding(self, rule: str, i: int, message: str, severity: Severity = "error") -> Finding:
         return Finding(rule, self.names[i], self.nodes[i].op_type, message, severity)
@@ -421,7 +427,7 @@ def _check_constant_operands(ctx: _Context) -> Iterator[Finding]:
 def _check_fp16_exp(ctx: _Context) -> Iterator[Finding]:
     pinned = set(fp32_layers(ctx.model))
     exps = [i for i in _ops(ctx, "Exp") if ctx.nodes[i].name not in pinned]
-    ranges = value_ranges(ctx.model) if exps else {}
+    ranges = ctx.ranges if exps else {}
     for i in exps:
         hi = ranges.get(ctx.nodes[i].input[0], (0.0, np.inf))[1]
         if hi > FP16_EXP_LIMIT:
@@ -450,7 +456,7 @@ def _check_fp16_square(ctx: _Context) -> Iterator[Finding]:
     in fp16 for this reason): such squares must be among the layers the graph keeps in fp32."""
     pinned = set(fp32_layers(ctx.model))
     squares = [i for i in _squares(ctx) if ctx.nodes[i].name not in pinned]
-    ranges = value_ranges(ctx.model) if squares else {}
+    ranges = ctx.ranges if squares else {}
     for i in squares:
         lo, hi = ranges.get(ctx.nodes[i].input[0], (-np.inf, np.inf))
         top = max(abs(lo), abs(hi))

@@ -122,18 +122,32 @@ def _fold(node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def value_ranges(model: onnx.ModelProto) -> dict[str, Interval]:
-    """An interval for every float tensor of ``model`` (topologically sorted, as ONNX requires)."""
-    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    """An interval for every float tensor of ``model`` (topologically sorted, as ONNX requires).
+
+    Constants are read from the initializers when a node needs them and dropped after their last reader, a
+    weight's DequantizeLinear folded likewise: a few weights in float64 at a time, not the whole model (1.6 GB per
+    block at xLSTM-7B widths)."""
+    initializers = {i.name: i for i in model.graph.initializer}
     ranges: dict[str, Interval] = {}
-    for name, value in consts.items():
+    for name, init in initializers.items():
+        value = numpy_helper.to_array(init)
         if value.size and value.dtype.kind in "fiu":
             ranges[name] = (float(value.min()), float(value.max()))
-    for node in model.graph.node:
-        if node.op_type in ("DequantizeLinear", "Identity") and all(x in consts for x in node.input if x):
+    last_read = {x: i for i, node in enumerate(model.graph.node) for x in node.input}
+    consts: dict[str, np.ndarray] = {}  # the constants a node still to come reads
+    for i, node in enumerate(model.graph.node):
+        for x in node.input:
+            if x in initializers and x not in consts:
+                consts[x] = numpy_helper.to_array(initializers[x])
+        folds = node.op_type in ("DequantizeLinear", "Identity") and all(x in consts for x in node.input if x)
+        if folds and last_read.get(node.output[0], -1) > i:
             consts[node.output[0]] = _fold(node, consts)  # a weight's DequantizeLinear: the weight itself
         inputs = [ranges.get(x, UNBOUNDED) for x in node.input if x]
         result = _node_range(node, inputs, consts) if inputs else UNBOUNDED
         for out in node.output:
             if out:
                 ranges[out] = result
+        for x in node.input:
+            if last_read[x] == i:
+                consts.pop(x, None)
     return ranges
