@@ -47,3 +47,31 @@ def run_kernel(driver, tmp_path, kernel: str, *parts) -> np.ndarray:
     data.astype("<i8").tofile(tmp_path / "in.bin")
     run_program(driver, [kernel, tmp_path / "in.bin", tmp_path / "out.bin"])
     return np.fromfile(tmp_path / "out.bin", "<i8")
+
+
+def check_first_layers_twins(qm, tokens: np.ndarray, chunk: int, layers: int = 2) -> None:
+    """The float twins cut to the first ``layers`` layers (export.first_layers) carry fewer weights, have no logits,
+    and compute those layers' state bit for bit as the full twins do, by stepping and by prefill."""
+    from edgec.targets.onnx.export import export_step_float, first_layers, state_shapes
+    from edgec.targets.onnx.prefill import export_prefill_float
+    from edgec.targets.onnx.verify import decode as decode_onnx
+    from edgec.targets.onnx.verify import ort_session
+
+    cut = first_layers(qm, layers)
+    states = list(state_shapes(qm.graphs["step"]))
+    kept = list(state_shapes(cut.graphs["step"]))
+    assert kept == states[:len(states) // qm.spec.num_hidden_layers * min(layers, qm.spec.num_hidden_layers)]
+    seq = np.asarray(tokens, np.int64)[None]
+    for full, part in ((export_step_float(qm, None), export_step_float(cut, None)),
+                       (export_prefill_float(qm, None, chunk), export_prefill_float(cut, None, chunk))):
+        assert [o.name for o in part.graph.output] == [s + "_out" for s in kept]
+        assert _weight_bytes(part) < _weight_bytes(full)
+        logits, part_state = decode_onnx(ort_session(part), seq)
+        assert logits is None
+        full_state = decode_onnx(ort_session(full), seq)[1]
+        for name in kept:
+            np.testing.assert_array_equal(part_state[name], full_state[name], err_msg=name)
+
+
+def _weight_bytes(model) -> int:
+    return sum(len(i.raw_data) for i in model.graph.initializer)

@@ -12,6 +12,7 @@ from edgec.targets.onnx.verify import compare_with_simulator
 from edgec.zoo import BUNDLED
 
 from conftest import make_hf_mamba
+from helpers import check_first_layers_twins
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +170,11 @@ def test_prefill_chunks_equal_step_by_step_decoding(bundled):
     assert agreement.argmax_agreement >= 0.98 and agreement.state_max_rel < 1e-4, agreement
 
 
+def test_twins_cut_to_the_first_layers_keep_their_state_bit_for_bit(bundled):
+    tokens = np.frombuffer(BUNDLED["mamba-tiny"].eval.read_bytes()[:32], np.uint8)
+    check_first_layers_twins(bundled[0], tokens, chunk=16)
+
+
 def test_cpu_graph_uses_integer_matmul_and_is_exact(bundled):
     qm = bundled[0]
     model, quantized = export_step(qm, integer_matmul=True)
@@ -235,7 +241,8 @@ def test_a_wrong_prefill_fails_the_build(bundled, tmp_path, monkeypatch):
 
     qm = bundled[0]
     report = build.export_verified(qm, tmp_path, tokens=4)[3]
-    assert report["prefill_float"]["first_states_max_rel"] <= build.PREFILL_RTOL
+    assert report["prefill_float"]["state_max_rel"] <= build.PREFILL_RTOL
+    assert report["prefill_float"]["logits_max_rel"] is None  # the twins are cut to the first layers
 
     right = build.export_prefill_float
 

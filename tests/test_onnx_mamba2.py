@@ -26,6 +26,7 @@ from edgec.targets.orin.roofline import decode_roofline, decode_traffic
 from edgec.zoo import BUNDLED
 
 from conftest import make_hf_mamba2
+from helpers import check_first_layers_twins
 
 ENTRY = BUNDLED["mamba2-tiny"]
 MODELS = ["bundled", "groups1", "groups2"]
@@ -95,6 +96,7 @@ def test_prefill_onnx_matches_step_onnx(exported):
     assert twins.tokens == 64 and twins.state_max_rel < 1e-5 and twins.logits_max_rel < 1e-5, twins
     agreement = compare_prefill(step, prefill, tokens)  # the int8 graphs, the state carried across 4 chunks
     assert agreement.argmax_agreement >= 0.95, agreement
+    check_first_layers_twins(qm, tokens[:32], CHUNK, layers=1)  # the build's check, cut to its layers
 
 
 def test_prefill_and_step_perplexity_agree_on_mamba2_tiny(eval_batches):

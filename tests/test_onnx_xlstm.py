@@ -25,6 +25,7 @@ from edgec.targets.orin.roofline import decode_roofline, decode_traffic
 from edgec.zoo import BUNDLED
 
 from conftest import make_hf_xlstm
+from helpers import check_first_layers_twins
 
 ENTRY = BUNDLED["xlstm-tiny"]
 ALT = Path(__file__).resolve().parent / "assets" / "xlstm_alt"  # fused weights, heads (24, 48), H_12 x H_8
@@ -94,6 +95,7 @@ def test_prefill_onnx_matches_step_onnx(exported, eval_batches):
     assert twins.tokens == 64 and twins.state_max_rel < 1e-5 and twins.logits_max_rel < 1e-5, twins
     agreement = compare_prefill(step, prefill, tokens)  # the int8 graphs, the state carried across 4 chunks
     assert agreement.argmax_agreement >= 0.95, agreement
+    check_first_layers_twins(qm, tokens[:32], 16, layers=1)  # the build's check, cut to its layers
     assert abs(onnx_perplexity(prefill, eval_batches) / onnx_perplexity(step, eval_batches) - 1) < 1e-3
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from edgec.ir.ops import Op
 
-__all__ = ["Graph", "Node", "Value", "entry_graphs"]
+__all__ = ["Graph", "Node", "Value", "entry_graphs", "upstream"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +106,16 @@ class Graph:
 
     def copy(self) -> Graph:
         return Graph(self.name, list(self.nodes), dict(self.values), list(self.inputs), list(self.outputs))
+
+
+def upstream(graph: Graph, outputs: list[str]) -> Graph:
+    """The part of ``graph`` that computes ``outputs``: the nodes they depend on (in order) and the inputs read."""
+    needed, nodes = set(outputs), []
+    for node in reversed(graph.nodes):
+        if needed.intersection(node.outputs):
+            nodes.append(node)
+            needed.update(node.inputs)
+    return Graph(graph.name, nodes[::-1], dict(graph.values), [i for i in graph.inputs if i in needed], list(outputs))
 
 
 def value_rows(graph: Graph, value: str) -> int:

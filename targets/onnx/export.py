@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
 from edgec.errors import UnsupportedOpError
-from edgec.ir import Graph, Node, Op
+from edgec.ir import Graph, Node, Op, upstream
 from edgec.numerics.hadamard import hadamard_factor_matrices
 from edgec.passes.quantize import QuantizedModel, merged_graph
 from edgec.runtime.sim_qdq import qdq_scales
@@ -33,7 +33,7 @@ from edgec.targets.onnx.files import needs_external_data
 from edgec.targets.onnx.vision import VisionEmitters
 
 __all__ = ["FP32_LAYERS_KEY", "OPSET", "ExportedGraph", "FloatWeights", "dequantized_weights", "export_image_graph",
-           "export_image_graph_float", "export_step", "export_step_float", "fp32_layers",
+           "export_image_graph_float", "export_step", "export_step_float", "first_layers", "fp32_layers",
            "state_shapes"]
 
 OPSET = 17  # the highest opset TensorRT 8.5 / 8.6 (JetPack 5 / 6.0) parse
@@ -55,6 +55,21 @@ class ExportedGraph:
 def state_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
     """The step graph's state inputs and their shapes without the batch axis, in input order (any family)."""
     return {name: tuple(int(d) for d in graph.values[name].shape[1:]) for name in graph.inputs if name != "tokens"}
+
+
+def first_layers(qm: QuantizedModel, layers: int) -> QuantizedModel:
+    """``qm`` cut to what the new state of its first ``layers`` layers reads (state inputs are in layer order): the
+    step graph's nodes upstream of those states (no logits) and the prefill graph's nodes of the same names. Their
+    graphs check a prefill formula against stepping at a memory set by those layers, not by the model's depth."""
+    step = qm.graphs["step"]
+    states = [o for o in step.outputs if o != "logits"]
+    per_layer = len(states) // qm.spec.num_hidden_layers
+    cut = upstream(step, states[:per_layer * min(layers, qm.spec.num_hidden_layers)])
+    kept = {node.name for node in cut.nodes}
+    prefill = qm.graphs["prefill"]
+    prefill_cut = Graph(prefill.name, [n for n in prefill.nodes if n.name in kept], dict(prefill.values),
+                        list(prefill.inputs), [])
+    return replace(qm, graphs={**qm.graphs, "step": cut, "prefill": prefill_cut})
 
 
 def fp32_layers(model: onnx.ModelProto) -> list[str]:
@@ -333,10 +348,13 @@ class _OnnxBuilder(VisionEmitters):
     name = "edgec_step"
 
     def io(self, lead: tuple) -> tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto]]:
-        """Graph inputs (tokens, then the step graph's states) and outputs (logits, then each new state)."""
-        vocab = self.graph.values["logits"].shape[-1]
+        """Graph inputs (tokens, then the step graph's states) and outputs (logits, then each new state; a graph
+        cut to its first layers' state, see build.first_layers, has no logits)."""
         inputs = [helper.make_tensor_value_info("tokens", TensorProto.INT64, list(lead))]
-        outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [*lead, vocab])]
+        outputs = []
+        if "logits" in self.graph.outputs:
+            vocab = self.graph.values["logits"].shape[-1]
+            outputs.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT, [*lead, vocab]))
         for name, shape in state_shapes(self.qm.graphs["step"]).items():
             inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *shape]))
             outputs.append(helper.make_tensor_value_info(name + "_out", TensorProto.FLOAT, ["batch", *shape]))

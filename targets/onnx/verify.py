@@ -301,9 +301,10 @@ def compare_runs(model: OnnxModel, quantized: list[str], qm: QuantizedModel, tok
     return agreements, np.stack(logits) if logits else np.zeros((0, 0), np.float32)
 
 
-def decode(session, tokens: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def decode(session, tokens: np.ndarray) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
     """Run [B, L] tokens from the zero state through a session of step.onnx (one token per call) or of
-    prefill.onnx (one chunk per call; L a multiple of the chunk): the logits [B, L, V] and the last state."""
+    prefill.onnx (one chunk per call; L a multiple of the chunk): the logits [B, L, V] (None for a graph without
+    them, see build.first_layers) and the last state."""
     shape = next(i.shape for i in session.get_inputs() if i.name == "tokens")
     chunk = shape[1] if len(shape) == 2 else None
     names = [o.name for o in session.get_outputs()]
@@ -314,8 +315,9 @@ def decode(session, tokens: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarra
         feed = tokens[:, c] if chunk is None else tokens[:, c:c + chunk]
         out = dict(zip(names, session.run(None, {"tokens": feed.astype(np.int64), **state}), strict=True))
         state = {k: out[k + "_out"] for k in state}
-        logits.append(out["logits"] if chunk else out["logits"][:, None])
-    return np.concatenate(logits, axis=1), state
+        if "logits" in out:
+            logits.append(out["logits"] if chunk else out["logits"][:, None])
+    return (np.concatenate(logits, axis=1) if logits else None), state
 
 
 def onnx_perplexity(model: onnx.ModelProto, batches: list[np.ndarray], optimize: bool = True) -> float:
@@ -335,27 +337,29 @@ class PrefillAgreement:
     """prefill.onnx against step.onnx (ONNX Runtime, optimizations off) on the same tokens from the zero state."""
 
     tokens: int  # whole chunks compared
-    logits_max_rel: float  # max |prefill - step| / max |step| over all logits
-    argmax_agreement: float  # fraction of positions where both predict the same next token
+    logits_max_rel: float | None  # max |prefill - step| / max |step| over all logits (None: graphs without logits)
+    argmax_agreement: float | None  # fraction of positions where both predict the same next token
     state_max_rel: float  # worst state: max |prefill - step| / max |step| after the last chunk
-    first_states_max_rel: float  # the same over the first ``first_states`` state inputs (the first layers)
 
 
-def compare_prefill(step: OnnxModel | FoldedGraph, prefill: OnnxModel | FoldedGraph, tokens: np.ndarray,
-                    first_states: int | None = None) -> PrefillAgreement | None:
-    """Feed the whole chunks of ``tokens`` to both graphs; None when there is not one whole chunk. The state inputs
-    are in layer order; ``first_states`` (default all) of them are also measured on their own."""
-    prefill_session = ort_session(prefill)
-    chunk = next(i.shape[1] for i in prefill_session.get_inputs() if i.name == "tokens")
+def compare_prefill(step: OnnxModel | FoldedGraph, prefill: OnnxModel | FoldedGraph, tokens: np.ndarray
+                    ) -> PrefillAgreement | None:
+    """Feed the whole chunks of ``tokens`` to both graphs, one session at a time; None when there is not one whole
+    chunk."""
+    session = ort_session(prefill)
+    chunk = next(i.shape[1] for i in session.get_inputs() if i.name == "tokens")
     whole = len(tokens) // chunk * chunk
     if whole == 0:
         return None
     seq = np.asarray(tokens[:whole], np.int64)[None]
-    got, got_state = decode(prefill_session, seq)
+    got, got_state = decode(session, seq)
+    del session  # its weights and memory arena go before the step graph's session comes
     want, want_state = decode(ort_session(step), seq)
-    state_rel = [relative_error(got_state[k], want_state[k]) for k in want_state]
+    state_rel = max(relative_error(got_state[k], want_state[k]) for k in want_state)
+    if got is None or want is None:
+        return PrefillAgreement(whole, None, None, state_rel)
     return PrefillAgreement(whole, relative_error(got, want), float((got.argmax(-1) == want.argmax(-1)).mean()),
-                            max(state_rel), max(state_rel[:first_states or len(state_rel)]))
+                            state_rel)
 
 
 def simulate_io(qm: QuantizedModel, tokens: np.ndarray) -> tuple[list[dict], list[dict]]:
