@@ -25,9 +25,8 @@ import edgec
 from edgec.data import model_tokens, windows
 from edgec.families import FAMILIES
 from edgec.ir import Op
-from edgec.targets.onnx import prefill as prefill_module
 from edgec.targets.onnx.export import dequantized_weights
-from edgec.targets.onnx.prefill import export_prefill, export_prefill_float
+from edgec.targets.onnx.prefill import SSD_FORMS, SSD_PREFILL_FORM, export_prefill, export_prefill_float
 from edgec.targets.onnx.verify import decode, ort_session
 from edgec.zoo import BUNDLED
 
@@ -57,15 +56,13 @@ def bench(name: str, folder: Path, calib: list[np.ndarray], prompt: int, chunks:
     weights = dequantized_weights(qm)  # the fp32 twin: the same rewritten model's weights, no Q/DQ
     runners = {"HF torch fp32": torch_prefill(folder, FAMILIES[model.spec.family].hf_class)}
     ssd = any(n.op is Op.SSD_SCAN for n in qm.graphs["prefill"].nodes)
-    default = prefill_module._PrefillBuilder.ssd_form
     for chunk in chunks:
-        for form in ("chunk", "unrolled") if ssd else (default,):
-            prefill_module._PrefillBuilder.ssd_form = form
+        for form in SSD_FORMS if ssd else (SSD_PREFILL_FORM,):
             tag = f" ssd {form}" if ssd else ""
             runners[f"prefill.onnx int8, chunk {chunk}{tag}"] = ort_prefill(
-                export_prefill(qm, chunk, integer_matmul=True)[0])
-            runners[f"prefill.onnx fp32, chunk {chunk}{tag}"] = ort_prefill(export_prefill_float(qm, weights, chunk))
-    prefill_module._PrefillBuilder.ssd_form = default
+                export_prefill(qm, chunk, integer_matmul=True, ssd_form=form)[0])
+            runners[f"prefill.onnx fp32, chunk {chunk}{tag}"] = ort_prefill(
+                export_prefill_float(qm, weights, chunk, ssd_form=form))
     tokens = np.random.default_rng(0).integers(0, model.spec.vocab_size, (1, prompt)).astype(np.int64)
     best = best_of(runners, [tokens])
     base = prompt / best["HF torch fp32"]

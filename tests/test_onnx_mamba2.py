@@ -94,6 +94,9 @@ def test_prefill_onnx_matches_step_onnx(exported):
     weights = dequantized_weights(qm)  # float twins: the closed form alone, no int8 code flipped by float order
     twins = compare_prefill(export_step_float(qm, weights), export_prefill_float(qm, weights, chunk=CHUNK), tokens)
     assert twins.tokens == 64 and twins.state_max_rel < 1e-5 and twins.logits_max_rel < 1e-5, twins
+    unrolled = export_prefill_float(qm, weights, chunk=CHUNK, ssd_form="unrolled")  # the form bench_prefill weighs
+    twins = compare_prefill(export_step_float(qm, weights), unrolled, tokens)
+    assert twins.state_max_rel < 1e-5 and twins.logits_max_rel < 1e-5, twins
     agreement = compare_prefill(step, prefill, tokens)  # the int8 graphs, the state carried across 4 chunks
     assert agreement.argmax_agreement >= 0.95, agreement
     check_first_layers_twins(qm, tokens[:32], CHUNK, layers=1)  # the build's check, cut to its layers

@@ -25,19 +25,23 @@ from edgec.passes.quantize import QuantizedModel
 from edgec.targets.onnx import mlstm, ssd
 from edgec.targets.onnx.export import FloatWeights, _OnnxBuilder
 
-__all__ = ["DEFAULT_CHUNK", "export_prefill", "export_prefill_float"]
+__all__ = ["DEFAULT_CHUNK", "SSD_FORMS", "SSD_PREFILL_FORM", "export_prefill", "export_prefill_float"]
 
 DEFAULT_CHUNK = 64  # by measurement (bench/bench_prefill.py): int8 prefill of 512 tokens at mamba-130m widths
 # 1.67x / 2.39x / 2.67x / 2.83x HF torch at 16 / 32 / 64 / 128 (fp32 twin best at 64); xlstm-tiny 0.96x at 16,
 # 1.27x at 64
 
 SSD_PREFILL_FORM = "chunk"  # the SSD's prefill form: "chunk" (closed matrix form) or "unrolled" (bench_prefill.py)
+SSD_FORMS = ("chunk", "unrolled")
 
 
 class _PrefillBuilder(_OnnxBuilder):
-    ssd_form = SSD_PREFILL_FORM
-    def __init__(self, qm: QuantizedModel, chunk: int, integer_matmul: bool = False) -> None:
+    def __init__(self, qm: QuantizedModel, chunk: int, integer_matmul: bool = False,
+                 ssd_form: str = SSD_PREFILL_FORM) -> None:
         super().__init__(qm, integer_matmul)
+        if ssd_form not in SSD_FORMS:
+            raise ValueError(f"ssd_form {ssd_form!r}: one of {', '.join(SSD_FORMS)}")
+        self.ssd_form = ssd_form
         self.graph = qm.graphs["prefill"]
         self.chunk = chunk
 
@@ -94,7 +98,7 @@ class _PrefillBuilder(_OnnxBuilder):
         self.node("Add", [yc, self.node("Mul", [d, u], y + ".Du")], self.output(y))
 
     def _emit_ssd_scan(self, node: Node) -> None:
-        """The SSD over the chunk in SSD_PREFILL_FORM (ssd.py), in fp32 (exp of segment sums, the state)."""
+        """The SSD over the chunk in the builder's ssd_form (ssd.py), in fp32 (exp of segment sums, the state)."""
         (h0,) = self._states(node)
         with self.fp32_region():
             (ssd.emit_chunk if self.ssd_form == "chunk" else ssd.emit_unrolled)(self, node, h0, self.chunk)
@@ -114,15 +118,16 @@ class _FloatPrefillBuilder(FloatWeights, _PrefillBuilder):
 
 
 def export_prefill_float(qm: QuantizedModel, weights: Mapping[str, np.ndarray] | None,
-                         chunk: int = DEFAULT_CHUNK) -> onnx.ModelProto:
+                         chunk: int = DEFAULT_CHUNK, ssd_form: str = SSD_PREFILL_FORM) -> onnx.ModelProto:
     """The prefill graph in fp32 from ``weights`` (no Q/DQ; None: the int8 weights dequantized in the graph),
     the twin of export_step_float."""
-    return _FloatPrefillBuilder(qm, weights, chunk).build()
+    return _FloatPrefillBuilder(qm, weights, chunk, False, ssd_form).build()
 
 
-def export_prefill(qm: QuantizedModel, chunk: int = DEFAULT_CHUNK,
-                   integer_matmul: bool = False) -> tuple[onnx.ModelProto, list[str]]:
-    """The prefill graph for chunks of ``chunk`` tokens, and its int8 tensors in order."""
-    builder = _PrefillBuilder(qm, chunk, integer_matmul)
+def export_prefill(qm: QuantizedModel, chunk: int = DEFAULT_CHUNK, integer_matmul: bool = False,
+                   ssd_form: str = SSD_PREFILL_FORM) -> tuple[onnx.ModelProto, list[str]]:
+    """The prefill graph for chunks of ``chunk`` tokens, and its int8 tensors in order. ``ssd_form``: a Mamba-2
+    SSD's form, "chunk" (closed matrix form) or "unrolled" (token by token; bench/bench_prefill.py times both)."""
+    builder = _PrefillBuilder(qm, chunk, integer_matmul, ssd_form)
     return builder.build(), builder.quantized
 
