@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
+
+from edgec.zoo.mamba2_torch_path import block_kernels  # noqa: E402
 
 
 def make_hf_mamba(seed: int = 0, **sizes):
@@ -29,8 +30,7 @@ def make_hf_mamba2(seed: int = 0, **sizes):
     transformers picks mamba_ssm / causal_conv1d kernels when its modeling_mamba2 is first imported; they
     are blocked here so that the reference is its torch path (tests/test_mamba2_float.py checks it is).
     """
-    for package in ("mamba_ssm", "causal_conv1d"):
-        sys.modules.setdefault(package, None)  # a None entry makes `import package` fail
+    block_kernels()
     torch.manual_seed(seed)
     cfg = transformers.Mamba2Config(**({"vocab_size": 256, "hidden_size": 64, "num_heads": 8, "head_dim": 16,
                                         "state_size": 16, "n_groups": 2, "num_hidden_layers": 2, "chunk_size": 8}

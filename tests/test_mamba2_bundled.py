@@ -7,9 +7,7 @@ Errors are max |edgec - transformers| / max |transformers| over the logits (help
 
 from __future__ import annotations
 
-import inspect
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from edgec.evaluate import perplexities
 from edgec.resolve import load_float
 from edgec.runtime.float_ref import FloatInterpreter
 from edgec.zoo import BUNDLED
+from edgec.zoo.mamba2_torch_path import block_kernels, kernel_functions
 
 from helpers import decode, rel_err
 
@@ -41,14 +40,10 @@ def loaded(request):
 
 def _transformers(folder: Path):
     """transformers' Mamba2ForCausalLM from ``folder``, on its torch path (mamba_ssm / causal_conv1d blocked)."""
-    for package in ("mamba_ssm", "causal_conv1d"):
-        sys.modules.setdefault(package, None)
+    block_kernels()
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from transformers.models.mamba2 import modeling_mamba2 as mm
-
-    for fn in (mm.mamba2_chunk_scan, mm.causal_conv1d_fn):
-        assert inspect.getclosurevars(fn).nonlocals["is_new_implementation"] is False, fn.__name__
+    assert kernel_functions() == []
     return torch, transformers.Mamba2ForCausalLM.from_pretrained(folder).eval()
 
 

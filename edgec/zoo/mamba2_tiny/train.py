@@ -26,11 +26,11 @@ import argparse
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
-for _package in ("mamba_ssm", "causal_conv1d"):  # before transformers' modeling_mamba2 is imported
-    sys.modules.setdefault(_package, None)  # a None entry makes `import package` fail
+from edgec.zoo.mamba2_torch_path import block_kernels, kernel_functions
+
+block_kernels()  # before transformers' modeling_mamba2 is imported
 
 import torch  # noqa: E402
 from transformers import Mamba2Config, Mamba2ForCausalLM  # noqa: E402
@@ -59,13 +59,9 @@ def make_config(hidden_size: int = 128, layers: int = 4, head_dim: int = 32, sta
 
 def check_torch_path() -> None:
     """Refuse to train through a kernel package (the checkpoint must match transformers' torch path)."""
-    import inspect
-
-    from transformers.models.mamba2 import modeling_mamba2 as mm
-
-    for fn in (mm.mamba2_chunk_scan, mm.causal_conv1d_fn, mm.mamba2_split_conv1d_scan_combined):
-        if inspect.getclosurevars(fn).nonlocals.get("is_new_implementation"):
-            raise SystemExit(f"transformers' {fn.__name__} is not its torch path")
+    kernels = kernel_functions()
+    if kernels:
+        raise SystemExit(f"transformers' {', '.join(kernels)} not on its torch path")
 
 
 @torch.no_grad()
