@@ -7,23 +7,15 @@
 #include <string>
 #include <vector>
 
+#include "driver_io.h"
 #include "edgec_kernels.h"
 
 enum { V = 40, D = 64, K = 48, N = 36, E = 24, KT = 4, NS = 16, HD = 90, HK = 12, HM = 3 };
 enum { NH = 3, DH = 16, QH = 2, DQK = 8, DV = 12, KB = 10, NI = 600 };
 
-static std::vector<int64_t> in;
-static size_t pos = 0;
-static int64_t next() { return in.at(pos++); }
-static const int64_t *take(size_t n) { const int64_t *p = &in.at(pos); pos += n; return p; }
-
 int main(int argc, char **argv) {
     if (argc != 4) return 2;
-    FILE *f = fopen(argv[2], "rb");
-    int64_t v;
-    while (fread(&v, 8, 1, f) == 1) in.push_back(v);
-    fclose(f);
-    std::vector<int64_t> out;
+    read_input(argv[2]);
     const std::string kernel = argv[1];
     if (kernel == "embed") {
         std::vector<int8_t> table(V * D);
@@ -144,8 +136,6 @@ int main(int argc, char **argv) {
     } else {
         return 3;
     }
-    FILE *o = fopen(argv[3], "wb");
-    fwrite(out.data(), 8, out.size(), o);
-    fclose(o);
+    write_output(argv[3]);
     return 0;
 }

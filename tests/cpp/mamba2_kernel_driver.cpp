@@ -7,22 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "driver_io.h"
 #include "edgec_kernels.h"
 
 enum { SH = 6, SG = 2, SP = 5, SN = 8, STEPS = 4, ND = 64, NG = 4, NROWS = 6 };
 
-static std::vector<int64_t> in;
-static size_t pos = 0;
-static int64_t next() { return in.at(pos++); }
-static const int64_t *take(size_t n) { const int64_t *p = &in.at(pos); pos += n; return p; }
-
 int main(int argc, char **argv) {
     if (argc != 4) return 2;
-    FILE *f = fopen(argv[2], "rb");
-    int64_t v;
-    while (fread(&v, 8, 1, f) == 1) in.push_back(v);
-    fclose(f);
-    std::vector<int64_t> out;
+    read_input(argv[2]);
     const std::string kernel = argv[1];
     if (kernel == "ssd_step") {
         std::vector<int32_t> h(SH * SP * SN);
@@ -53,8 +45,6 @@ int main(int argc, char **argv) {
     } else {
         return 3;
     }
-    FILE *o = fopen(argv[3], "wb");
-    fwrite(out.data(), 8, out.size(), o);
-    fclose(o);
+    write_output(argv[3]);
     return 0;
 }

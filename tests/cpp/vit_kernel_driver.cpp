@@ -12,29 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "driver_io.h"
 #include "edgec_vit_kernels.h"
 
 namespace {
-
-std::vector<int64_t> in, out;
-size_t pos = 0;
-
-void fail(const char *what) {
-    fprintf(stderr, "vit_kernel_driver: %s at word %zu of %zu\n", what, pos, in.size());
-    exit(1);
-}
-
-int64_t next() {
-    if (pos >= in.size()) fail("input ends inside a record");
-    return in[pos++];
-}
-
-const int64_t *take(size_t n) {
-    if (pos + n > in.size()) fail("input ends inside a record");
-    const int64_t *p = in.data() + pos;
-    pos += n;
-    return p;
-}
 
 std::vector<int8_t> take8(size_t n) {
     const int64_t *p = take(n);
@@ -237,17 +218,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "vit_kernel_driver: unknown variant %s\n", argv[1]);
         return 3;
     }
-    FILE *f = fopen(argv[2], "rb");
-    if (!f) fail("cannot open the input");
-    int64_t v;
-    while (fread(&v, 8, 1, f) == 1) in.push_back(v);
-    fclose(f);
+    read_input(argv[2]);
     const int64_t count = next();
     for (int64_t i = 0; i < count; i++) found->second();
     if (pos != in.size()) fail("input longer than its records");
-    FILE *o = fopen(argv[3], "wb");
-    if (!o) fail("cannot open the output");
-    if (fwrite(out.data(), 8, out.size(), o) != out.size()) fail("short write");
-    fclose(o);
+    write_output(argv[3]);
     return 0;
 }
