@@ -18,6 +18,7 @@ from typing import Any
 
 from edgec.errors import CheckpointError, UnsupportedModelError
 from edgec.frontends.config_fields import bool_field, float_field, int_field
+from edgec.frontends.mamba_spec import MambaBackbone
 from edgec.frontends.validate import JSON_INFINITY, short
 from edgec.frontends.weights import WeightStore
 from edgec.limits import MAX_CONV_KERNEL, MAX_LAYERS, MAX_SEQ_LEN, MAX_STATE_SIZE, MAX_VOCAB, MAX_WIDTH
@@ -33,7 +34,7 @@ _INF_TAG = {"__float__": "Infinity"}  # how transformers >= 5 writes float("inf"
 
 
 @dataclass(frozen=True)
-class Mamba2Spec:
+class Mamba2Spec(MambaBackbone):
     """Sizes and switches of a Mamba-2 model (see the module docstring for the derived widths)."""
 
     vocab_size: int
@@ -130,36 +131,18 @@ class Mamba2Spec:
         return {"conv": (self.conv_dim, self.conv_kernel - 1),
                 "ssm": (self.num_heads, self.head_dim, self.state_size)}
 
-    def expected_shapes(self) -> dict[str, tuple[int, ...]]:
-        """The tensor names and shapes a checkpoint of this spec must contain."""
+    def _mixer_shapes(self, prefix: str) -> dict[str, tuple[int, ...]]:
+        """One layer's mixer tensors: in_proj to z | xBC | dt, the depthwise conv, dt_bias, A, D, the gated norm."""
         d, e, h, k = self.hidden_size, self.intermediate_size, self.num_heads, self.conv_kernel
-        proj = sum(self.in_proj_segments)
-        shapes: dict[str, tuple[int, ...]] = {"backbone.embeddings.weight": (self.vocab_size, d),
-                                              "backbone.norm_f.weight": (d,)}
-        for i in range(self.num_hidden_layers):
-            p = f"backbone.layers.{i}."
-            shapes |= {
-                p + "norm.weight": (d,),
-                p + "mixer.in_proj.weight": (proj, d),
-                p + "mixer.conv1d.weight": (self.conv_dim, 1, k),
-                p + "mixer.dt_bias": (h,),
-                p + "mixer.A_log": (h,),
-                p + "mixer.D": (h,),
-                p + "mixer.norm.weight": (e,),
-                p + "mixer.out_proj.weight": (d, e),
-            }
-            if self.use_conv_bias:
-                shapes[p + "mixer.conv1d.bias"] = (self.conv_dim,)
-            if self.use_bias:
-                shapes[p + "mixer.in_proj.bias"] = (proj,)
-                shapes[p + "mixer.out_proj.bias"] = (d,)
-        if not self.tie_word_embeddings:
-            shapes["lm_head.weight"] = (self.vocab_size, d)
-        return shapes
-
-    @property
-    def lm_head_name(self) -> str:
-        return "backbone.embeddings.weight" if self.tie_word_embeddings else "lm_head.weight"
+        return {
+            prefix + "in_proj.weight": (sum(self.in_proj_segments), d),
+            prefix + "conv1d.weight": (self.conv_dim, 1, k),
+            prefix + "dt_bias": (h,),
+            prefix + "A_log": (h,),
+            prefix + "D": (h,),
+            prefix + "norm.weight": (e,),
+            prefix + "out_proj.weight": (d, e),
+        }
 
 
 def check_checkpoint(spec: Mamba2Spec, store: WeightStore, source: str) -> None:

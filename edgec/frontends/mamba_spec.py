@@ -12,13 +12,52 @@ from edgec.frontends.config_fields import as_int, bool_field, int_field
 from edgec.frontends.validate import short
 from edgec.limits import MAX_CONV_KERNEL, MAX_LAYERS, MAX_STATE_SIZE, MAX_VOCAB, MAX_WIDTH
 
-__all__ = ["MambaSpec"]
+__all__ = ["MambaBackbone", "MambaSpec"]
 
 _MAMBA_ARCHS = {"MambaForCausalLM", "MambaModel"}
 
 
+class MambaBackbone:
+    """The checkpoint layout Mamba and Mamba-2 share: embeddings, per layer a norm and a mixer (with optional
+    conv1d, in_proj and out_proj biases), norm_f, and an lm_head that may be tied to the embeddings."""
+
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    use_bias: bool
+    use_conv_bias: bool
+    tie_word_embeddings: bool
+
+    @property
+    def lm_head_name(self) -> str:
+        """The weight lm_head reads: the embeddings when tied, else its own."""
+        return "backbone.embeddings.weight" if self.tie_word_embeddings else "lm_head.weight"
+
+    def expected_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The tensor names and shapes a checkpoint of this spec must contain."""
+        d = self.hidden_size
+        shapes: dict[str, tuple[int, ...]] = {"backbone.embeddings.weight": (self.vocab_size, d),
+                                              "backbone.norm_f.weight": (d,)}
+        for i in range(self.num_hidden_layers):
+            p = f"backbone.layers.{i}."
+            mixer = self._mixer_shapes(p + "mixer.")
+            shapes |= {p + "norm.weight": (d,)} | mixer | self._bias_shapes(p + "mixer.", mixer)
+        if not self.tie_word_embeddings:
+            shapes["lm_head.weight"] = (self.vocab_size, d)
+        return shapes
+
+    def _mixer_shapes(self, prefix: str) -> dict[str, tuple[int, ...]]:
+        """One layer's mixer tensors, named ``prefix`` + their name, without the optional biases."""
+        raise NotImplementedError
+
+    def _bias_shapes(self, prefix: str, mixer: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        """The conv1d bias if use_conv_bias, the in_proj and out_proj biases if use_bias: one per weight row."""
+        modules = (["conv1d"] if self.use_conv_bias else []) + (["in_proj", "out_proj"] if self.use_bias else [])
+        return {prefix + m + ".bias": (mixer[prefix + m + ".weight"][0],) for m in modules}
+
+
 @dataclass(frozen=True)
-class MambaSpec:
+class MambaSpec(MambaBackbone):
     """Sizes and switches of a Mamba model; field names follow transformers' MambaConfig."""
 
     vocab_size: int
@@ -78,37 +117,20 @@ class MambaSpec:
         cfg.update(model_type="mamba", architectures=["MambaForCausalLM"], hidden_act="silu", expand=2)
         return cfg
 
-    def expected_shapes(self) -> dict[str, tuple[int, ...]]:
-        """The tensor names and shapes a checkpoint of this spec must contain."""
+    def _mixer_shapes(self, prefix: str) -> dict[str, tuple[int, ...]]:
+        """One layer's mixer tensors: in_proj to x | z, the depthwise conv, x_proj to dt | B | C, dt_proj, A, D."""
         d, e, n, r, k = (self.hidden_size, self.intermediate_size, self.state_size,
                          self.time_step_rank, self.conv_kernel)
-        shapes: dict[str, tuple[int, ...]] = {"backbone.embeddings.weight": (self.vocab_size, d),
-                                              "backbone.norm_f.weight": (d,)}
-        for i in range(self.num_hidden_layers):
-            p = f"backbone.layers.{i}."
-            shapes |= {
-                p + "norm.weight": (d,),
-                p + "mixer.in_proj.weight": (2 * e, d),
-                p + "mixer.conv1d.weight": (e, 1, k),
-                p + "mixer.x_proj.weight": (r + 2 * n, e),
-                p + "mixer.dt_proj.weight": (e, r),
-                p + "mixer.dt_proj.bias": (e,),
-                p + "mixer.A_log": (e, n),
-                p + "mixer.D": (e,),
-                p + "mixer.out_proj.weight": (d, e),
-            }
-            if self.use_conv_bias:
-                shapes[p + "mixer.conv1d.bias"] = (e,)
-            if self.use_bias:
-                shapes[p + "mixer.in_proj.bias"] = (2 * e,)
-                shapes[p + "mixer.out_proj.bias"] = (d,)
-        if not self.tie_word_embeddings:
-            shapes["lm_head.weight"] = (self.vocab_size, d)
-        return shapes
-
-    @property
-    def lm_head_name(self) -> str:
-        return "backbone.embeddings.weight" if self.tie_word_embeddings else "lm_head.weight"
+        return {
+            prefix + "in_proj.weight": (2 * e, d),
+            prefix + "conv1d.weight": (e, 1, k),
+            prefix + "x_proj.weight": (r + 2 * n, e),
+            prefix + "dt_proj.weight": (e, r),
+            prefix + "dt_proj.bias": (e,),
+            prefix + "A_log": (e, n),
+            prefix + "D": (e,),
+            prefix + "out_proj.weight": (d, e),
+        }
 
 
 def _check_family(cfg: Mapping[str, Any], source: str) -> None:
