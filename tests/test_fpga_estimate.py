@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import json
+import re
 
+import numpy as np
 import pytest
 
 from edgec.errors import EdgecError
 from edgec.frontends.mamba_spec import MambaSpec
+from edgec.ir import Op
+from edgec.targets.fpga.buffers import BUFFER_BITS, assign_buffers, state_outputs, wide_value
+from edgec.targets.fpga.costs import NORM_SCALAR_CYCLES, PIPELINE_DEPTH, node_cost
 from edgec.targets.fpga.devices import DEVICES, FpgaDevice, UnknownDeviceError, get_device
+from edgec.targets.fpga.emit import emit_design
 from edgec.targets.fpga.estimate import (
     CONST_BYTES,
     DRAM_EFFICIENCY,
     DSP_BUDGET,
     Estimate,
+    _Design,
     default_parallelism,
     estimate,
     format_estimate,
+    spec_bits,
+    step_graph,
 )
+
+from helpers import quantize_bundled
 
 TINY = MambaSpec(vocab_size=256, hidden_size=128, state_size=16, num_hidden_layers=4, intermediate_size=256,
                  conv_kernel=4, time_step_rank=8)
@@ -236,3 +247,81 @@ def test_format_and_dict():
     assert d["device"]["name"] == "zcu102" and d["model"]["intermediate_size"] == 1536
     bad = format_estimate(estimate(M2_8B, get_device("kv260")))
     assert "fits: NO" in bad and "state" in bad
+
+
+# ------------------------------------------------------------------------------------------------
+# Wide products: one rule for the cost model, the emitter and the buffers
+# ------------------------------------------------------------------------------------------------
+
+#: Per bundled model: (RMSNORMs reading a wide product, plain ones), wide products, the estimate's buffer bytes with
+#: the 256-element product at 32 bits, 16-bit y times 16-bit gate (16-bit storage gave 512 bytes fewer).
+BUNDLED_WIDE = {"mamba2-tiny": (4, 5, 4, 4528), "mamba-tiny": (0, 5, 4, 4560)}
+
+
+@pytest.fixture(scope="module", params=sorted(BUNDLED_WIDE))
+def bundled(request):
+    """(name, QuantizedModel, its generated top's source)."""
+    qm = quantize_bundled(request.param)[1]
+    return request.param, qm, emit_design(qm).files["edgec_top.cpp"]
+
+
+def _emitted_calls(top: str) -> dict[str, str]:
+    """Each node's first kernel call in a generated top, by node name (the comment line before it ends in it)."""
+    lines = top.splitlines()
+    named = ((i, re.search(r"^ +// .*# (\S+)$", line)) for i, line in enumerate(lines))
+    return {m.group(1): lines[i + 1].strip() for i, m in named if m}
+
+
+def _emitted_wide(call: str) -> bool:
+    """The WIDE flag of an emitted norm call (edgec::rmsnorm has none: a stored format)."""
+    grouped = re.search(r"edgec::rmsnorm_groups<\d+, \d+, (true|false)>", call)
+    assert grouped or call.startswith("edgec::rmsnorm<"), call
+    return bool(grouped) and grouped.group(1) == "true"
+
+
+def test_norm_of_a_wide_product_is_one_rule(bundled):
+    """mamba2-tiny's gated norms (2 groups of 128) read the wide y * silu(z); its residual norms and every norm of
+    mamba-tiny read stored codes. The emitter's WIDE flag, the shared predicate and the cost's max pass agree."""
+    name, qm, top = bundled
+    graph, calls = qm.graphs["step"], _emitted_calls(top)
+    norms = [n for n in graph.nodes if n.op is Op.RMSNORM]
+    wide = [n for n in norms if wide_value(qm.bits, n.inputs[0])]
+    assert (len(wide), len(norms) - len(wide)) == BUNDLED_WIDE[name][:2]
+    for node in norms:
+        is_wide = wide_value(qm.bits, node.inputs[0])
+        assert _emitted_wide(calls[node.name]) == is_wide, node.name
+        width, groups = int(graph.values[node.inputs[0]].shape[-1]), int(node.attrs.get("groups", 1))
+        passes = 3 if is_wide else 2
+        expected = passes * (width // 16 + PIPELINE_DEPTH) + groups * NORM_SCALAR_CYCLES
+        assert node_cost(graph, node, 64, 16, qm.bits).cycles == expected == (272 if is_wide else 132)
+
+
+def test_spec_only_estimate_finds_the_same_wide_products(bundled):
+    """Without formats, the estimate assumes the quantizer's: the same values wide, so the same cycles."""
+    name, qm, _ = bundled
+    graph, assumed = qm.graphs["step"], spec_bits(step_graph(qm.spec))
+    buffered = assign_buffers(graph, state_outputs(graph))
+    wide = [v for v in buffered if wide_value(qm.bits, v)]
+    assert len(wide) == BUNDLED_WIDE[name][2] and {graph.producer(v).op for v in wide} == {Op.MUL}
+    assert [v for v in buffered if wide_value(assumed, v)] == wide
+    dev = get_device("zcu102")
+    assert estimate(qm.spec, dev, 64, 16).stage_cycles == estimate(qm.spec, dev, 64, 16, graph, qm.bits).stage_cycles
+
+
+def test_wide_product_buffer_holds_the_exact_product(bundled):
+    """The buffer of each wide product is counted at the sum of its factors' widths (the exact product), which the
+    element the emitted top declares for it holds."""
+    name, qm, top = bundled
+    graph = qm.graphs["step"]
+    declared = {buf: ctype for ctype, buf in re.findall(r"^static (\w+) (buf\d+)\[\d+\];$", top, re.M)}
+    buffers = assign_buffers(graph, state_outputs(graph))  # as the emitter assigns them
+    design = _Design(qm.spec, graph, qm.bits)
+    wide = [v for v in buffers if wide_value(qm.bits, v)]
+    assert len(wide) == BUNDLED_WIDE[name][2]
+    for value in wide:
+        factors = sum(qm.bits[x] for x in graph.producer(value).inputs)
+        element = 8 * np.dtype(declared[buffers[value][0]].removesuffix("_t")).itemsize
+        assert design.storage_bits(value) == factors == 32 <= element == BUFFER_BITS
+    assert (256, 32) in design.buffers(16)  # the product, d_inner = 256 values
+    e = estimate(qm.spec, get_device("zcu102"), 64, 1, graph, qm.bits)
+    assert e.buffer_bytes == BUNDLED_WIDE[name][3]

@@ -7,6 +7,8 @@ reader this node is. An output never shares a buffer with an input of its own no
 and writes the same array. A value written by several nodes (each task's own router of a merged task
 schedule) keeps the buffer of its first writer. Graph outputs stay allocated to the end. The result
 depends on the graph alone, for any family.
+
+Every buffer of the generated top holds BUFFER_DTYPE elements; a wide product (``wide_value``) needs all of them.
 """
 
 from __future__ import annotations
@@ -14,12 +16,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 
+import numpy as np
+
 from edgec.ir import Graph, value_elements
 from edgec.ir.ops import STATEFUL_STEP
 
-__all__ = ["assign_buffers", "state_outputs"]
+__all__ = ["BUFFER_BITS", "BUFFER_CTYPE", "BUFFER_DTYPE", "assign_buffers", "state_outputs", "wide_value"]
 
 logger = logging.getLogger(__name__)
+
+#: The element of every activation buffer the generated top declares (emit.py; hls/include/edgec_kernels.h).
+BUFFER_DTYPE = np.dtype(np.int64)
+BUFFER_CTYPE = f"{BUFFER_DTYPE.name}_t"  # "int64_t"
+BUFFER_BITS = 8 * BUFFER_DTYPE.itemsize
+
+
+def wide_value(bits: Mapping[str, int], value: str) -> bool:
+    """Whether ``value`` is a wide product: no stored format in ``bits`` (a QuantizedModel's), the int simulator's
+    rule (op_rmsnorm reads it in block floating point; edgec::mul writes it unsaturated)."""
+    return value not in bits
 
 
 def assign_buffers(graph: Graph, skip: Iterable[str] = (),

@@ -1,6 +1,7 @@
 """Per-op cost model of the FPGA decode step: cycles, DRAM bytes and recurrent state of each step-graph node.
 
-One ``_cost_<op>`` per IR op, as the emitter has one ``_emit_<op>``; a model family is only a graph.
+One ``_cost_<op>`` per IR op, as the emitter has one ``_emit_<op>``; a model family is only a graph and the
+storage width of its values (``bits``, a QuantizedModel's).
 The design (hls/include/edgec_kernels.h, generated top):
 
 * one shared int8 matrix-vector engine of ``P`` MACs per cycle, pipelined at II = 1. Int8 MACs are
@@ -17,8 +18,9 @@ Cycle formulas (D, E widths of the node's input/output; ``ceil`` rounds up):
 
 * LINEAR rows x cols: ceil(rows / 2) * ceil(cols / (P / 2)) + depth;
 * RMSNORM: 2 * (ceil(D / L) + depth) + NORM_SCALAR_CYCLES (sum of squares, then scale; isqrt and one
-  64-bit division between); with G groups, G * NORM_SCALAR_CYCLES, and of a wide product (a MUL's, block
-  floating point) a third pass (the max |x| of each group) before the block shift and sum of squares;
+  64-bit division between); with G groups, G * NORM_SCALAR_CYCLES, and of a wide product (no stored format:
+  buffers.wide_value; block floating point) a third pass (the max |x| of each group) before the block shift and
+  sum of squares;
 * EMBED, CONV1D_STEP, MUL, ADD: ceil(width / L) + depth (the K taps of a conv channel are unrolled in one
   iteration);
 * SCAN_STEP: E * ceil(N / L) + SCAN_DEPTH (L state elements per cycle, the C.h reduction across lanes);
@@ -43,12 +45,13 @@ token, plus bu_m, bu_shift, d_m and d_shift per head (4 * H).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from edgec.errors import UnsupportedOpError
 from edgec.ir import Graph, Node, Op
 from edgec.runtime.sim_int import KNOT_BITS
+from edgec.targets.fpga.buffers import wide_value
 
 __all__ = [
     "CONST_BYTES",
@@ -207,44 +210,43 @@ def lane_width(graph: Graph, node: Node) -> int | None:
     return None
 
 
-def _cost_embed(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
+def _cost_embed(graph: Graph, node: Node, p: int, lanes: int, bits: Mapping[str, int]) -> NodeCost:
     d = _width(graph, node.outputs[0])
     return NodeCost(_loop(_cdiv(d, lanes)), d, 2)  # one row; the token's multiplier and shift
 
 
-def _cost_rmsnorm(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
+def _cost_rmsnorm(graph: Graph, node: Node, p: int, lanes: int, bits: Mapping[str, int]) -> NodeCost:
     src = node.inputs[0]
-    producer = graph.producer(src)
-    passes = 3 if producer is not None and producer.op is Op.MUL else 2  # a wide product: the max pass first
+    passes = 3 if wide_value(bits, src) else 2  # a wide product: the max pass first
     groups = int(node.attrs.get("groups", 1))
     return NodeCost(passes * _loop(_cdiv(_width(graph, src), lanes)) + groups * NORM_SCALAR_CYCLES)
 
 
-def _cost_linear(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
+def _cost_linear(graph: Graph, node: Node, p: int, lanes: int, bits: Mapping[str, int]) -> NodeCost:
     rows, cols = _width(graph, node.outputs[0]), _width(graph, node.inputs[0])
     requant = node.outputs[0] not in graph.outputs  # a graph output keeps its accumulators (passes/quantize.py)
     cycles = _cdiv(rows, MACS_PER_DSP) * _cdiv(cols, p // MACS_PER_DSP) + PIPELINE_DEPTH
     return NodeCost(cycles, rows * cols, rows * (2 * requant + ("bias" in node.weights)))
 
 
-def _cost_elementwise(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
+def _cost_elementwise(graph: Graph, node: Node, p: int, lanes: int, bits: Mapping[str, int]) -> NodeCost:
     return NodeCost(_loop(_cdiv(_width(graph, node.outputs[0]), lanes)))
 
 
-def _cost_conv1d_step(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
+def _cost_conv1d_step(graph: Graph, node: Node, p: int, lanes: int, bits: Mapping[str, int]) -> NodeCost:
     e, taps = _state_shape(graph, node.inputs[1])
     state = StateArray(node.inputs[1], "conv", (e, taps), 8, lanes * taps * 8, _cdiv(e, lanes))
     return NodeCost(_loop(_cdiv(e, lanes)), e * (taps + 1), e * (2 + ("bias" in node.weights)), states=(state,))
 
 
-def _cost_scan_step(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
+def _cost_scan_step(graph: Graph, node: Node, p: int, lanes: int, bits: Mapping[str, int]) -> NodeCost:
     e, n = _state_shape(graph, node.inputs[4])
     state = StateArray(node.inputs[4], "ssm", (e, n), 32, lanes * 32, e * _cdiv(n, lanes))
     # A (quantized, per channel and state) + D's multiplier and shift
     return NodeCost(_loop(e * _cdiv(n, lanes), SCAN_DEPTH), 0, e * n + 2 * e, "scan", (state,))
 
 
-def _cost_ssd_step(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
+def _cost_ssd_step(graph: Graph, node: Node, p: int, lanes: int, bits: Mapping[str, int]) -> NodeCost:
     heads, hp, n = _state_shape(graph, node.inputs[4])
     state = StateArray(node.inputs[4], "ssm", (heads, hp, n), 32, lanes * 32, heads * hp * _cdiv(n, lanes),
                        streamable=True)
@@ -252,25 +254,25 @@ def _cost_ssd_step(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
     return NodeCost(cycles, 0, 6 * heads, "ssd", (state,))  # dt_q, decay (indexed), bu_m, bu_shift, d_m, d_shift
 
 
-def _cost_table(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
+def _cost_table(graph: Graph, node: Node, p: int, lanes: int, bits: Mapping[str, int]) -> NodeCost:
     if node.op is Op.SOFTCAP:
         return NodeCost(0, 0, _KNOTS, "interp")
     return NodeCost(0, 0, _TABLE_ENTRIES)
 
 
-def _cost_hadamard(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
+def _cost_hadamard(graph: Graph, node: Node, p: int, lanes: int, bits: Mapping[str, int]) -> NodeCost:
     plan = node.attrs["plan"]
     w = min(p, plan.padded_dim)
     cycles = plan.m * _loop(_cdiv(plan.padded_dim, w)) + _loop(_cdiv(plan.padded_dim * plan.k, w))
     return NodeCost(cycles, 0, plan.k * plan.k)  # the K x K +-1 matrix
 
 
-def _cost_head_layernorm(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
+def _cost_head_layernorm(graph: Graph, node: Node, p: int, lanes: int, bits: Mapping[str, int]) -> NodeCost:
     v, heads = _width(graph, node.outputs[0]), int(node.attrs["heads"])
     return NodeCost(4 * _loop(_cdiv(v, lanes)) + heads * NORM_SCALAR_CYCLES, 0, 2 * v)  # per-channel m, shift
 
 
-def _cost_mlstm_step(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
+def _cost_mlstm_step(graph: Graph, node: Node, p: int, lanes: int, bits: Mapping[str, int]) -> NodeCost:
     c, n, m = node.inputs[5:8]
     heads, dqk, dv = _state_shape(graph, c)
     per_head = (_loop(_cdiv(dqk, lanes)) + _loop(dqk * _cdiv(dv, lanes), MLSTM_DEPTH) + _loop(_cdiv(dv, lanes))
@@ -281,7 +283,7 @@ def _cost_mlstm_step(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost:
     return NodeCost(heads * per_head, 0, _KNOTS, "mlstm", states)  # the log-sigmoid knots
 
 
-_COSTS: dict[Op, Callable[[Graph, Node, int, int], NodeCost]] = {
+_COSTS: dict[Op, Callable[[Graph, Node, int, int, Mapping[str, int]], NodeCost]] = {
     Op.EMBED: _cost_embed, Op.RMSNORM: _cost_rmsnorm, Op.LINEAR: _cost_linear, Op.CONV1D_STEP: _cost_conv1d_step,
     Op.SCAN_STEP: _cost_scan_step, Op.MUL: _cost_elementwise, Op.ADD: _cost_elementwise, Op.HADAMARD: _cost_hadamard,
     Op.HEAD_LAYERNORM: _cost_head_layernorm, Op.MLSTM_STEP: _cost_mlstm_step, Op.SSD_STEP: _cost_ssd_step,
@@ -289,11 +291,12 @@ _COSTS: dict[Op, Callable[[Graph, Node, int, int], NodeCost]] = {
 }
 
 
-def node_cost(graph: Graph, node: Node, p: int, lanes: int) -> NodeCost | None:
-    """The cost of ``node`` with a P-MAC engine and L lanes; None for a SPLIT (it only names slices)."""
+def node_cost(graph: Graph, node: Node, p: int, lanes: int, bits: Mapping[str, int]) -> NodeCost | None:
+    """The cost of ``node`` with a P-MAC engine and L lanes, ``bits`` the storage width of the graph's values; None
+    for a SPLIT (it only names slices)."""
     if node.op is Op.SPLIT:
         return None
     cost = _COSTS.get(node.op)
     if cost is None:
         raise UnsupportedOpError(f"the FPGA estimate has no cost model for op {node.op.value!r} (node {node.name})")
-    return cost(graph, node, p, lanes)
+    return cost(graph, node, p, lanes, bits)

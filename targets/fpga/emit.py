@@ -5,7 +5,7 @@ Table-driven: one ``_emit_<op>`` per IR op, each returning C++ lines that call a
 constants (taken from ``QuantizedModel.int_constants``, the same values the simulator runs with).
 An op without an emitter raises UnsupportedOpError before any file is written.
 
-Storage: activations live in int64 buffers shared between values whose lifetimes do not overlap
+Storage: activations live in int64 buffers (BUFFER_CTYPE) shared between values whose lifetimes do not overlap
 (buffers.py). Recurrent state lives in static arrays on chip, except the arrays named in ``dram_states``
 (chosen by the estimate's size rule), which live in a DRAM window of the top's ``state`` port: int32
 words at fixed offsets, read and written back by their kernel once per token.
@@ -25,7 +25,7 @@ from edgec.numerics.hadamard import hadamard_base
 from edgec.passes.quantize import QuantizedModel
 from edgec.runtime.sim_int import MlstmConstants, norm_bits
 from edgec.targets.fpga.blob import WeightBlob
-from edgec.targets.fpga.buffers import assign_buffers, state_outputs
+from edgec.targets.fpga.buffers import BUFFER_CTYPE, assign_buffers, state_outputs, wide_value
 
 __all__ = ["EmittedDesign", "emit_design"]
 
@@ -124,7 +124,7 @@ class _Emitter:
         n, src, out = node.name, node.inputs[0], node.outputs[0]
         d, groups, bits = self.width(src), int(node.attrs.get("groups", 1)), self.qm.bits[out]
         consts = f"{self.scalar(n + '/eps')}, {self.scalar(n + '/inv/0')}, {self.scalar(n + '/inv/1')}"
-        wide = src not in self.qm.bits  # a product given no format (op_rmsnorm's block floating point)
+        wide = wide_value(self.qm.bits, src)  # a product given no format (op_rmsnorm's block floating point)
         if groups == 1 and not wide and bits == 8:
             return [f"edgec::rmsnorm<{d}>({self.buf(src)}, {consts}, {self.buf(out)});"]
         return [f"edgec::rmsnorm_groups<{d}, {groups}, {'true' if wide else 'false'}>({self.buf(src)}, {consts}, "
@@ -257,7 +257,7 @@ class _Emitter:
         src = "\n".join([
             *top_preamble("one decode step of the quantized model (int profile)", ["edgec_kernels.h"]),
             *self.declarations,
-            *(f"static int64_t {name}[{width}];" for name, width in buffers),
+            *(f"static {BUFFER_CTYPE} {name}[{width}];" for name, width in buffers),
             "",
             _signature(n8, n64, vocab, self.state_words) + " {",
             "#pragma HLS INTERFACE m_axi port = w8 offset = slave bundle = gmem0",

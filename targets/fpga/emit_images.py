@@ -18,7 +18,7 @@ import numpy as np
 from edgec.ir import Graph, Node, Op, Value, entry_graphs, value_elements, value_rows
 from edgec.passes.quantize import QuantizedModel
 from edgec.targets.fpga.blob import WeightBlob
-from edgec.targets.fpga.buffers import assign_buffers
+from edgec.targets.fpga.buffers import BUFFER_CTYPE, assign_buffers
 from edgec.targets.fpga.emit import EmittedDesign, _Emitter, top_preamble
 
 __all__ = ["emit_image_design", "merge_task_graphs"]
@@ -213,7 +213,7 @@ class _ImageEmitter(_Emitter):
             *top_preamble("one image through one task of the quantized model (int profile)",
                           ["edgec_kernels.h", "edgec_vit_kernels.h"]),
             f"static const int edgec_classes[{len(classes)}] = {{{', '.join(map(str, classes))}}};",
-            *(f"static int64_t {name}[{size}];" for name, size in buffers),
+            *(f"static {BUFFER_CTYPE} {name}[{size}];" for name, size in buffers),
             "",
             _image_signature(self.size("images"), n8, n64, max(classes)) + " {",
             "#pragma HLS INTERFACE m_axi port = image offset = slave bundle = gmem2",

@@ -31,7 +31,7 @@ from edgec.ir import Graph, Node, Op, Value
 from edgec.numerics.hadamard import HadamardPlan, plan_hadamard
 from edgec.passes.hadamard import rotated_linears
 from edgec.targets.fpga import memory
-from edgec.targets.fpga.buffers import assign_buffers, state_outputs
+from edgec.targets.fpga.buffers import BUFFER_BITS, assign_buffers, state_outputs, wide_value
 from edgec.targets.fpga.costs import (
     CONST_BYTES,
     MACS_PER_DSP,
@@ -64,6 +64,7 @@ __all__ = [
     "default_parallelism",
     "estimate",
     "format_estimate",
+    "spec_bits",
     "step_graph",
 ]
 
@@ -86,9 +87,19 @@ LUT_BASE = 25_000
 LUT_PER_MAC = 24
 LUT_PER_HADAMARD_ELEMENT = 40
 LUT_PER_VECTOR_LANE = 600
-#: Storage width of an activation buffer whose value has no quantized width (a spec-only estimate): between
+#: Storage width a spec-only estimate (no quantized formats) assumes for a value other than a wide product: between
 #: the int8 codes of most values and the 24-bit residual stream.
 UNKNOWN_BUFFER_BITS = 16
+
+
+def spec_bits(graph: Graph) -> dict[str, int]:
+    """The storage widths a spec-only estimate assumes: UNKNOWN_BUFFER_BITS for every value but the products the
+    quantizer leaves without a format, those read by a rotation or a norm (passes/quantize.py)."""
+    def wide(value: str) -> bool:
+        producer = graph.producer(value)
+        return (producer is not None and producer.op is Op.MUL
+                and any(u.op in (Op.HADAMARD, Op.RMSNORM) for u in graph.users(value)))
+    return {v: UNKNOWN_BUFFER_BITS for v in graph.values if not wide(v)}
 
 
 def step_graph(spec: Any) -> Graph:
@@ -112,7 +123,7 @@ class _Design:
     def __init__(self, spec: Any, graph: Graph | None, bits: Mapping[str, int] | None) -> None:
         self.spec = spec
         self.graph = graph if graph is not None else step_graph(spec)
-        self.bits = dict(bits or {})
+        self.bits = dict(bits) if bits else spec_bits(self.graph)
         nodes = self.graph.nodes
         self.labels = {n.name: stage_label(fused_host(self.graph, n) if n.op in TABLE_OPS else n) for n in nodes}
         self.plans = tuple(dict.fromkeys(n.attrs["plan"] for n in nodes if n.op is Op.HADAMARD))
@@ -123,7 +134,8 @@ class _Design:
         self.max_parallelism = MACS_PER_DSP * (1 << (widest - 1).bit_length())  # P/2 covers the widest reduction
 
     def costs(self, p: int, lanes: int) -> dict[str, Any]:
-        return {n.name: c for n in self.graph.nodes if (c := node_cost(self.graph, n, p, lanes)) is not None}
+        return {n.name: c for n in self.graph.nodes
+                if (c := node_cost(self.graph, n, p, lanes, self.bits)) is not None}
 
     def cycles(self, p: int, lanes: int) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -140,13 +152,20 @@ class _Design:
         per_lane = LUT_PER_VECTOR_LANE + sum(UNITS[u].lut_per_lane for u in self.units)
         return LUT_BASE + LUT_PER_MAC * p + LUT_PER_HADAMARD_ELEMENT * w + lanes * per_lane
 
+    def storage_bits(self, value: str) -> int:
+        """The width ``value`` takes in a buffer: its format, or for a wide product (exact, unsaturated) the sum of
+        its factors' widths (the C simulation holds every value in a BUFFER_BITS element; synthesis packs them)."""
+        if not wide_value(self.bits, value):
+            return self.bits[value] or UNKNOWN_BUFFER_BITS
+        producer = self.graph.producer(value)
+        return BUFFER_BITS if producer is None else sum(self.storage_bits(x) for x in producer.inputs)
+
     def buffers(self, lanes: int) -> list[tuple[int, int]]:
         """(elements, bits) of each activation buffer (values sharing one take the widest format)."""
         widest: dict[str, tuple[int, int]] = {}
         streamed = state_outputs(self.graph) | set(self.graph.outputs)  # logits go out over AXI as produced
         for value, (name, width) in assign_buffers(self.graph, streamed).items():
-            bits = self.bits.get(value) or UNKNOWN_BUFFER_BITS
-            widest[name] = (width, max(bits, widest.get(name, (0, 0))[1]))
+            widest[name] = (width, max(self.storage_bits(value), widest.get(name, (0, 0))[1]))
         return list(widest.values())
 
 
@@ -314,7 +333,8 @@ def estimate(spec: Any, device: FpgaDevice, parallelism: int | None = None, lane
     """Estimate one decode step on ``device`` with a P-MAC engine and L lanes.
 
     ``graph`` is the step graph to estimate (default: ``step_graph(spec)``) and ``bits`` the storage width
-    of its values (a QuantizedModel's ``bits``; default: UNKNOWN_BUFFER_BITS for every buffer).
+    of its values (a QuantizedModel's ``bits``; default: :func:`spec_bits`); a wide product (no format) takes the
+    sum of its factors' widths.
     ``parallelism`` defaults to :func:`default_parallelism`; ``lanes`` to :func:`default_lanes`.
     """
     design = _Design(spec, graph, bits)
