@@ -200,25 +200,25 @@ def test_folding_weight_dequantize_changes_no_bit(bundled, tmp_path, monkeypatch
     """The exact reference folds each constant weight's DequantizeLinear once (fold_weight_dequantize, the weights
     handed to ONNX Runtime from memory) and runs with prepacking off: every output and every int8 tensor equals the
     graph as written, bit for bit; graphs that dequantize the same codes share one folded array; above FOLD_BUDGET
-    nothing is folded."""
+    nothing is folded and the int8 weights are handed over from memory, shared too."""
     import edgec.targets.onnx.verify as verify
 
     _, model, quantized = bundled
     folds = verify.WeightFolds()
-    reference = verify.exact_reference(model, tmp_path, "step.onnx", folds)
+    reference = verify.exact_reference(model, folds)
     assert isinstance(reference, verify.FoldedGraph) and not list(tmp_path.iterdir())
     folded = reference.proto
     assert sum(n.op_type == "DequantizeLinear" for n in folded.graph.node) < \
         sum(n.op_type == "DequantizeLinear" for n in model.graph.node)
     assert not any(n.op_type == "DequantizeLinear" and n.input[0].endswith(".int8") for n in folded.graph.node)
     assert folded.ByteSize() < model.ByteSize() / 4  # the folded weights are not in the proto
-    again = verify.exact_reference(model, tmp_path, "step.onnx", folds)
+    again = verify.exact_reference(model, folds)
     assert all(again.weights[k] is v for k, v in reference.weights.items())
     rescaled = onnx.ModelProto.FromString(model.SerializeToString())  # the same names, every scale doubled
     for init in rescaled.graph.initializer:
         if init.name.endswith(".scale"):
             init.CopyFrom(onnx.numpy_helper.from_array(2 * onnx.numpy_helper.to_array(init), init.name))
-    other = verify.exact_reference(rescaled, tmp_path, "step.onnx", folds)
+    other = verify.exact_reference(rescaled, folds)
     assert all(np.array_equal(other.weights[k], 2 * v) for k, v in reference.weights.items())
     shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim][1:] for i in model.graph.input}
     state = {name: np.random.default_rng(1).normal(0, 1, [1, *shape]).astype(np.float32)
@@ -228,9 +228,16 @@ def test_folding_weight_dequantize_changes_no_bit(bundled, tmp_path, monkeypatch
     unfolded = verify.ort_session(model, extra_outputs=quantized).run(None, feeds)
     for got, want in zip(once, unfolded, strict=True):
         assert np.array_equal(got, want)
-    monkeypatch.setattr(verify, "FOLD_BUDGET", 1000)
+    monkeypatch.setattr(verify, "FOLD_BUDGET", 1000)  # above the budget: the int8 weights handed over as they are
     assert verify.fold_weight_dequantize(model) is model
-    assert verify.exact_reference(model, tmp_path, "again.onnx") is model
+    external = verify.exact_reference(model, folds)
+    assert isinstance(external, verify.FoldedGraph) and external.proto.ByteSize() < model.ByteSize()
+    assert all(len(i.raw_data) < verify.EXTERNAL_MIN_BYTES for i in external.proto.graph.initializer)
+    assert np.dtype(np.int8) in {v.dtype for v in external.weights.values()}
+    assert verify.exact_reference(model, folds).weights.keys() == external.weights.keys()
+    assert all(verify.exact_reference(model, folds).weights[k] is v for k, v in external.weights.items())
+    for got, want in zip(verify.ort_session(external, extra_outputs=quantized).run(None, feeds), unfolded, strict=True):
+        assert np.array_equal(got, want)
 
 
 def test_a_wrong_prefill_fails_the_build(bundled, tmp_path, monkeypatch):

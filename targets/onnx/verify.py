@@ -18,7 +18,7 @@ from edgec.numerics.agreement import relative_error
 from edgec.passes.quantize import QuantizedModel
 from edgec.runtime.sim_qdq import QdqSimulator
 from edgec.targets.onnx.export import state_shapes
-from edgec.targets.onnx.files import OnnxModel, loadable
+from edgec.targets.onnx.files import OnnxModel
 
 __all__ = [
     "BROKEN_ORT_FUSIONS",
@@ -33,6 +33,7 @@ __all__ = [
     "compare_with_simulator",
     "decode",
     "exact_reference",
+    "external_weights",
     "fold_weight_dequantize",
     "int8_codes",
     "onnx_perplexity",
@@ -43,6 +44,7 @@ __all__ = [
 #: Fusions of ONNX Runtime 1.32 that change results beyond tolerance on edgec graphs (see ort_session).
 BROKEN_ORT_FUSIONS = ["QDQSelectorActionTransformer", "MatMulAddFusion"]
 FOLD_BUDGET = 1 << 30  # bytes of float32 weights a verification session may hold (see fold_weight_dequantize)
+EXTERNAL_MIN_BYTES = 1 << 16  # initializers handed to ONNX Runtime from memory above the budget (external_weights)
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,11 @@ def int8_codes(q: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FoldedGraph:
-    """A graph whose constant weights' DequantizeLinear nodes are folded (exact_reference): the graph, with each
-    folded weight an external-data placeholder, and the weights' float32 values, handed to ONNX Runtime as
-    external initializers when a session is made (never serialized: no copy through protobuf, no file)."""
+    """A graph whose large constants are handed to ONNX Runtime from memory (exact_reference): the graph, with each
+    such constant an external-data placeholder, and their values, given to ONNX Runtime as external initializers
+    when a session is made (never serialized: no copy through protobuf, no file). The constants are the folded
+    float32 weights (fold_weight_dequantize) or, above FOLD_BUDGET, the graph's own initializers (external_weights).
+    """
 
     proto: onnx.ModelProto
     weights: dict[str, np.ndarray]
@@ -74,10 +78,12 @@ class FoldedGraph:
 
 class WeightFolds:
     """The float32 results of constant weight DequantizeLinear nodes, computed once and shared by every graph that
-    dequantizes the same codes with the same scales (step.onnx, prefill.onnx and their float twins)."""
+    dequantizes the same codes with the same scales (step.onnx, prefill.onnx and their float twins); likewise the
+    arrays of large initializers handed over as they are (external_weights)."""
 
     def __init__(self) -> None:
         self._done: dict[tuple, tuple[list[np.ndarray], np.ndarray]] = {}  # DQ inputs -> (their values, result)
+        self._arrays: dict[str, np.ndarray] = {}  # initializer name -> its array
 
     def fold(self, node: onnx.NodeProto, consts: dict[str, onnx.TensorProto]) -> np.ndarray:
         """(q - zero) * scale of a DequantizeLinear of constants: exact codes, one rounding, as the node computes.
@@ -99,6 +105,15 @@ class WeightFolds:
         self._done[key] = (inputs, value)
         return value
 
+    def array(self, tensor: onnx.TensorProto) -> np.ndarray:
+        """The value of initializer ``tensor``, shared with an earlier graph's initializer of that name and value."""
+        value = onnx.numpy_helper.to_array(tensor)
+        done = self._arrays.get(tensor.name)
+        if done is not None and done.dtype == value.dtype and np.array_equal(done, value):
+            return done
+        self._arrays[tensor.name] = value
+        return value
+
 
 def ort_session(model: OnnxModel | FoldedGraph, optimize: bool = False, extra_outputs: list[str] | None = None):
     """An ONNX Runtime CPU session of a model in memory, saved at a path (files.py) or folded (exact_reference);
@@ -108,16 +123,12 @@ def ort_session(model: OnnxModel | FoldedGraph, optimize: bool = False, extra_ou
     probe, initializers = None, {}
     if isinstance(model, FoldedGraph):
         model, initializers = model.proto, model.weights
-    if extra_outputs:
-        if isinstance(model, Path):  # the graph alone, beside the model so that its data file resolves
-            probe = model.with_name(model.stem + ".probe.onnx")
-            graph = onnx.load(model, load_external_data=False)
-        else:
-            graph = onnx.ModelProto.FromString(model.SerializeToString())
+    if extra_outputs and isinstance(model, Path):  # the graph alone, beside the model so that its data file resolves
+        probe = model.with_name(model.stem + ".probe.onnx")
+        graph = onnx.load(model, load_external_data=False)
         graph.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in extra_outputs)
-        if probe is not None:
-            onnx.save(graph, probe)
-        model = probe or graph
+        onnx.save(graph, probe)
+        model = probe
     options = ort.SessionOptions()
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
@@ -126,6 +137,13 @@ def ort_session(model: OnnxModel | FoldedGraph, optimize: bool = False, extra_ou
     # Kahn's order (the default) runs every DequantizeLinear of a constant first, all weights in float32 at once
     # (11 GB at mamba-2.8b widths); the priority-based order runs each just before its consumer. Same results.
     options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
+    if not optimize:  # as written: no DequantizeLinear duplicated per consumer (EnsureUniqueDQForNodeUnit runs even
+        # then and appends the copies last, so the priority order ran every later weight's dequantization first)
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
+    # ONNX Runtime's CPU memory arena keeps the largest set of float32 weights it ever dequantized at once (and
+    # grows in powers of two): for a graph dequantizing above FOLD_BUDGET at run time it is off (xLSTM-7B widths,
+    # one block, the step check: 4.9 GB peak against 7.4 GB, 20% slower).
+    options.enable_cpu_mem_arena = not _dequantizes_above_budget(model)
     values = [ort.OrtValue.ortvalue_from_numpy(w) for w in initializers.values()]
     if initializers:  # MatMul prepacks a constant B and sums in another order: keep the unfolded graph's every bit
         options.add_session_config_entry("session.disable_prepacking", "1")
@@ -135,7 +153,7 @@ def ort_session(model: OnnxModel | FoldedGraph, optimize: bool = False, extra_ou
     # of its output (tests/test_onnx_export.py keeps a reproducer). MatMul + Add -> Gemm changed the
     # bundled model's logits by 6% at one of 32 decode steps (cause not isolated yet). Both stay off;
     # every other optimization is kept.
-    source = str(model) if isinstance(model, Path) else model.SerializeToString()
+    source = str(model) if isinstance(model, Path) else _serialized(model, extra_outputs or [])
     try:
         session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"],
                                        disabled_optimizers=BROKEN_ORT_FUSIONS if optimize else [])
@@ -146,16 +164,55 @@ def ort_session(model: OnnxModel | FoldedGraph, optimize: bool = False, extra_ou
     return session
 
 
-def exact_reference(model: OnnxModel, folder: Path, name: str, folds: WeightFolds | None = None
-                    ) -> OnnxModel | FoldedGraph:
+def _serialized(model: onnx.ModelProto, extra_outputs: list[str]) -> bytes:
+    """``model`` serialized with ``extra_outputs`` added to its outputs (added and removed in place: no copy of
+    its weights but the bytes)."""
+    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in extra_outputs)
+    try:
+        return model.SerializeToString()
+    finally:
+        del model.graph.output[len(model.graph.output) - len(extra_outputs):]
+
+
+def exact_reference(model: OnnxModel, folds: WeightFolds | None = None) -> OnnxModel | FoldedGraph:
     """The form of ``model`` to run with optimizations off as the exact reference: each constant weight's
     DequantizeLinear folded when the float32 weights fit FOLD_BUDGET (fold_weight_dequantize; sessions then run with
-    prepacking off, every bit as the graph as written), else the model as it is (saved as ``folder / name`` when
-    above protobuf's limit). ``folds`` shares the folded weights between graphs."""
+    prepacking off, every bit as the graph as written), else its large initializers handed over from memory
+    (external_weights); a model saved at a path as it is. ``folds`` shares the arrays between graphs."""
     if isinstance(model, Path):
         return model
     folded = fold_weight_dequantize(model, folds)
-    return folded if isinstance(folded, FoldedGraph) else loadable(model, folder, name)
+    return folded if isinstance(folded, FoldedGraph) else external_weights(model, folds)
+
+
+def external_weights(model: onnx.ModelProto, folds: WeightFolds | None = None) -> FoldedGraph:
+    """``model`` with every initializer of EXTERNAL_MIN_BYTES or more handed to ONNX Runtime from memory: a session
+    then holds the int8 weights once (parsed from serialized bytes, ONNX Runtime kept two copies: 1.7 GB for the
+    0.85 GB of xLSTM-7B widths at two blocks)."""
+    folds = folds or WeightFolds()
+    large = {i.name for i in model.graph.initializer if len(i.raw_data) >= EXTERNAL_MIN_BYTES}
+    weights = {i.name: folds.array(i) for i in model.graph.initializer if i.name in large}
+    return FoldedGraph(_with_placeholders(model, list(model.graph.node), [i for i in model.graph.initializer
+                                                                          if i.name not in large], weights), weights)
+
+
+def _with_placeholders(model: onnx.ModelProto, nodes: list[onnx.NodeProto], keep: list[onnx.TensorProto],
+                       weights: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of ``model`` with ``nodes``, the initializers ``keep`` and an external-data placeholder for each of
+    ``weights`` (filled from memory when a session is made)."""
+    placeholders = []
+    for name, value in weights.items():
+        tensor = onnx.TensorProto(name=name, data_type=onnx.helper.np_dtype_to_tensor_dtype(value.dtype),
+                                  dims=value.shape)
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        tensor.external_data.add(key="location", value="edgec-external-initializer")
+        placeholders.append(tensor)
+    graph = onnx.helper.make_graph(nodes, model.graph.name, model.graph.input, model.graph.output,
+                                   [*keep, *placeholders], value_info=model.graph.value_info)
+    out = onnx.helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version,
+                                 producer_name=model.producer_name)
+    out.metadata_props.extend(model.metadata_props)
+    return out
 
 
 def fold_weight_dequantize(model: onnx.ModelProto, folds: WeightFolds | None = None
@@ -169,27 +226,34 @@ def fold_weight_dequantize(model: onnx.ModelProto, folds: WeightFolds | None = N
     exceed the budget runs unfolded (slower, in a quarter of the memory).
     """
     consts = {i.name: i for i in model.graph.initializer}
-    foldable = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and all(i in consts for i in n.input)]
-    nbytes = sum(4 * int(np.prod(consts[n.input[0]].dims)) for n in foldable)
-    if not foldable or nbytes > FOLD_BUDGET:
+    foldable = _weight_dequantizers(model, consts)
+    if not foldable or _float_bytes(foldable, consts) > FOLD_BUDGET:
         return model
     folds = folds or WeightFolds()
     weights = {node.output[0]: folds.fold(node, consts) for node in foldable}
     nodes = [n for n in model.graph.node if not (n.op_type == "DequantizeLinear" and n.output[0] in weights)]
     still_read = {i for n in nodes for i in n.input} | {o.name for o in model.graph.output}
     keep = [i for i in model.graph.initializer if i.name in still_read]
-    placeholders = []
-    for name, value in weights.items():
-        tensor = onnx.TensorProto(name=name, data_type=onnx.TensorProto.FLOAT, dims=value.shape)
-        tensor.data_location = onnx.TensorProto.EXTERNAL
-        tensor.external_data.add(key="location", value="edgec-external-initializer")
-        placeholders.append(tensor)
-    graph = onnx.helper.make_graph(nodes, model.graph.name, model.graph.input, model.graph.output,
-                                   [*keep, *placeholders], value_info=model.graph.value_info)
-    out = onnx.helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version,
-                                 producer_name=model.producer_name)
-    out.metadata_props.extend(model.metadata_props)
-    return FoldedGraph(out, weights)
+    return FoldedGraph(_with_placeholders(model, nodes, keep, weights), weights)
+
+
+def _weight_dequantizers(model: onnx.ModelProto, consts: dict[str, onnx.TensorProto]) -> list[onnx.NodeProto]:
+    """The DequantizeLinear nodes of constant weights (every input an initializer)."""
+    return [n for n in model.graph.node if n.op_type == "DequantizeLinear" and all(i in consts for i in n.input)]
+
+
+def _float_bytes(nodes: list[onnx.NodeProto], consts: dict[str, onnx.TensorProto]) -> int:
+    """Bytes of the float32 results of weight DequantizeLinear ``nodes``."""
+    return sum(4 * int(np.prod(consts[n.input[0]].dims)) for n in nodes)
+
+
+def _dequantizes_above_budget(model: OnnxModel | onnx.ModelProto) -> bool:
+    """Whether a session of ``model`` dequantizes more than FOLD_BUDGET of weights at run time (an unfolded
+    reference; a graph saved at a path is above protobuf's 2 GB of int8 weights)."""
+    if isinstance(model, Path):
+        return True
+    consts = {i.name: i for i in model.graph.initializer}
+    return _float_bytes(_weight_dequantizers(model, consts), consts) > FOLD_BUDGET
 
 
 def _zero_state(qm: QuantizedModel) -> dict[str, np.ndarray]:
@@ -239,7 +303,6 @@ class _Run:
     checked: list[str]  # the int8 tensors compared (none for an optimized run: fusions remove them)
     teacher_forcing: bool
     state: dict[str, np.ndarray]
-    steps: int  # tokens it runs (from the first)
     max_lsb: int = 0
     off_by_one: int = 0
     elements: int = 0
@@ -255,13 +318,11 @@ class _Run:
 
 def compare_runs(model: OnnxModel, quantized: list[str], qm: QuantizedModel, tokens: np.ndarray,
                  modes: list[tuple[bool, bool]], pin_int8: bool = False,
-                 reference: OnnxModel | FoldedGraph | None = None, optimized_steps: int | None = None
-                 ) -> tuple[list[OnnxAgreement], np.ndarray]:
+                 reference: OnnxModel | FoldedGraph | None = None) -> tuple[list[OnnxAgreement], np.ndarray]:
     """Sessions of the step graph, one per mode (optimize, teacher_forcing), against one pass of the qdq simulator
     over ``tokens`` (see compare_with_simulator): their agreements, and the simulator's logits [T, V]. Sessions
-    with optimizations off run ``reference`` (the model's exact_reference) when given; sessions with optimizations
-    on stop after ``optimized_steps`` tokens when given (a Q/DQ graph's fusions then dequantize every weight on
-    every call: the slowest run, and a reported figure, not a checked one).
+    with optimizations off run ``reference`` (the model's exact_reference) when given. The sessions are open at
+    once: for a model above FOLD_BUDGET, one mode per call keeps one in memory.
 
     With ``pin_int8`` the simulator follows the one session's int8 codes, so it takes exactly one mode.
     """
@@ -271,15 +332,13 @@ def compare_runs(model: OnnxModel, quantized: list[str], qm: QuantizedModel, tok
     for optimize, teacher_forcing in modes:
         session = ort_session(model if optimize or reference is None else reference, optimize,
                               None if optimize else quantized)
-        steps = optimized_steps if optimize and optimized_steps is not None else len(tokens)
-        runs.append(_Run(session, [] if optimize else quantized, teacher_forcing, _zero_state(qm), steps))
+        runs.append(_Run(session, [] if optimize else quantized, teacher_forcing, _zero_state(qm)))
     sim = _PinnedQdq(qm) if pin_int8 else QdqSimulator(qm)
     graph = qm.graphs["step"]
     sim_state, logits = _zero_state(qm), []
-    for t, token in enumerate(tokens):
-        active = [run for run in runs if t < run.steps]
+    for token in tokens:
         outputs = []
-        for run in active:
+        for run in runs:
             feeds = {"tokens": np.array([token], np.int64), **run.state}
             outputs.append(dict(zip([o.name for o in run.session.get_outputs()], run.session.run(None, feeds),
                                     strict=True)))
@@ -289,14 +348,14 @@ def compare_runs(model: OnnxModel, quantized: list[str], qm: QuantizedModel, tok
         env = sim.run(graph, {"tokens": np.array([token]), **sim_state}, keep_all=True)
         sim_state = {k: env[k + "_out"] for k in sim_state}
         logits.append(env["logits"][0])
-        for run, got in zip(active, outputs, strict=True):
+        for run, got in zip(runs, outputs, strict=True):
             run.state = dict(sim_state) if run.teacher_forcing else {k: got[k + "_out"] for k in run.state}
             run.max_rel = max(run.max_rel, relative_error(got["logits"], env["logits"]))
             for i, q in enumerate(run.checked):
                 value = q.removesuffix(".q")
                 want = np.rint(env[value] / np.float32(qm.scales[value])).astype(np.int64)
                 run.add(sim.diffs[i] if pin_int8 else np.abs(int8_codes(got[q]) - want))
-    agreements = [OnnxAgreement(min(r.steps, len(tokens)), r.compared, r.max_lsb, r.off_by_one, r.elements,
+    agreements = [OnnxAgreement(len(tokens), r.compared, r.max_lsb, r.off_by_one, r.elements,
                                 r.max_rel) for r in runs]
     return agreements, np.stack(logits) if logits else np.zeros((0, 0), np.float32)
 
