@@ -240,6 +240,23 @@ def test_folding_weight_dequantize_changes_no_bit(bundled, tmp_path, monkeypatch
         assert np.array_equal(got, want)
 
 
+def test_verification_above_the_fold_budget_agrees_the_same(bundled, tmp_path, monkeypatch):
+    """Above FOLD_BUDGET (a multi-GB model) the references run on the int8 weights handed over from memory, without
+    the arena, one session at a time: the same agreement, bit for bit, as the folded references; the optimized run
+    is skipped and said so."""
+    import edgec.targets.onnx.build as build
+    import edgec.targets.onnx.verify as verify
+
+    qm = bundled[0]
+    folded = build.export_verified(qm, tmp_path / "folded", tokens=4)[3]
+    monkeypatch.setattr(verify, "FOLD_BUDGET", 1000)
+    external = build.export_verified(qm, tmp_path / "external", tokens=4)[3]
+    assert external["optimized"] is None and folded["optimized"]["logits_max_rel"] < 1e-4
+    for key in ("reference", "free_running", "prefill", "prefill_float"):
+        assert external[key] == folded[key], key
+    assert "optimized: not run above the fold budget" in build.summarize(external, tmp_path)
+
+
 def test_a_wrong_prefill_fails_the_build(bundled, tmp_path, monkeypatch):
     """A prefill graph whose first layer computes something else (its out_proj scales 1% off) is refused by the
     float twins' check of the first layers' state; the same build with the right graph passes."""

@@ -88,9 +88,13 @@ def export_verified(qm: QuantizedModel, folder: Path, integer_matmul: bool = Fal
         raise VerificationError(f"ONNX Runtime disagrees with the qdq simulator: {exact.max_lsb} LSB on an "
                                 f"int8 tensor, logits off by {exact.logits_max_rel:.2e} of their range")
     # free-running, whose simulator logits are the golden ones; then optimized, over the first tokens (a Q/DQ
-    # graph's fusions dequantize every weight on every call: the slowest run, a reported figure, not checked)
+    # graph's fusions dequantize every weight on every call: the slowest run, a reported figure, not checked). Not
+    # run where the weights' float32 copies are above FOLD_BUDGET: ONNX Runtime's own order for an optimized graph
+    # dequantizes them all before their consumers (xLSTM-7B widths: 2.4 GB a block).
     (free,), logits = compare_runs(model, quantized, qm, seq, [(False, False)], reference=reference)
-    (optimized,), _ = compare_runs(model, quantized, qm, seq[:OPTIMIZED_TOKENS], [(True, True)])
+    optimized = None
+    if not isinstance(reference, Path) and reference.folded:
+        (optimized,), _ = compare_runs(model, quantized, qm, seq[:OPTIMIZED_TOKENS], [(True, True)])
     prefill = loadable(export_prefill(qm, integer_matmul=integer_matmul)[0], folder, "prefill.onnx")
     # at least one whole chunk of golden tokens for prefill (the same deterministic sequence, continued)
     whole = golden_tokens(qm.spec.vocab_size, max(tokens, DEFAULT_CHUNK))
@@ -103,7 +107,7 @@ def export_verified(qm: QuantizedModel, folder: Path, integer_matmul: bool = Fal
     if twins is not None and twins.state_max_rel > PREFILL_RTOL * checked:
         raise VerificationError(f"prefill.onnx disagrees with step.onnx over {twins.tokens} golden tokens: the "
                                 f"state of the first {checked} layers off by {twins.state_max_rel:.2e} of its range")
-    report = {"reference": asdict(exact), "free_running": asdict(free), "optimized": asdict(optimized),
+    report = {"reference": asdict(exact), "free_running": asdict(free), "optimized": optimized and asdict(optimized),
               "prefill": chunks and asdict(chunks), "prefill_float": twins and asdict(twins)}
     return model, prefill, {"tokens": seq, "logits": logits}, report
 
@@ -240,7 +244,8 @@ def summarize(report: dict, output: Path) -> str:
         return "\n".join([*image_summary(report), f"wrote {output}"])
     ref, opt, pre = report["reference"], report["optimized"], report.get("prefill")
     lines = [f"step.onnx: ONNX Runtime vs qdq simulator over {ref['tokens']} tokens: int8 tensors within "
-             f"{ref['max_lsb']} LSB, logits {ref['logits_max_rel']:.1e} (optimized: {opt['logits_max_rel']:.1e})"]
+             f"{ref['max_lsb']} LSB, logits {ref['logits_max_rel']:.1e} (optimized: "
+             f"{'not run above the fold budget' if opt is None else format(opt['logits_max_rel'], '.1e')})"]
     if pre:
         twin = report["prefill_float"]
         lines.append(f"prefill.onnx vs step.onnx over {pre['tokens']} tokens: first layers' state "

@@ -74,6 +74,7 @@ class FoldedGraph:
 
     proto: onnx.ModelProto
     weights: dict[str, np.ndarray]
+    folded: bool = True  # the weights are folded DequantizeLinear results (prepacking then stays off, see there)
 
 
 class WeightFolds:
@@ -120,9 +121,9 @@ def ort_session(model: OnnxModel | FoldedGraph, optimize: bool = False, extra_ou
     ``extra_outputs`` exposes intermediate tensors by name. A folded model runs with prepacking off (see there)."""
     import onnxruntime as ort
 
-    probe, initializers = None, {}
+    probe, initializers, folded, external = None, {}, False, False
     if isinstance(model, FoldedGraph):
-        model, initializers = model.proto, model.weights
+        model, initializers, folded, external = model.proto, model.weights, model.folded, not model.folded
     if extra_outputs and isinstance(model, Path):  # the graph alone, beside the model so that its data file resolves
         probe = model.with_name(model.stem + ".probe.onnx")
         graph = onnx.load(model, load_external_data=False)
@@ -140,13 +141,14 @@ def ort_session(model: OnnxModel | FoldedGraph, optimize: bool = False, extra_ou
     if not optimize:  # as written: no DequantizeLinear duplicated per consumer (EnsureUniqueDQForNodeUnit runs even
         # then and appends the copies last, so the priority order ran every later weight's dequantization first)
         options.add_session_config_entry("session.disable_quant_qdq", "1")
-    # ONNX Runtime's CPU memory arena keeps the largest set of float32 weights it ever dequantized at once (and
-    # grows in powers of two): for a graph dequantizing above FOLD_BUDGET at run time it is off (xLSTM-7B widths,
-    # one block, the step check: 4.9 GB peak against 7.4 GB, 20% slower).
-    options.enable_cpu_mem_arena = not _dequantizes_above_budget(model)
     values = [ort.OrtValue.ortvalue_from_numpy(w) for w in initializers.values()]
-    if initializers:  # MatMul prepacks a constant B and sums in another order: keep the unfolded graph's every bit
+    # ONNX Runtime's CPU memory arena keeps the most float32 it ever held at once, in blocks grown in powers of two:
+    # off where the int8 weights are handed over as they are (dequantized on every call, above FOLD_BUDGET);
+    # xLSTM-7B widths, one block, the step check: 4.1 GB peak against 5.3 GB.
+    options.enable_cpu_mem_arena = not external
+    if folded:  # MatMul prepacks a constant B and sums in another order: keep the unfolded graph's every bit
         options.add_session_config_entry("session.disable_prepacking", "1")
+    if initializers:
         options.add_external_initializers(list(initializers), values)
     # ONNX Runtime 1.32's QDQ selector/action fusion applies per-channel weight scales wrongly to
     # Q/DQ -> MatMul (axis 1) and Q/DQ -> Gemm (transB, axis 0): one such layer alone is off by ~20%
@@ -192,8 +194,8 @@ def external_weights(model: onnx.ModelProto, folds: WeightFolds | None = None) -
     folds = folds or WeightFolds()
     large = {i.name for i in model.graph.initializer if len(i.raw_data) >= EXTERNAL_MIN_BYTES}
     weights = {i.name: folds.array(i) for i in model.graph.initializer if i.name in large}
-    return FoldedGraph(_with_placeholders(model, list(model.graph.node), [i for i in model.graph.initializer
-                                                                          if i.name not in large], weights), weights)
+    keep = [i for i in model.graph.initializer if i.name not in large]
+    return FoldedGraph(_with_placeholders(model, list(model.graph.node), keep, weights), weights, folded=False)
 
 
 def _with_placeholders(model: onnx.ModelProto, nodes: list[onnx.NodeProto], keep: list[onnx.TensorProto],
@@ -245,15 +247,6 @@ def _weight_dequantizers(model: onnx.ModelProto, consts: dict[str, onnx.TensorPr
 def _float_bytes(nodes: list[onnx.NodeProto], consts: dict[str, onnx.TensorProto]) -> int:
     """Bytes of the float32 results of weight DequantizeLinear ``nodes``."""
     return sum(4 * int(np.prod(consts[n.input[0]].dims)) for n in nodes)
-
-
-def _dequantizes_above_budget(model: OnnxModel | onnx.ModelProto) -> bool:
-    """Whether a session of ``model`` dequantizes more than FOLD_BUDGET of weights at run time (an unfolded
-    reference; a graph saved at a path is above protobuf's 2 GB of int8 weights)."""
-    if isinstance(model, Path):
-        return True
-    consts = {i.name: i for i in model.graph.initializer}
-    return _float_bytes(_weight_dequantizers(model, consts), consts) > FOLD_BUDGET
 
 
 def _zero_state(qm: QuantizedModel) -> dict[str, np.ndarray]:
@@ -316,7 +309,7 @@ class _Run:
         self.compared += 1
 
 
-def compare_runs(model: OnnxModel, quantized: list[str], qm: QuantizedModel, tokens: np.ndarray,
+def compare_runs(model: OnnxModel | FoldedGraph, quantized: list[str], qm: QuantizedModel, tokens: np.ndarray,
                  modes: list[tuple[bool, bool]], pin_int8: bool = False,
                  reference: OnnxModel | FoldedGraph | None = None) -> tuple[list[OnnxAgreement], np.ndarray]:
     """Sessions of the step graph, one per mode (optimize, teacher_forcing), against one pass of the qdq simulator
