@@ -232,7 +232,7 @@ def test_folding_weight_dequantize_changes_no_bit(bundled, tmp_path, monkeypatch
     assert verify.fold_weight_dequantize(model) is model
     external = verify.exact_reference(model, folds)
     assert isinstance(external, verify.FoldedGraph) and external.proto.ByteSize() < model.ByteSize()
-    assert all(len(i.raw_data) < verify.EXTERNAL_MIN_BYTES for i in external.proto.graph.initializer)
+    assert all(len(i.raw_data) < verify.HANDOVER_MIN_BYTES for i in external.proto.graph.initializer)
     assert np.dtype(np.int8) in {v.dtype for v in external.weights.values()}
     assert verify.exact_reference(model, folds).weights.keys() == external.weights.keys()
     assert all(verify.exact_reference(model, folds).weights[k] is v for k, v in external.weights.items())
@@ -248,9 +248,15 @@ def test_verification_above_the_fold_budget_agrees_the_same(bundled, tmp_path, m
     import edgec.targets.onnx.verify as verify
 
     qm = bundled[0]
-    folded = build.export_verified(qm, tmp_path / "folded", tokens=4)[3]
+    folded = build.export_verified(qm, tmp_path, tokens=4)
+    assert not list(tmp_path.iterdir())  # below the budget the graphs stay in memory
     monkeypatch.setattr(verify, "FOLD_BUDGET", 1000)
-    external = build.export_verified(qm, tmp_path / "external", tokens=4)[3]
+    external = build.export_verified(qm, tmp_path, tokens=4)
+    # written at once, their weights held once (in the arrays ONNX Runtime reads), and the same graphs
+    assert external[:2] == (tmp_path / "step.onnx", tmp_path / "prefill.onnx")
+    for saved, kept in zip(external[:2], folded[:2], strict=True):
+        assert onnx.load(saved).SerializeToString() == kept.SerializeToString()
+    folded, external = folded[3], external[3]
     assert external["optimized"] is None and folded["optimized"]["logits_max_rel"] < 1e-4
     for key in ("reference", "free_running", "prefill", "prefill_float"):
         assert external[key] == folded[key], key

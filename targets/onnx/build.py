@@ -38,6 +38,7 @@ from edgec.targets.onnx.files import OnnxModel, loadable, save_onnx
 from edgec.targets.onnx.polygraphy_json import save_inputs, save_outputs
 from edgec.targets.onnx.prefill import DEFAULT_CHUNK, export_prefill, export_prefill_float
 from edgec.targets.onnx.verify import (
+    FoldedGraph,
     WeightFolds,
     compare_prefill,
     compare_runs,
@@ -83,6 +84,7 @@ def export_verified(qm: QuantizedModel, folder: Path, integer_matmul: bool = Fal
     seq = golden_tokens(qm.spec.vocab_size, tokens)
     folds = WeightFolds()  # the arrays the exact references hand to ONNX Runtime, shared between graphs
     reference = exact_reference(model, folds)
+    model = _settled(model, reference, folder, "step.onnx")
     exact = compare_with_simulator(reference, quantized, qm, seq, pin_int8=True)
     if exact.max_lsb > 1 or exact.logits_max_rel > LOGITS_RTOL:
         raise VerificationError(f"ONNX Runtime disagrees with the qdq simulator: {exact.max_lsb} LSB on an "
@@ -96,20 +98,31 @@ def export_verified(qm: QuantizedModel, folder: Path, integer_matmul: bool = Fal
     if not isinstance(reference, Path) and reference.folded:
         (optimized,), _ = compare_runs(model, quantized, qm, seq[:OPTIMIZED_TOKENS], [(True, True)])
     prefill = loadable(export_prefill(qm, integer_matmul=integer_matmul)[0], folder, "prefill.onnx")
+    prefill_reference = exact_reference(prefill, folds)
+    prefill = _settled(prefill, prefill_reference, folder, "prefill.onnx")
     # at least one whole chunk of golden tokens for prefill (the same deterministic sequence, continued)
     whole = golden_tokens(qm.spec.vocab_size, max(tokens, DEFAULT_CHUNK))
     checked = min(CHECKED_LAYERS, qm.spec.num_hidden_layers)
-    cut = first_layers(qm, checked)
-    twins = compare_prefill(exact_reference(export_step_float(cut, None), folds),
-                            exact_reference(export_prefill_float(cut, None), folds), whole)
-    del cut
-    chunks = compare_prefill(reference, exact_reference(prefill, folds), whole)
+    cut, twin_folds = first_layers(qm, checked), WeightFolds()  # the twins' own arrays: released after their check
+    twins = compare_prefill(exact_reference(export_step_float(cut, None), twin_folds),
+                            exact_reference(export_prefill_float(cut, None), twin_folds), whole)
+    del cut, twin_folds
+    chunks = compare_prefill(reference, prefill_reference, whole)
     if twins is not None and twins.state_max_rel > PREFILL_RTOL * checked:
         raise VerificationError(f"prefill.onnx disagrees with step.onnx over {twins.tokens} golden tokens: the "
                                 f"state of the first {checked} layers off by {twins.state_max_rel:.2e} of its range")
     report = {"reference": asdict(exact), "free_running": asdict(free), "optimized": optimized and asdict(optimized),
               "prefill": chunks and asdict(chunks), "prefill_float": twins and asdict(twins)}
     return model, prefill, {"tokens": seq, "logits": logits}, report
+
+
+def _settled(model: OnnxModel, reference: OnnxModel | FoldedGraph, folder: Path, name: str) -> OnnxModel:
+    """``model`` saved as ``folder / name`` (its path returned, the graph dropped from memory) when its reference
+    holds the int8 weights apart (above FOLD_BUDGET: the arrays ONNX Runtime reads); else as it is."""
+    if isinstance(model, Path) or not isinstance(reference, FoldedGraph) or reference.folded:
+        return model
+    save_onnx(model, folder / name)
+    return folder / name
 
 
 def write_onnx_folder(tmp: Path, qm: QuantizedModel, model: OnnxModel, prefill: OnnxModel,

@@ -44,7 +44,7 @@ __all__ = [
 #: Fusions of ONNX Runtime 1.32 that change results beyond tolerance on edgec graphs (see ort_session).
 BROKEN_ORT_FUSIONS = ["QDQSelectorActionTransformer", "MatMulAddFusion"]
 FOLD_BUDGET = 1 << 30  # bytes of float32 weights a verification session may hold (see fold_weight_dequantize)
-EXTERNAL_MIN_BYTES = 1 << 16  # initializers handed to ONNX Runtime from memory above the budget (external_weights)
+HANDOVER_MIN_BYTES = 1 << 16  # initializers handed to ONNX Runtime from memory above the budget (external_weights)
 
 
 @dataclass(frozen=True)
@@ -188,11 +188,11 @@ def exact_reference(model: OnnxModel, folds: WeightFolds | None = None) -> OnnxM
 
 
 def external_weights(model: onnx.ModelProto, folds: WeightFolds | None = None) -> FoldedGraph:
-    """``model`` with every initializer of EXTERNAL_MIN_BYTES or more handed to ONNX Runtime from memory: a session
+    """``model`` with every initializer of HANDOVER_MIN_BYTES or more handed to ONNX Runtime from memory: a session
     then holds the int8 weights once (parsed from serialized bytes, ONNX Runtime kept two copies: 1.7 GB for the
     0.85 GB of xLSTM-7B widths at two blocks)."""
     folds = folds or WeightFolds()
-    large = {i.name for i in model.graph.initializer if len(i.raw_data) >= EXTERNAL_MIN_BYTES}
+    large = {i.name for i in model.graph.initializer if len(i.raw_data) >= HANDOVER_MIN_BYTES}
     weights = {i.name: folds.array(i) for i in model.graph.initializer if i.name in large}
     keep = [i for i in model.graph.initializer if i.name not in large]
     return FoldedGraph(_with_placeholders(model, list(model.graph.node), keep, weights), weights, folded=False)
