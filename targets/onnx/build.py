@@ -68,16 +68,17 @@ CHECKED_LAYERS = 2
 
 def export_verified(qm: QuantizedModel, folder: Path, integer_matmul: bool = False, tokens: int = GOLDEN_TOKENS
                     ) -> tuple[OnnxModel, OnnxModel, dict[str, np.ndarray], dict]:
-    """Export step.onnx and prefill.onnx and check them with ONNX Runtime (optimizations off). A graph above
-    protobuf's 2 GB is saved into ``folder`` at once (with its data file) and returned as its path. Also returned:
-    the golden data (token ids and the qdq simulator's logits) and the report.
+    """Export step.onnx and prefill.onnx and check them with ONNX Runtime (optimizations off). A graph whose float32
+    weights are above FOLD_BUDGET is saved into ``folder`` at once (with its data file above protobuf's 2 GB) and
+    returned as its path. Also returned: the golden data (token ids and the qdq simulator's logits) and the report.
 
     The contract: step.onnx against the qdq simulator, each int8 tensor compared from the same int8 inputs,
     within 1 LSB and the logits within LOGITS_RTOL; prefill against stepping, on their float
     twins (the same graphs with the weights dequantized and no Q/DQ on activations, so that no int8 code flipped by
     float order hides a formula error) cut to the first CHECKED_LAYERS layers, their state within PREFILL_RTOL per
     layer. Else VerificationError. Also reported: the free-running comparison (each side on its own state for the
-    whole sequence), ONNX Runtime with optimizations on, and the int8 prefill.onnx against step.onnx (all layers).
+    whole sequence), ONNX Runtime with optimizations on (below FOLD_BUDGET), and the int8 prefill.onnx against
+    step.onnx (all layers).
     """
     model, quantized = export_step(qm, integer_matmul)
     model = loadable(model, folder, "step.onnx")
