@@ -96,7 +96,7 @@ def export_verified(qm: QuantizedModel, folder: Path, integer_matmul: bool = Fal
     # dequantizes them all before their consumers (xLSTM-7B widths: 2.4 GB a block).
     (free,), logits = compare_runs(model, quantized, qm, seq, [(False, False)], reference=reference)
     optimized = None
-    if not isinstance(reference, Path) and reference.folded:
+    if not isinstance(reference, Path) and not (isinstance(reference, FoldedGraph) and not reference.folded):
         (optimized,), _ = compare_runs(model, quantized, qm, seq[:OPTIMIZED_TOKENS], [(True, True)])
     prefill = loadable(export_prefill(qm, integer_matmul=integer_matmul)[0], folder, "prefill.onnx")
     prefill_reference = exact_reference(prefill, folds)

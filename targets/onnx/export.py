@@ -349,7 +349,7 @@ class _OnnxBuilder(VisionEmitters):
 
     def io(self, lead: tuple) -> tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto]]:
         """Graph inputs (tokens, then the step graph's states) and outputs (logits, then each new state; a graph
-        cut to its first layers' state, see build.first_layers, has no logits)."""
+        cut to its first layers' state, see first_layers, has no logits)."""
         inputs = [helper.make_tensor_value_info("tokens", TensorProto.INT64, list(lead))]
         outputs = []
         if "logits" in self.graph.outputs:

@@ -184,7 +184,13 @@ def exact_reference(model: OnnxModel, folds: WeightFolds | None = None) -> OnnxM
     if isinstance(model, Path):
         return model
     folded = fold_weight_dequantize(model, folds)
-    return folded if isinstance(folded, FoldedGraph) else external_weights(model, folds)
+    return external_weights(model, folds) if folded is model and _above_budget(model) else folded
+
+
+def _above_budget(model: onnx.ModelProto) -> bool:
+    """Whether the float32 results of ``model``'s weight DequantizeLinear nodes exceed FOLD_BUDGET."""
+    consts = {i.name: i for i in model.graph.initializer}
+    return _float_bytes(_weight_dequantizers(model, consts), consts) > FOLD_BUDGET
 
 
 def external_weights(model: onnx.ModelProto, folds: WeightFolds | None = None) -> FoldedGraph:
@@ -356,7 +362,7 @@ def compare_runs(model: OnnxModel | FoldedGraph, quantized: list[str], qm: Quant
 def decode(session, tokens: np.ndarray) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
     """Run [B, L] tokens from the zero state through a session of step.onnx (one token per call) or of
     prefill.onnx (one chunk per call; L a multiple of the chunk): the logits [B, L, V] (None for a graph without
-    them, see build.first_layers) and the last state."""
+    them, see export.first_layers) and the last state."""
     shape = next(i.shape for i in session.get_inputs() if i.name == "tokens")
     chunk = shape[1] if len(shape) == 2 else None
     names = [o.name for o in session.get_outputs()]
