@@ -96,7 +96,7 @@ def export_verified(qm: QuantizedModel, folder: Path, integer_matmul: bool = Fal
     # dequantizes them all before their consumers (xLSTM-7B widths: 2.4 GB a block).
     (free,), logits = compare_runs(model, quantized, qm, seq, [(False, False)], reference=reference)
     optimized = None
-    if not isinstance(reference, Path) and not (isinstance(reference, FoldedGraph) and not reference.folded):
+    if not isinstance(reference, Path) and not _handed_over(reference):
         (optimized,), _ = compare_runs(model, quantized, qm, seq[:OPTIMIZED_TOKENS], [(True, True)])
     prefill = loadable(export_prefill(qm, integer_matmul=integer_matmul)[0], folder, "prefill.onnx")
     prefill_reference = exact_reference(prefill, folds)
@@ -117,10 +117,15 @@ def export_verified(qm: QuantizedModel, folder: Path, integer_matmul: bool = Fal
     return model, prefill, {"tokens": seq, "logits": logits}, report
 
 
+def _handed_over(reference: OnnxModel | FoldedGraph) -> bool:
+    """Whether ``reference`` holds the graph's own int8 weights apart (above FOLD_BUDGET, external_weights)."""
+    return isinstance(reference, FoldedGraph) and not reference.folded
+
+
 def _settled(model: OnnxModel, reference: OnnxModel | FoldedGraph, folder: Path, name: str) -> OnnxModel:
     """``model`` saved as ``folder / name`` (its path returned, the graph dropped from memory) when its reference
     holds the int8 weights apart (above FOLD_BUDGET: the arrays ONNX Runtime reads); else as it is."""
-    if isinstance(model, Path) or not isinstance(reference, FoldedGraph) or reference.folded:
+    if isinstance(model, Path) or not _handed_over(reference):
         return model
     save_onnx(model, folder / name)
     return folder / name
